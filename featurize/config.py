@@ -1,0 +1,98 @@
+"""Frozen, validated configuration for the featurize job."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS
+from featurize.model import FEATURE_DIM
+from featurize.weights import DEFAULT_SEED
+
+
+class ConfigError(ValueError):
+    """Bad configuration: raised before any Spark work, with what to change."""
+
+
+@dataclass(frozen=True)
+class FeaturizeConfig:
+    """Everything the featurize job needs to know.
+
+    Attributes
+    ----------
+    input : str
+        Folder URI of images (searched recursively).
+    output : str
+        Run directory URI.
+    weights : str
+        ``imagenet``, ``random`` or a path to a Keras weights file.
+    pca_k : int or None
+        Number of PCA components; wins over ``pca_variance`` when given.
+    pca_variance : float
+        Keep the fewest components whose cumulative explained variance reaches this.
+    batch_size : int
+        Images per model call.
+    seed : int
+        Seed for ``--weights random``.
+    overwrite : bool
+        Replace an existing run directory.
+    extensions : tuple of str
+        File extensions read (case-insensitive).
+    max_pixels : int
+        Images with more pixels (by header) go to ``errors/`` as ``too_many_pixels``.
+    tf_threads : int or None
+        TensorFlow intra-op threads per task; default ``spark.task.cpus``.
+    files_per_partition : int or None
+        Upper bound on images per Spark partition; default ``16 * batch_size``.
+    """
+
+    input: str
+    output: str
+    weights: str = "imagenet"
+    pca_k: int | None = None
+    pca_variance: float = 0.95
+    batch_size: int = 64
+    seed: int = DEFAULT_SEED
+    overwrite: bool = False
+    extensions: tuple[str, ...] = field(default=DEFAULT_EXTENSIONS)
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    tf_threads: int | None = None
+    files_per_partition: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.input:
+            raise ConfigError("--input is required: the folder (or s3:// prefix) of images.")
+        if not self.output:
+            raise ConfigError("--output is required: where the run directory is written.")
+        if self.pca_k is not None and not 1 <= self.pca_k <= FEATURE_DIM:
+            raise ConfigError(
+                f"--pca-k {self.pca_k} is out of range: it must be between 1 and "
+                f"{FEATURE_DIM} (the feature length)."
+            )
+        if not 0.0 < self.pca_variance <= 1.0:
+            raise ConfigError(
+                f"--pca-variance {self.pca_variance} is out of range: give a fraction in "
+                f"(0, 1], e.g. 0.95."
+            )
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size {self.batch_size} must be at least 1.")
+        if self.max_pixels < 1:
+            raise ConfigError(f"--max-pixels {self.max_pixels} must be at least 1.")
+        if self.tf_threads is not None and self.tf_threads < 1:
+            raise ConfigError(f"--tf-threads {self.tf_threads} must be at least 1.")
+        if self.files_per_partition is not None and self.files_per_partition < 1:
+            raise ConfigError(
+                f"--files-per-partition {self.files_per_partition} must be at least 1."
+            )
+        exts = tuple(e.lower().lstrip(".") for e in self.extensions)
+        if not exts or any(not e or not e.isalnum() for e in exts):
+            raise ConfigError(
+                f"--extensions {','.join(self.extensions)}: give letters/digits only, "
+                f"e.g. jpg,jpeg,png."
+            )
+        object.__setattr__(self, "extensions", exts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view (for the manifest)."""
+        d = asdict(self)
+        d["extensions"] = list(self.extensions)
+        return d

@@ -1,0 +1,65 @@
+"""The run manifest: what ran, with what, on what, and how it went.
+
+``manifest.json`` is written last, so its presence with ``status: complete`` is the
+mark of a finished run directory.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Any
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+_PACKAGES = ("pyspark", "tensorflow-cpu", "tensorflow", "keras", "numpy", "pandas",
+             "pyarrow", "pillow", "h5py", "featurize-images")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape the numbers in a run."""
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class StageTimer:
+    """Wall time per named stage, in insertion order."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - t0, 3)
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self._start, 3)
+
+
+def to_json(manifest: dict[str, Any]) -> str:
+    return json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n"
+
+
+def command_line() -> list[str]:
+    """The driver's argv (the job takes no secrets as flags)."""
+    return list(sys.argv)

@@ -1,0 +1,259 @@
+"""StandardScaler + PCA: fitting the reducer and projecting features with it."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from pyspark.ml import PipelineModel
+from pyspark.ml.feature import PCAModel, StandardScalerModel
+from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from featurize.model import FEATURE_DIM
+
+logger = logging.getLogger(__name__)
+
+_VEC = "_features_vec"
+_SCALED = "_scaled"
+_PCA = "_pca_vec"
+
+
+class ReducerError(ValueError):
+    """PCA cannot be fitted as asked (e.g. more components than rows)."""
+
+
+@dataclass(frozen=True)
+class PcaSummary:
+    """What the manifest records about the fitted PCA."""
+
+    k: int
+    explained_variance: list[float]
+    requested_k: int | None
+    requested_variance: float | None
+
+    @property
+    def cumulative(self) -> list[float]:
+        return [float(x) for x in np.cumsum(self.explained_variance)]
+
+    def to_manifest(self) -> dict[str, Any]:
+        cumulative = self.cumulative
+        return {
+            "k": self.k,
+            "requested_k": self.requested_k,
+            "requested_variance": self.requested_variance,
+            "explained_variance": self.explained_variance,
+            "cumulative_explained_variance": cumulative,
+            "total_explained_variance": cumulative[-1] if cumulative else 0.0,
+        }
+
+
+def choose_k(explained: np.ndarray | list[float], variance: float) -> int:
+    """Fewest leading components whose cumulative explained variance reaches ``variance``.
+
+    Examples
+    --------
+    >>> choose_k([0.5, 0.3, 0.15, 0.05], 0.8)
+    2
+    >>> choose_k([0.5, 0.3, 0.15, 0.05], 0.81)
+    3
+    """
+    cumulative = np.cumsum(np.asarray(explained, dtype=np.float64))
+    # A tolerance so 0.95 is "reached" by a cumulative sum of 0.9499999999.
+    idx = int(np.searchsorted(cumulative, variance - 1e-9, side="left"))
+    return min(idx + 1, len(cumulative))
+
+
+def _as_vectors(features: DataFrame) -> DataFrame:
+    return features.select("path", "label", array_to_vector("features").alias(_VEC))
+
+
+@dataclass
+class MomentStats:
+    """Count, mean and centred scatter matrix of feature vectors (float64).
+
+    Partial results from partitions merge exactly (Chan et al.'s pairwise update), so the
+    covariance needs one pass and no ``sum(x^2) - n*mean^2`` cancellation.
+    """
+
+    n: int
+    mean: np.ndarray
+    m2: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> "MomentStats":
+        x = np.asarray(x, dtype=np.float64)
+        mean = x.mean(axis=0)
+        centred = x - mean
+        return cls(len(x), mean, centred.T @ centred)
+
+    def merge(self, other: "MomentStats") -> "MomentStats":
+        if self.n == 0:
+            return other
+        if other.n == 0:
+            return self
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.n / n)
+        m2 = self.m2 + other.m2 + np.outer(delta, delta) * (self.n * other.n / n)
+        return MomentStats(n, mean, m2)
+
+    def covariance(self) -> np.ndarray:
+        """Unbiased covariance (n - 1), as Spark's StandardScaler and PCA use."""
+        return self.m2 / max(self.n - 1, 1)
+
+
+def _partition_stats(batches: Iterator[Any]) -> Iterator[Any]:
+    """``mapInArrow`` body: one row of serialised :class:`MomentStats` per partition."""
+    import pyarrow as pa
+
+    acc: MomentStats | None = None
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        flat = batch.column(0).flatten().to_numpy(zero_copy_only=False)
+        part = MomentStats.of(flat.reshape(batch.num_rows, -1))
+        acc = part if acc is None else acc.merge(part)
+    if acc is not None:
+        yield pa.RecordBatch.from_pydict({
+            "n": [acc.n], "dim": [len(acc.mean)],
+            "mean": [acc.mean.tobytes()], "m2": [acc.m2.tobytes()],
+        })
+
+
+def moment_stats(features: DataFrame) -> MomentStats:
+    """Mean and scatter of the ``features`` column in one Spark pass."""
+    rows = features.select("features").mapInArrow(
+        _partition_stats, "n long, dim long, mean binary, m2 binary"
+    ).collect()
+    total = MomentStats(0, np.zeros(FEATURE_DIM), np.zeros((FEATURE_DIM, FEATURE_DIM)))
+    for r in rows:
+        dim = int(r["dim"])
+        total = total.merge(MomentStats(
+            int(r["n"]),
+            np.frombuffer(r["mean"], dtype=np.float64).copy(),
+            np.frombuffer(r["m2"], dtype=np.float64).reshape(dim, dim).copy(),
+        ))
+    return total
+
+
+def principal_components(stats: MomentStats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(std, eigenvectors as columns, explained-variance ratios), largest first.
+
+    The PCA that ``StandardScaler(withMean, withStd) → PCA`` computes: eigen-decomposition
+    of the covariance of the standardised features (the correlation matrix; a feature
+    with zero variance standardises to 0, as in Spark).
+    """
+    cov = stats.covariance()
+    std = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    inv = np.divide(1.0, std, out=np.zeros_like(std), where=std > 0)
+    corr = cov * np.outer(inv, inv)
+    eigvals, eigvecs = np.linalg.eigh(corr)
+    order = np.argsort(eigvals)[::-1]
+    eigvals = np.clip(eigvals[order], 0.0, None)
+    total = eigvals.sum()
+    explained = eigvals / total if total > 0 else eigvals
+    return std, eigvecs[:, order], explained
+
+
+def _spark_models(
+    features: DataFrame, std: np.ndarray, mean: np.ndarray, pc: np.ndarray,
+    explained: np.ndarray,
+) -> PipelineModel:
+    """Wrap fitted numbers in Spark ML's own StandardScalerModel and PCAModel.
+
+    Spark's ``PCA.fit`` runs a full 1280x1280 SVD in the JVM (several seconds without a
+    native LAPACK) and the variance mode would need it twice; the same decomposition in
+    NumPy takes a fraction of a second. The resulting PipelineModel is an ordinary Spark
+    ML model: it saves, loads and transforms exactly like a fitted one.
+    """
+    from pyspark.ml.common import _py2java
+    from pyspark.ml.linalg import DenseMatrix, DenseVector
+
+    sc = features.sparkSession.sparkContext
+    jvm = sc._jvm  # type: ignore[attr-defined]
+    new_uid = jvm.org.apache.spark.ml.util.Identifiable.randomUID
+    j_scaler = jvm.org.apache.spark.ml.feature.StandardScalerModel(
+        new_uid("stdScal"),
+        _py2java(sc, DenseVector(std)),
+        _py2java(sc, DenseVector(mean)),
+    )
+    scaler = StandardScalerModel(j_scaler)
+    scaler._set(inputCol=_VEC, outputCol=_SCALED, withMean=True, withStd=True)
+    k = pc.shape[1]
+    j_pca = jvm.org.apache.spark.ml.feature.PCAModel(
+        new_uid("pca"),
+        _py2java(sc, DenseMatrix(pc.shape[0], k, pc.flatten(order="F").tolist())),
+        _py2java(sc, DenseVector(explained)),
+    )
+    pca = PCAModel(j_pca)
+    pca._set(k=k, inputCol=_SCALED, outputCol=_PCA)
+    for stage in (scaler, pca):
+        stage._transfer_params_to_java()
+    return PipelineModel(stages=[scaler, pca])
+
+
+def fit_reducer(
+    features: DataFrame,
+    n_rows: int,
+    k: int | None = None,
+    variance: float | None = 0.95,
+) -> tuple[PipelineModel, PcaSummary]:
+    """Fit StandardScaler(withMean, withStd) → PCA on a *materialised* features frame.
+
+    One Spark pass computes the mean and covariance; the eigen-decomposition runs on the
+    driver. The result is a Spark ML ``PipelineModel`` (``StandardScalerModel``,
+    ``PCAModel``) equal to what ``Pipeline([StandardScaler, PCA]).fit`` returns, up to
+    the sign of each component.
+
+    Parameters
+    ----------
+    features : DataFrame
+        With ``features: array<float>``, read back from parquet (or persisted): never a
+        frame whose evaluation would run the CNN again.
+    n_rows : int
+        Number of rows in ``features`` (known to the caller; bounds k).
+    k : int, optional
+        Number of components. Wins over ``variance``.
+    variance : float, optional
+        Keep the fewest components reaching this cumulative explained variance.
+
+    Returns
+    -------
+    (PipelineModel, PcaSummary)
+    """
+    if n_rows < 1:
+        raise ReducerError("PCA needs at least one featurized image; none decoded.")
+    max_k = min(n_rows, FEATURE_DIM)
+    if k is not None and k > max_k:
+        raise ReducerError(
+            f"--pca-k {k} is larger than the {n_rows} featurized images allow (at most "
+            f"{max_k}); lower --pca-k or add images."
+        )
+    stats = moment_stats(features)
+    if stats.n != n_rows:
+        raise ReducerError(f"expected {n_rows} feature rows, found {stats.n}")
+    std, vectors, explained = principal_components(stats)
+    if k is None:
+        assert variance is not None
+        k = min(choose_k(explained, variance), max_k)
+        logger.info("PCA: %d components reach %.4f of the variance", k, variance)
+    model = _spark_models(features, std, stats.mean, vectors[:, :k], explained[:k])
+    return model, PcaSummary(
+        k, [float(x) for x in explained[:k]],
+        k if variance is None else None, variance,
+    )
+
+
+def project(model: PipelineModel, features: DataFrame) -> DataFrame:
+    """Project a ``features`` DataFrame: → ``path, label, pca_features: array<float>``.
+
+    The one projection used by the featurize job and the predict job.
+    """
+    out = model.transform(_as_vectors(features))
+    return out.select(
+        "path", "label", vector_to_array(F.col(_PCA), dtype="float32").alias("pca_features")
+    )

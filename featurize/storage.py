@@ -1,0 +1,126 @@
+"""Small filesystem helpers over Hadoop's FileSystem API (through the SparkSession).
+
+Going through Hadoop means the same code handles every scheme Spark can read and
+write: local paths and ``file:`` here, ``s3://`` on EMR, ``hdfs://`` on a cluster.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from py4j.protocol import Py4JJavaError
+from pyspark.sql import SparkSession
+
+from featurize.config import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def _jvm(spark: SparkSession) -> Any:
+    return spark.sparkContext._jvm  # type: ignore[attr-defined]
+
+
+def _filesystem(spark: SparkSession, uri: str) -> tuple[Any, Any]:
+    """(FileSystem, qualified Path) for a URI; local filesystems without checksums."""
+    jvm = _jvm(spark)
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    fs = path.getFileSystem(conf)
+    if fs.getScheme() == "file":
+        # LocalFileSystem writes .crc side files; the raw one does not.
+        fs = fs.getRawFileSystem()
+    return fs, fs.makeQualified(path)
+
+
+def check_scheme(spark: SparkSession, uri: str, flag: str) -> None:
+    """Fail fast when Spark has no Hadoop filesystem for the URI's scheme.
+
+    Raises
+    ------
+    ConfigError
+        Naming the scheme and what to add.
+    """
+    jvm = _jvm(spark)
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    scheme = jvm.org.apache.hadoop.fs.Path(uri).toUri().getScheme()
+    if scheme is None:
+        return
+    try:
+        jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, conf)
+    except Py4JJavaError as exc:
+        if "UnsupportedFileSystemException" not in str(exc.java_exception):
+            raise
+        hint = (
+            "run on EMR (its Spark reads s3:// natively) or add the hadoop-aws connector "
+            "jars to Spark (spark.jars.packages=org.apache.hadoop:hadoop-aws:<hadoop version>)"
+            if scheme in ("s3", "s3a", "s3n")
+            else f"add a Hadoop FileSystem implementation for '{scheme}' to Spark's classpath"
+        )
+        raise ConfigError(
+            f"{flag} {uri}: this Spark has no filesystem for the '{scheme}://' scheme; {hint}."
+        ) from None
+
+
+def qualify(spark: SparkSession, uri: str) -> str:
+    """Fully qualified form Spark uses in ``path`` columns (e.g. ``file:/abs/dir``)."""
+    _, path = _filesystem(spark, uri)
+    return str(path.toString())
+
+
+def exists(spark: SparkSession, uri: str) -> bool:
+    fs, path = _filesystem(spark, uri)
+    return bool(fs.exists(path))
+
+
+def is_directory(spark: SparkSession, uri: str) -> bool:
+    fs, path = _filesystem(spark, uri)
+    return bool(fs.exists(path) and fs.getFileStatus(path).isDirectory())
+
+
+def is_nonempty(spark: SparkSession, uri: str) -> bool:
+    """True if the URI is a file, or a folder with at least one entry."""
+    fs, path = _filesystem(spark, uri)
+    if not fs.exists(path):
+        return False
+    status = fs.getFileStatus(path)
+    if not status.isDirectory():
+        return True
+    return len(fs.listStatus(path)) > 0
+
+
+def delete(spark: SparkSession, uri: str) -> None:
+    """Recursively delete a URI (no error if it does not exist)."""
+    fs, path = _filesystem(spark, uri)
+    if fs.exists(path):
+        logger.info("deleting %s", path.toString())
+        fs.delete(path, True)
+
+
+def write_text(spark: SparkSession, uri: str, text: str) -> None:
+    """Write (replace) a small UTF-8 text file."""
+    fs, path = _filesystem(spark, uri)
+    out = fs.create(path, True)
+    try:
+        out.write(bytearray(text.encode("utf-8")))
+    finally:
+        out.close()
+
+
+def read_text(spark: SparkSession, uri: str) -> str:
+    """Read a small UTF-8 text file."""
+    fs, path = _filesystem(spark, uri)
+    stream = fs.open(path)
+    try:
+        jvm = _jvm(spark)
+        data = jvm.org.apache.commons.io.IOUtils.toByteArray(stream)
+    finally:
+        stream.close()
+    return bytes(data).decode("utf-8")
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI segments with single slashes."""
+    out = base.rstrip("/")
+    for part in parts:
+        out += "/" + part.strip("/")
+    return out

@@ -1,0 +1,105 @@
+"""The scalar-iterator pandas UDF that turns image bytes into features.
+
+:func:`featurize_batch` is the pure per-batch logic (testable with any callable in place
+of the model); :func:`make_featurize_udf` wraps it in a Spark pandas UDF that gets its
+model from the per-worker cache in :mod:`featurize.model`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from featurize.images import DEFAULT_MAX_PIXELS, try_preprocess
+
+#: Spark DDL of the UDF's result: features for good files, a reason for bad ones.
+RESULT_DDL = "struct<features:array<float>,error:string,detail:string>"
+
+
+def featurize_batch(
+    contents: pd.Series,
+    extract: Callable[[np.ndarray], np.ndarray],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> pd.DataFrame:
+    """Decode a batch of file contents and run the decodable ones through ``extract``.
+
+    Parameters
+    ----------
+    contents : pandas.Series
+        ``bytes`` per row.
+    extract : callable
+        ``float32[n,224,224,3] -> float32[n,1280]``.
+    max_pixels : int
+        Pixel cap passed to the decoder.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``features`` (array or None), ``error`` and ``detail`` (None for good
+        rows), one row per input row, in input order.
+    """
+    n = len(contents)
+    features: list[Any] = [None] * n
+    errors: list[str | None] = [None] * n
+    details: list[str | None] = [None] * n
+    good_idx: list[int] = []
+    arrays: list[np.ndarray] = []
+    for i, data in enumerate(contents):
+        result = try_preprocess(data, max_pixels=max_pixels)
+        if result.array is None:
+            errors[i], details[i] = result.reason, result.detail
+        else:
+            good_idx.append(i)
+            arrays.append(result.array)
+    if arrays:
+        feats = extract(np.stack(arrays))
+        for j, i in enumerate(good_idx):
+            features[i] = feats[j]
+    return pd.DataFrame({"features": features, "error": errors, "detail": details})
+
+
+def make_featurize_udf(
+    weights_broadcast: Any,
+    key: str,
+    batch_size: int,
+    threads: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    images_counter: Any = None,
+) -> Any:
+    """Build the Spark UDF ``content -> struct<features, error, detail>``.
+
+    Parameters
+    ----------
+    weights_broadcast : pyspark.Broadcast
+        Broadcast list of weight arrays (read once per worker, on first use).
+    key : str
+        Identifies these weights; a new key makes workers rebuild their model.
+    batch_size : int
+        Model batch size.
+    threads : int
+        TensorFlow intra-op threads per task (the cores a task owns).
+    max_pixels : int
+        Decoder pixel cap.
+    images_counter : pyspark.Accumulator, optional
+        Incremented by the number of images run through the model.
+    """
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf(RESULT_DDL)  # type: ignore[call-overload]
+    def featurize_content(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        # Imported here so the closure refers to the module by name: its cache then
+        # lives once per worker process, not once per task.
+        from featurize import model as model_cache
+
+        extractor = model_cache.get_extractor(
+            key, lambda: weights_broadcast.value, batch_size, threads
+        )
+        for contents in batches:
+            out = featurize_batch(contents, extractor, max_pixels=max_pixels)
+            if images_counter is not None:
+                images_counter.add(int(out["error"].isna().sum()))
+            yield out
+
+    return featurize_content

@@ -1,0 +1,204 @@
+"""Weights resolution, on the driver only.
+
+``--weights`` takes ``imagenet`` (Keras' own download-and-cache path, honouring
+``KERAS_HOME``), ``random`` (seeded; for tests and smoke runs, always recorded as such)
+or a path to a Keras weights file. The driver resolves the spec once into a list of
+NumPy arrays, which the job broadcasts; executors never download or read a file.
+There is no fallback from one source to another.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+#: Where Keras downloads MobileNetV2 weights from (module constant so tests can point
+#: it at an address that refuses connections).
+IMAGENET_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+
+#: The file name Keras uses for the alpha=1.0, 224x224, no-top ImageNet weights.
+IMAGENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+#: Seed used by ``--weights random`` unless ``--seed`` says otherwise.
+DEFAULT_SEED = 0
+
+
+class WeightsError(RuntimeError):
+    """The weights spec cannot be resolved; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """Weights resolved on the driver.
+
+    Attributes
+    ----------
+    spec : str
+        What the user asked for (``imagenet``, ``random`` or a path).
+    source : str
+        ``imagenet``, ``random`` or ``file``.
+    arrays : list of numpy.ndarray
+        ``model.get_weights()`` order for :func:`featurize.model.build_backbone`.
+    path : str or None
+        The weights file that was loaded (None for random).
+    sha256 : str or None
+        Checksum of that file (None for random).
+    seed : int or None
+        Seed for random weights (None otherwise).
+    """
+
+    spec: str
+    source: str
+    arrays: list[np.ndarray] = field(repr=False)
+    path: str | None = None
+    sha256: str | None = None
+    seed: int | None = None
+
+    @property
+    def digest(self) -> str:
+        """sha256 over the arrays themselves: identifies the weights whatever the source."""
+        h = hashlib.sha256()
+        for arr in self.arrays:
+            h.update(str(arr.shape).encode())
+            h.update(np.ascontiguousarray(arr).tobytes())
+        return h.hexdigest()
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The ``weights`` section of a run's manifest."""
+        return {
+            "spec": self.spec,
+            "source": self.source,
+            "path": self.path,
+            "sha256": self.sha256 if self.source != "random" else "random",
+            "seed": self.seed,
+            "arrays_sha256": self.digest,
+        }
+
+
+def sha256_file(path: str) -> str:
+    """Hex sha256 of a local file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def keras_cache_dir() -> str:
+    """The Keras cache folder, read at call time: ``$KERAS_HOME`` or ``~/.keras``."""
+    home = os.environ.get("KERAS_HOME")
+    if home:
+        return home
+    return os.path.join(os.path.expanduser("~"), ".keras")
+
+
+def imagenet_weights_file() -> str:
+    """Path of the cached ImageNet weights, downloading them through Keras if absent.
+
+    Uses ``keras.utils.get_file`` with the same file name, URL and cache sub-folder as
+    ``keras.applications.MobileNetV2(weights="imagenet")``, so it fills and reuses the
+    same cache.
+
+    Raises
+    ------
+    WeightsError
+        When the file is not cached and cannot be downloaded.
+    """
+    import keras
+
+    cache_dir = keras_cache_dir()
+    cached = os.path.join(cache_dir, "models", IMAGENET_FILE)
+    if os.path.isfile(cached):
+        return cached
+    logger.info("ImageNet weights not in %s; downloading them once through Keras", cached)
+    try:
+        return keras.utils.get_file(
+            IMAGENET_FILE, IMAGENET_BASE_URL + IMAGENET_FILE, cache_subdir="models",
+            cache_dir=cache_dir,
+        )
+    # keras.utils.get_file wraps every network failure in a bare Exception
+    # ("URL fetch failure on ..."), so nothing narrower can be caught here.
+    except Exception as exc:  # noqa: BLE001
+        raise WeightsError(
+            f"MobileNetV2 ImageNet weights are not cached at {cached} and could not be "
+            f"downloaded ({exc}). Either go online once so Keras can cache them, set "
+            f"KERAS_HOME to a folder that holds models/{IMAGENET_FILE}, or pass "
+            f"--weights PATH with a Keras weights file."
+        ) from exc
+
+
+def random_arrays(seed: int) -> list[np.ndarray]:
+    """Seeded random (Keras-initialised) MobileNetV2 weights."""
+    import keras
+
+    from featurize.model import build_backbone
+
+    keras.utils.set_random_seed(seed)
+    return build_backbone(weights=None).get_weights()
+
+
+def file_arrays(path: str) -> list[np.ndarray]:
+    """Load a Keras weights file into a freshly built backbone and return its arrays."""
+    from featurize.model import build_backbone
+
+    model = build_backbone(weights=None)
+    try:
+        model.load_weights(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise WeightsError(
+            f"Could not load {path} as MobileNetV2 (alpha 1.0, no top) weights: {exc}. "
+            f"Pass a Keras .h5 / .weights.h5 file saved from that architecture."
+        ) from exc
+    return model.get_weights()
+
+
+def resolve_weights(spec: str, seed: int = DEFAULT_SEED) -> ResolvedWeights:
+    """Resolve a ``--weights`` value into arrays, once, on the driver.
+
+    Parameters
+    ----------
+    spec : str
+        ``imagenet``, ``random`` or a local path to a Keras weights file.
+    seed : int
+        Seed for ``random``.
+
+    Returns
+    -------
+    ResolvedWeights
+
+    Raises
+    ------
+    WeightsError
+        With a message that says what to change.
+    """
+    if spec == "imagenet":
+        path = imagenet_weights_file()
+        arrays = file_arrays(path)
+        logger.info("weights: imagenet from %s", path)
+        return ResolvedWeights(spec, "imagenet", arrays, path=path, sha256=sha256_file(path))
+    if spec == "random":
+        logger.warning(
+            "weights: RANDOM (seed %d) - features carry no ImageNet knowledge; "
+            "use only for tests and smoke runs", seed,
+        )
+        return ResolvedWeights(spec, "random", random_arrays(seed), seed=seed)
+    path = spec[len("file://"):] if spec.startswith("file://") else spec
+    if "://" in path:
+        raise WeightsError(
+            f"--weights {spec}: only imagenet, random or a local file path are supported here."
+        )
+    if not os.path.isfile(path):
+        raise WeightsError(
+            f"--weights {spec}: no such file. Pass imagenet, random, or the path of a "
+            f"Keras weights file (.h5 / .weights.h5)."
+        )
+    arrays = file_arrays(path)
+    logger.info("weights: file %s", path)
+    return ResolvedWeights(spec, "file", arrays, path=os.path.abspath(path),
+                           sha256=sha256_file(path))

@@ -1,0 +1,111 @@
+"""spark-submit entry point: images → features, PCA and a manifest.
+
+    spark-submit jobs/featurize_images.py --input DIR_OR_URI --output RUN_DIR_URI
+    python jobs/featurize_images.py --input ... --output ...
+
+Parses flags into a FeaturizeConfig, gets the SparkSession (never sets a master) and
+calls featurize.job.run. Exit status: 0 complete, 2 bad configuration, 1 failed run.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from featurize.config import ConfigError, FeaturizeConfig
+from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS
+from featurize.reduce import ReducerError
+from featurize.weights import DEFAULT_SEED, WeightsError
+
+logger = logging.getLogger("featurize.jobs.featurize_images")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="featurize_images",
+        description="Featurize a folder of labelled images with MobileNetV2, then "
+                    "StandardScaler + PCA. Writes a run directory.",
+    )
+    p.add_argument("--input", required=True,
+                   help="folder of images, searched recursively; label = parent folder")
+    p.add_argument("--output", required=True, help="run directory to write")
+    p.add_argument("--weights", default="imagenet",
+                   help="imagenet (Keras cache/download), random (seeded), or a Keras "
+                        "weights file path (default: imagenet)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--pca-k", type=int, default=None,
+                       help="number of PCA components (wins over --pca-variance)")
+    group.add_argument("--pca-variance", type=float, default=0.95,
+                       help="keep the fewest components reaching this explained variance "
+                            "(default 0.95)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per model call")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                   help="seed for --weights random")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --output if it already holds something")
+    p.add_argument("--extensions", default=",".join(DEFAULT_EXTENSIONS),
+                   help="comma-separated file extensions, any case (default jpg,jpeg,png)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="images with more pixels go to errors/ as too_many_pixels")
+    p.add_argument("--tf-threads", type=int, default=None,
+                   help="TensorFlow threads per task (default: spark.task.cpus)")
+    p.add_argument("--files-per-partition", type=int, default=None,
+                   help="upper bound on images per Spark task (default 16 x batch size)")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def config_from_args(argv: Sequence[str] | None = None) -> FeaturizeConfig:
+    """Parse flags into a validated config (raises ConfigError or SystemExit)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return FeaturizeConfig(
+        input=args.input,
+        output=args.output,
+        weights=args.weights,
+        pca_k=args.pca_k,
+        pca_variance=args.pca_variance,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        extensions=tuple(e for e in args.extensions.split(",") if e),
+        max_pixels=args.max_pixels,
+        tf_threads=args.tf_threads,
+        files_per_partition=args.files_per_partition,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = config_from_args(argv)
+    except ConfigError as exc:
+        print(f"featurize_images: error: {exc}", file=sys.stderr)
+        return 2
+    # Under `python jobs/...` pyspark starts workers with `python3` from PATH; use this
+    # interpreter instead unless the environment (spark-env on EMR) already chose one.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+    from pyspark.sql import SparkSession
+
+    from featurize.job import run
+
+    spark = SparkSession.builder.appName("featurize_images").getOrCreate()
+    try:
+        manifest = run(spark, config)
+    except (ConfigError, WeightsError) as exc:
+        logger.error("%s", exc)
+        return 2
+    except ReducerError as exc:
+        logger.error("run failed: %s", exc)
+        return 1
+    finally:
+        spark.stop()
+    logger.info("run directory: %s (status %s)", config.output, manifest["status"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Shared fixtures: one small SparkSession, the weights the tests use, image makers."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SHARED_KERAS = SHARED / "keras"
+FRUITS = SHARED / "data" / "fruits360-small"
+REQUIRE_SHARED = os.environ.get("FEATURIZE_REQUIRE_SHARED") == "1"
+
+# Before TensorFlow/Keras or Spark are imported anywhere: offline ImageNet weights from
+# ../shared/keras when present (the real `imagenet` path), and Spark workers on this
+# interpreter.
+if "KERAS_HOME" not in os.environ and (SHARED_KERAS / "models").is_dir():
+    os.environ["KERAS_HOME"] = str(SHARED_KERAS)
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from featurize.weights import IMAGENET_FILE  # noqa: E402
+
+
+def imagenet_available() -> bool:
+    home = os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras")
+    return os.path.isfile(os.path.join(home, "models", IMAGENET_FILE))
+
+
+def require_shared(path: Path) -> Path:
+    """Skip when ``path`` (under ../shared) is absent; fail instead in CI."""
+    if path.exists():
+        return path
+    message = f"{path} is not present"
+    if REQUIRE_SHARED:
+        pytest.fail(f"{message}, but FEATURIZE_REQUIRE_SHARED=1")
+    pytest.skip(message)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if imagenet_available():
+        return [f"featurize: weights = imagenet (KERAS_HOME={os.environ.get('KERAS_HOME')})"]
+    return ["featurize: ImageNet weights NOT available: tests use a seeded random-weights "
+            "file they write (parity still holds; accuracy tests skip)"]
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("featurize-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.task.maxFailures", "1")
+        .config("spark.python.worker.reuse", "true")
+        .config("spark.sql.execution.pyspark.udf.simplifiedTraceback.enabled", "false")
+        .config("spark.driver.memory", "2g")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def weights_spec(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``imagenet`` when the Keras cache has it; else a seeded random weights file."""
+    if imagenet_available():
+        return "imagenet"
+    import keras
+
+    from featurize.model import build_backbone
+
+    logging.getLogger(__name__).warning(
+        "ImageNet weights not available: using a seeded random weights file")
+    keras.utils.set_random_seed(1234)
+    path = tmp_path_factory.mktemp("weights") / "random_mobilenet_v2.weights.h5"
+    build_backbone(weights=None).save_weights(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def resolved_weights(weights_spec: str):
+    from featurize.weights import resolve_weights
+
+    return resolve_weights(weights_spec)

@@ -1,0 +1,53 @@
+"""Test helpers: deterministic images and an independent file listing."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def image_bytes(img, fmt: str = "JPEG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def pattern_image(seed: int, size: tuple[int, int] = (96, 80)):
+    """A deterministic, textured RGB image (different for every seed)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    h, w = size[1], size[0]
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([
+        127 + 120 * np.sin(xx / (3 + seed % 7) + seed),
+        127 + 120 * np.cos(yy / (4 + seed % 5) - seed),
+        127 + 120 * np.sin((xx + yy) / (5 + seed % 3)),
+    ], axis=-1)
+    noise = rng.normal(0, 12, size=base.shape)
+    return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8), "RGB")
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def independent_listing(root: Path, extensions=("jpg", "jpeg", "png")) -> set[str]:
+    """Spark-style ``file:`` paths of every file under root whose extension matches.
+
+    Hidden files and folders (names starting with ``.`` or ``_``) are skipped, as
+    Spark's file index skips them.
+    """
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith((".", "_"))]
+        for name in filenames:
+            if name.startswith((".", "_")):
+                continue
+            if name.rsplit(".", 1)[-1].lower() in extensions and "." in name:
+                found.add("file:" + os.path.join(os.path.abspath(dirpath), name))
+    return found
