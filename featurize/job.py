@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark import StorageLevel
@@ -23,7 +24,8 @@ from featurize.manifest import (
 )
 from featurize.model import FEATURE_DIM, MODEL_NAME
 from featurize.pipeline import (
-    apply_featurizer, error_rows, features_rows, plan_partitions, read_images, with_labels,
+    apply_featurizer, error_rows, features_rows, label_column, listed_paths, plan_partitions,
+    read_images, with_labels,
 )
 from featurize.reduce import fit_reducer, project
 from featurize.udf import make_featurize_udf
@@ -77,6 +79,70 @@ def count_inputs(images: DataFrame) -> tuple[int, int]:
     return int(row["n"]), int(row["bytes"] or 0)
 
 
+def unscanned_rows(
+    spark: SparkSession, images: DataFrame, listed: set[str], n_scanned: int, root: str
+) -> DataFrame:
+    """``errors/`` rows for listed files the ``binaryFile`` scan skipped (0-byte files).
+
+    Only when the counts differ are the scanned paths collected and the few missing
+    files stat-ed on the driver.
+    """
+    schema = "path string, length long, mtime_ms long, error string, detail string"
+    rows: list[tuple[str, int, int, str, str]] = []
+    if n_scanned != len(listed):
+        scanned = {r["path"] for r in images.select("path").collect()}
+        for path in sorted(listed - scanned):
+            length, mtime_ms = storage.stat(spark, path)
+            if length == 0:
+                rows.append((path, 0, mtime_ms, "empty", "file has 0 bytes"))
+            else:
+                rows.append((path, length, mtime_ms, "not_read",
+                             "listed but not returned by the reader (changed during the run?)"))
+    return spark.createDataFrame(rows, schema).select(
+        "path", label_column(F.col("path"), root).alias("label"), "length",
+        F.expr("timestamp_millis(mtime_ms)").alias("modification_time"), "error", "detail",
+    )
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What is under ``--input``, known before any content is read."""
+
+    root: str
+    images: DataFrame
+    n_inputs: int
+    n_scanned: int
+    n_bytes: int
+    unscanned: DataFrame
+
+
+def list_inputs(spark: SparkSession, config: FeaturizeConfig) -> Listing:
+    """List and count the inputs (metadata only) and check the config against them.
+
+    Raises
+    ------
+    ConfigError
+        No matching files, or ``--pca-k`` larger than the number of inputs.
+    """
+    root = storage.qualify(spark, config.input)
+    images = read_images(spark, config.input, config.extensions)
+    listed = listed_paths(images)
+    n_scanned, n_bytes = count_inputs(images)
+    n_inputs = len(listed)
+    if n_inputs == 0:
+        raise ConfigError(
+            f"--input {config.input} holds no files ending in "
+            f"{', '.join('.' + e for e in config.extensions)} (any letter case)."
+        )
+    if config.pca_k is not None and config.pca_k > n_inputs:
+        raise ConfigError(
+            f"--pca-k {config.pca_k} is larger than the {n_inputs} input images; lower "
+            f"--pca-k or add images."
+        )
+    unscanned = unscanned_rows(spark, images, listed, n_scanned, root)
+    return Listing(root, images, n_inputs, n_scanned, n_bytes, unscanned)
+
+
 def task_cpus(spark: SparkSession) -> int:
     return int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
 
@@ -99,6 +165,8 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
     storage.check_scheme(spark, config.output, "--output")
     check_input(spark, config)
     check_output(spark, config)
+    with timer.stage("list_inputs"):
+        listing = list_inputs(spark, config)
     with timer.stage("resolve_weights"):
         weights = resolve_weights(config.weights, seed=config.seed)
 
@@ -122,8 +190,8 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
                   "batch_size": config.batch_size},
         "preprocessing": {"name": PREPROCESSING, "image_size": list(IMAGE_SIZE),
                           "resample": "bilinear"},
-        "input": {"uri": config.input, "root": None},
-        "counts": {},
+        "input": {"uri": config.input, "root": listing.root},
+        "counts": {"inputs": listing.n_inputs, "input_bytes": listing.n_bytes},
         "pca": None,
         "timings_seconds": timer.seconds,
         "images_per_second": {},
@@ -133,7 +201,7 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
     if config.overwrite:
         storage.delete(spark, config.output)
     try:
-        _run(spark, config, weights, timer, manifest)
+        _run(spark, config, listing, weights, timer, manifest)
     except BaseException as exc:
         manifest["status"] = "failed"
         # First line only: Py4J errors carry whole JVM stack traces (they are in the log).
@@ -152,34 +220,19 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
 def _run(
     spark: SparkSession,
     config: FeaturizeConfig,
+    listing: Listing,
     weights: ResolvedWeights,
     timer: StageTimer,
     manifest: dict[str, Any],
 ) -> None:
     sc = spark.sparkContext
     out = config.output
-    root = storage.qualify(spark, config.input)
-    manifest["input"]["root"] = root
-
-    with timer.stage("list_inputs"):
-        images = read_images(spark, config.input, config.extensions)
-        n_inputs, n_bytes = count_inputs(images)
-    manifest["counts"]["inputs"] = n_inputs
-    manifest["counts"]["input_bytes"] = n_bytes
-    if n_inputs == 0:
-        raise ConfigError(
-            f"--input {config.input} holds no files ending in "
-            f"{', '.join('.' + e for e in config.extensions)} (any letter case)."
-        )
-    if config.pca_k is not None and config.pca_k > n_inputs:
-        raise ConfigError(
-            f"--pca-k {config.pca_k} is larger than the {n_inputs} input images; lower "
-            f"--pca-k or add images."
-        )
+    root, n_scanned, n_bytes = listing.root, listing.n_scanned, listing.n_bytes
+    n_inputs, unscanned = listing.n_inputs, listing.unscanned
 
     threads = config.tf_threads or task_cpus(spark)
     cap = config.files_per_partition or 16 * config.batch_size
-    plan = plan_partitions(n_inputs, n_bytes, sc.defaultParallelism, cap)
+    plan = plan_partitions(n_scanned, n_bytes, sc.defaultParallelism, cap)
     manifest["spark"]["partitions_planned"] = plan.partitions
     manifest["spark"]["tf_threads_per_task"] = threads
 
@@ -202,12 +255,14 @@ def _run(
         with timer.stage("featurize"), sql_conf(spark, confs):
             features_rows(featurized).write.mode("errorifexists").parquet(
                 storage.join(out, "features"))
-            error_rows(featurized).coalesce(1).write.mode("errorifexists").parquet(
-                storage.join(out, "errors"))
+            error_rows(featurized).unionByName(unscanned).coalesce(1).write.mode(
+                "errorifexists").parquet(storage.join(out, "errors"))
             by_reason = {
                 r["error"]: int(r["count"])
                 for r in featurized.groupBy(F.col("result.error").alias("error")).count().collect()
             }
+            for r in unscanned.groupBy("error").count().collect():
+                by_reason[r["error"]] = by_reason.get(r["error"], 0) + int(r["count"])
         manifest["spark"]["partitions_used"] = featurized.rdd.getNumPartitions()
     finally:
         featurized.unpersist()

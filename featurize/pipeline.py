@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -44,6 +45,35 @@ def read_images(spark: SparkSession, input_uri: str, extensions: tuple[str, ...]
         .option("pathGlobFilter", extension_glob(extensions))
         .load(input_uri)
     )
+
+
+def spark_path(uri: str) -> str:
+    """The ``path`` column form of a URI from ``DataFrame.inputFiles()``.
+
+    ``inputFiles()`` gives escaped URIs (``file:///a%20b.jpg``); the ``binaryFile``
+    ``path`` column gives Hadoop's ``Path.toString()`` (``file:/a b.jpg``).
+
+    Examples
+    --------
+    >>> spark_path("file:///data/a%204.jpg")
+    'file:/data/a 4.jpg'
+    >>> spark_path("s3://bucket/x/%C3%BC.png")
+    's3://bucket/x/ü.png'
+    """
+    parts = urlsplit(uri)
+    authority = f"//{parts.netloc}" if parts.netloc else ""
+    return f"{parts.scheme}:{authority}{unquote(parts.path)}"
+
+
+def listed_paths(images: DataFrame) -> set[str]:
+    """Every file the reader's file index listed, in ``path`` column form.
+
+    Includes 0-byte files, which the ``binaryFile`` scan silently skips (Spark drops
+    empty files when it plans file splits); comparing this set with the scanned rows is
+    how they get into ``errors/`` instead of disappearing. Listing is driver-side
+    metadata: no Spark job, no content read.
+    """
+    return {spark_path(u) for u in images.inputFiles()}
 
 
 def label_column(path: Column, root: str) -> Column:

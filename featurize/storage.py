@@ -88,6 +88,13 @@ def is_nonempty(spark: SparkSession, uri: str) -> bool:
     return len(fs.listStatus(path)) > 0
 
 
+def stat(spark: SparkSession, uri: str) -> tuple[int, int]:
+    """(length in bytes, modification time in ms since the epoch) of a file."""
+    fs, path = _filesystem(spark, uri)
+    status = fs.getFileStatus(path)
+    return int(status.getLen()), int(status.getModificationTime())
+
+
 def delete(spark: SparkSession, uri: str) -> None:
     """Recursively delete a URI (no error if it does not exist)."""
     fs, path = _filesystem(spark, uri)
