@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# FEATURIZE_SHARED_DIR lets a developer check the suite as a machine without ../shared sees it.
+SHARED = Path(os.environ.get("FEATURIZE_SHARED_DIR", str(REPO.parent / "shared")))
 SHARED_KERAS = SHARED / "keras"
 FRUITS = SHARED / "data" / "fruits360-small"
 REQUIRE_SHARED = os.environ.get("FEATURIZE_REQUIRE_SHARED") == "1"

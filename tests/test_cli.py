@@ -1,0 +1,71 @@
+"""The entry point as users run it: spark-submit and python, exit codes and messages."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.helpers import image_bytes, pattern_image, write
+
+JOB = str(REPO / "jobs" / "featurize_images.py")
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYSPARK_PYTHON"] = sys.executable
+    e["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    e["PYTHONPATH"] = str(REPO)
+    return e
+
+
+def spark_submit() -> str:
+    return str(Path(sys.executable).parent / "spark-submit")
+
+
+def test_bad_flag_values_exit_2_without_starting_spark(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, JOB, "--input", str(tmp_path), "--output", str(tmp_path / "o"),
+         "--pca-k", "0"],
+        capture_output=True, text=True, env=env(), timeout=120)
+    assert proc.returncode == 2
+    assert "--pca-k 0 is out of range" in proc.stderr
+
+
+def test_missing_required_flag_exits_2(tmp_path):
+    proc = subprocess.run([sys.executable, JOB, "--input", str(tmp_path)],
+                          capture_output=True, text=True, env=env(), timeout=120)
+    assert proc.returncode == 2 and "--output" in proc.stderr
+
+
+@pytest.mark.spark
+def test_python_entry_point_reports_missing_input(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, JOB, "--input", str(tmp_path / "absent"), "--output",
+         str(tmp_path / "o"), "--weights", "random"],
+        capture_output=True, text=True, env=env(), timeout=300)
+    assert proc.returncode == 2
+    assert "is not a folder" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.spark
+def test_spark_submit_runs_the_job(tmp_path, weights_spec):
+    for i in range(6):
+        write(tmp_path / "in" / f"class{i % 2}" / f"{i}.png",
+              image_bytes(pattern_image(i), "PNG"))
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [spark_submit(), "--master", "local[2]", "--conf", "spark.ui.enabled=false", JOB,
+         "--input", str(tmp_path / "in"), "--output", str(out), "--weights", weights_spec,
+         "--pca-k", "2"],
+        capture_output=True, text=True, env=env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["counts"]["featurized"] == 6 and manifest["pca"]["k"] == 2
+    assert manifest["spark"]["master"] == "local[2]"

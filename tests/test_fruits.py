@@ -1,0 +1,53 @@
+"""A run over a few hundred real Fruits-360 images from ../shared (skipped without it)."""
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from featurize.config import FeaturizeConfig
+from featurize.job import run
+from tests.conftest import FRUITS, imagenet_available, require_shared
+
+pytestmark = [pytest.mark.spark, pytest.mark.shared]
+
+CLASSES = 5
+PER_CLASS = 60
+
+
+def test_fruits_subset_end_to_end(spark, weights_spec, tmp_path):
+    require_shared(FRUITS)
+    classes = sorted(p for p in FRUITS.iterdir() if p.is_dir())[:CLASSES]
+    src = tmp_path / "fruits"
+    for cls in classes:
+        (src / cls.name).mkdir(parents=True)
+        for f in sorted(cls.glob("*.jpg"))[:PER_CLASS]:
+            shutil.copyfile(f, src / cls.name / f.name)
+
+    out = tmp_path / "run"
+    manifest = run(spark, FeaturizeConfig(input=str(src), output=str(out), weights=weights_spec))
+    n = CLASSES * PER_CLASS
+    assert manifest["status"] == "complete"
+    assert manifest["counts"]["inputs"] == n
+    assert manifest["counts"]["featurized"] == n and manifest["counts"]["failed"] == 0
+    features = spark.read.parquet(str(out / "features")).toPandas()
+    assert Counter(features["label"]) == {c.name: PER_CLASS for c in classes}
+    pca = manifest["pca"]
+    assert pca["requested_variance"] == 0.95
+    assert pca["cumulative_explained_variance"][-1] >= 0.95
+    assert 1 <= pca["k"] < n
+    assert manifest["spark"]["partitions_used"] == manifest["spark"]["partitions_planned"]
+
+    if imagenet_available():
+        # ImageNet features separate these fruits: leave-one-out nearest centroid.
+        x = np.stack(features["features"].to_numpy())
+        y = features["label"].to_numpy()
+        correct = 0
+        for i in range(len(x)):
+            mask = np.arange(len(x)) != i
+            centroids = {c: x[mask & (y == c)].mean(axis=0) for c in set(y)}
+            pred = min(centroids, key=lambda c: np.linalg.norm(x[i] - centroids[c]))
+            correct += pred == y[i]
+        assert correct / len(x) >= 0.95
