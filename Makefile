@@ -49,7 +49,7 @@ $(SAMPLE)/.done: $(STAMP) featurize/sample.py
 sample: $(SAMPLE)/.done ## render the embedded sample (sklearn digits -> PNG folders)
 
 run-local: $(STAMP) $(if $(filter $(SAMPLE),$(INPUT)),$(SAMPLE)/.done) ## featurize INPUT into OUTPUT on local Spark (default: the sample)
-	$(VENV)/bin/spark-submit --master "local[*]" --driver-memory 4g \
+	$(VENV)/bin/spark-submit --master "local[*]" --driver-memory 4g --conf spark.log.level=WARN \
 	  jobs/featurize_images.py --input "$(INPUT)" --output "$(OUTPUT)" \
 	  --weights "$(WEIGHTS)" --overwrite $(JOB_ARGS)
 	@echo
