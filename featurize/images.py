@@ -28,6 +28,8 @@ DEFAULT_EXTENSIONS = ("jpg", "jpeg", "png")
 
 #: Machine-readable reasons a file can land in ``errors/``.
 ERROR_REASONS = ("empty", "not_an_image", "truncated", "too_many_pixels", "decode_error")
+#: Reason for a listed file the reader did not return (it changed during the run).
+NOT_READ = "not_read"
 
 
 class ImageDecodeError(ValueError):

@@ -6,26 +6,28 @@
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from featurize import storage
 from featurize.config import ConfigError, FeaturizeConfig
-from featurize.images import PREPROCESSING, IMAGE_SIZE
+from featurize.images import ERROR_REASONS, IMAGE_SIZE, PREPROCESSING
 from featurize.manifest import (
     FORMAT_VERSION, MANIFEST_NAME, StageTimer, command_line, library_versions, to_json,
     utc_now,
 )
 from featurize.model import FEATURE_DIM, MODEL_NAME
 from featurize.pipeline import (
-    apply_featurizer, error_rows, features_rows, label_column, listed_paths, plan_partitions,
-    read_images, with_labels,
+    apply_featurizer, error_rows, features_rows, label_column, listed_bytes, listed_paths,
+    plan_partitions, read_images, with_labels,
 )
 from featurize.reduce import fit_reducer, project
 from featurize.udf import make_featurize_udf
@@ -73,35 +75,53 @@ def check_input(spark: SparkSession, config: FeaturizeConfig) -> None:
         )
 
 
-def count_inputs(images: DataFrame) -> tuple[int, int]:
-    """(files, total bytes) of the listing; reads metadata only, not the content."""
-    row = images.agg(F.count(F.lit(1)).alias("n"), F.sum("length").alias("bytes")).first()
-    return int(row["n"]), int(row["bytes"] or 0)
+UNSCANNED_SCHEMA = "path string, length long, mtime_ms long, error string, detail string"
 
 
-def unscanned_rows(
-    spark: SparkSession, images: DataFrame, listed: set[str], n_scanned: int, root: str
-) -> DataFrame:
-    """``errors/`` rows for listed files the ``binaryFile`` scan skipped (0-byte files).
+def unscanned_files(
+    spark: SparkSession, scanned_df: DataFrame, listed: frozenset[str], n_scanned: int,
+) -> list[tuple[str, int, int, str, str]]:
+    """Listed files the ``binaryFile`` scan skipped (0-byte files), as error tuples.
 
-    Only when the counts differ are the scanned paths collected and the few missing
-    files stat-ed on the driver.
+    Only when the counts differ are the scanned paths collected (from the persisted
+    result) and the few missing files stat-ed on the driver.
     """
-    schema = "path string, length long, mtime_ms long, error string, detail string"
     rows: list[tuple[str, int, int, str, str]] = []
-    if n_scanned != len(listed):
-        scanned = {r["path"] for r in images.select("path").collect()}
-        for path in sorted(listed - scanned):
-            length, mtime_ms = storage.stat(spark, path)
-            if length == 0:
-                rows.append((path, 0, mtime_ms, "empty", "file has 0 bytes"))
-            else:
-                rows.append((path, length, mtime_ms, "not_read",
-                             "listed but not returned by the reader (changed during the run?)"))
-    return spark.createDataFrame(rows, schema).select(
+    if n_scanned == len(listed):
+        return rows
+    scanned = {r["path"] for r in scanned_df.select("path").collect()}
+    for path in sorted(listed - scanned):
+        length, mtime_ms = storage.stat(spark, path)
+        if length == 0:
+            rows.append((path, 0, mtime_ms, "empty", "file has 0 bytes"))
+        else:
+            rows.append((path, length, mtime_ms, "not_read",
+                         "listed but not returned by the reader (changed during the run?)"))
+    return rows
+
+
+def unscanned_frame(
+    spark: SparkSession, rows: list[tuple[str, int, int, str, str]], root: str
+) -> DataFrame:
+    """:func:`unscanned_files` tuples in the ``errors/`` schema."""
+    return spark.createDataFrame(rows, UNSCANNED_SCHEMA).select(
         "path", label_column(F.col("path"), root).alias("label"), "length",
         F.expr("timestamp_millis(mtime_ms)").alias("modification_time"), "error", "detail",
     )
+
+
+def outcome_counts(featurized: DataFrame, name: str) -> tuple[DataFrame, Observation]:
+    """Attach per-outcome row counts, computed by whichever action runs first.
+
+    ``observe`` metrics come from successful task attempts only, so retries do not
+    double count, and they cost no extra pass over the data.
+    """
+    observation = Observation(name)
+    error = F.col("result.error")
+    metrics = [F.count(F.lit(1)).alias("rows"),
+               F.count_if(error.isNull()).alias("featurized")]
+    metrics += [F.count_if(error == F.lit(r)).alias(r) for r in ERROR_REASONS]
+    return featurized.observe(observation, *metrics), observation
 
 
 @dataclass(frozen=True)
@@ -109,15 +129,17 @@ class Listing:
     """What is under ``--input``, known before any content is read."""
 
     root: str
-    images: DataFrame
-    n_inputs: int
-    n_scanned: int
+    listed: frozenset[str]
     n_bytes: int
-    unscanned: DataFrame
+
+    @property
+    def n_inputs(self) -> int:
+        return len(self.listed)
 
 
 def list_inputs(spark: SparkSession, config: FeaturizeConfig) -> Listing:
-    """List and count the inputs (metadata only) and check the config against them.
+    """List the inputs on the driver (file index metadata, no Spark job) and check the
+    configuration against them.
 
     Raises
     ------
@@ -126,21 +148,49 @@ def list_inputs(spark: SparkSession, config: FeaturizeConfig) -> Listing:
     """
     root = storage.qualify(spark, config.input)
     images = read_images(spark, config.input, config.extensions)
-    listed = listed_paths(images)
-    n_scanned, n_bytes = count_inputs(images)
-    n_inputs = len(listed)
-    if n_inputs == 0:
+    listed = frozenset(listed_paths(images))
+    if not listed:
         raise ConfigError(
             f"--input {config.input} holds no files ending in "
             f"{', '.join('.' + e for e in config.extensions)} (any letter case)."
         )
-    if config.pca_k is not None and config.pca_k > n_inputs:
+    if config.pca_k is not None and config.pca_k > len(listed):
         raise ConfigError(
-            f"--pca-k {config.pca_k} is larger than the {n_inputs} input images; lower "
+            f"--pca-k {config.pca_k} is larger than the {len(listed)} input images; lower "
             f"--pca-k or add images."
         )
-    unscanned = unscanned_rows(spark, images, listed, n_scanned, root)
-    return Listing(root, images, n_inputs, n_scanned, n_bytes, unscanned)
+    return Listing(root, listed, listed_bytes(images))
+
+
+def start_warm_up(spark: SparkSession, batch_size: int, threads: int) -> threading.Thread:
+    """Prepare the Python workers (TensorFlow import, model build, trace) in the background.
+
+    One task per core, run while the driver lists inputs and resolves weights; with
+    worker reuse the UDF's tasks then find warm workers. A failure here is logged only:
+    the UDF builds what it needs itself.
+    """
+    sc = spark.sparkContext
+    n = max(sc.defaultParallelism, 1)
+
+    def warm(batches: Iterator[Any]) -> Iterator[Any]:
+        from featurize import model as model_cache
+
+        model_cache.warm_up(batch_size, threads)
+        yield from batches
+
+    def job() -> None:
+        try:
+            sc.setJobDescription("featurize: warm up Python workers")
+            # A pandas (Arrow) job, not an RDD one: Spark keeps separate Python worker
+            # pools for the two, and the UDF runs in the Arrow pool.
+            spark.range(0, n, numPartitions=n).mapInPandas(warm, "id long").collect()
+        except Exception:  # noqa: BLE001 - an optimisation must never fail the run
+            logger.warning("worker warm-up failed; workers will build the model on demand",
+                           exc_info=True)
+
+    thread = threading.Thread(target=job, name="featurize-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def task_cpus(spark: SparkSession) -> int:
@@ -167,6 +217,9 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
     check_output(spark, config)
     with timer.stage("list_inputs"):
         listing = list_inputs(spark, config)
+    threads = config.tf_threads or task_cpus(spark)
+    # Workers import TensorFlow and build the model while the driver resolves weights.
+    warming = start_warm_up(spark, config.batch_size, threads)
     with timer.stage("resolve_weights"):
         weights = resolve_weights(config.weights, seed=config.seed)
 
@@ -201,7 +254,7 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
     if config.overwrite:
         storage.delete(spark, config.output)
     try:
-        _run(spark, config, listing, weights, timer, manifest)
+        _run(spark, config, listing, weights, threads, warming, timer, manifest)
     except BaseException as exc:
         manifest["status"] = "failed"
         # First line only: Py4J errors carry whole JVM stack traces (they are in the log).
@@ -222,17 +275,17 @@ def _run(
     config: FeaturizeConfig,
     listing: Listing,
     weights: ResolvedWeights,
+    threads: int,
+    warming: threading.Thread,
     timer: StageTimer,
     manifest: dict[str, Any],
 ) -> None:
     sc = spark.sparkContext
     out = config.output
-    root, n_scanned, n_bytes = listing.root, listing.n_scanned, listing.n_bytes
-    n_inputs, unscanned = listing.n_inputs, listing.unscanned
+    root, n_inputs, n_bytes = listing.root, listing.n_inputs, listing.n_bytes
 
-    threads = config.tf_threads or task_cpus(spark)
     cap = config.files_per_partition or 16 * config.batch_size
-    plan = plan_partitions(n_scanned, n_bytes, sc.defaultParallelism, cap)
+    plan = plan_partitions(n_inputs, n_bytes, sc.defaultParallelism, cap)
     manifest["spark"]["partitions_planned"] = plan.partitions
     manifest["spark"]["tf_threads_per_task"] = threads
 
@@ -248,21 +301,32 @@ def _run(
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(config.batch_size),
     }
     labelled = with_labels(read_images(spark, config.input, config.extensions), root)
-    featurized = apply_featurizer(labelled, featurizer(F.col("content")))
-    # Persisted so features/ and errors/ come from one CNN pass.
-    featurized = featurized.persist(StorageLevel.MEMORY_AND_DISK)
+    with timer.stage("wait_warm_up"):
+        warming.join()
+    with sql_conf(spark, confs):
+        # Persisted so features/ and errors/ come from one CNN pass. persist() plans
+        # the query, so it must happen while the partitioning and Arrow confs are set.
+        featurized = apply_featurizer(labelled, featurizer(F.col("content"))).persist(
+            StorageLevel.MEMORY_AND_DISK)
+    observed, observation = outcome_counts(featurized, "featurize_outcomes")
     try:
         with timer.stage("featurize"), sql_conf(spark, confs):
-            features_rows(featurized).write.mode("errorifexists").parquet(
+            features_rows(observed).write.mode("errorifexists").parquet(
                 storage.join(out, "features"))
-            error_rows(featurized).unionByName(unscanned).coalesce(1).write.mode(
-                "errorifexists").parquet(storage.join(out, "errors"))
-            by_reason = {
-                r["error"]: int(r["count"])
-                for r in featurized.groupBy(F.col("result.error").alias("error")).count().collect()
-            }
-            for r in unscanned.groupBy("error").count().collect():
-                by_reason[r["error"]] = by_reason.get(r["error"], 0) + int(r["count"])
+        with timer.stage("errors_write"):
+            metrics = observation.get
+            by_reason: dict[str | None, int] = {
+                r: int(metrics[r]) for r in ERROR_REASONS if metrics[r]}
+            by_reason[None] = int(metrics["featurized"])
+            if int(metrics["rows"]) != sum(by_reason.values()):
+                raise JobError(f"unknown error reason among {metrics}")
+            missing = unscanned_files(spark, featurized, listing.listed, int(metrics["rows"]))
+            for row in missing:
+                by_reason[row[3]] = by_reason.get(row[3], 0) + 1
+            errors = error_rows(featurized)
+            if missing:
+                errors = errors.unionByName(unscanned_frame(spark, missing, root))
+            errors.coalesce(1).write.mode("errorifexists").parquet(storage.join(out, "errors"))
         manifest["spark"]["partitions_used"] = featurized.rdd.getNumPartitions()
     finally:
         featurized.unpersist()
@@ -293,8 +357,12 @@ def _run(
         )
     manifest["pca"] = summary.to_manifest()
     with timer.stage("pca_write"):
+        # The model save is several small Spark jobs; run them beside the projection.
+        saver = ThreadPoolExecutor(max_workers=1)
+        saved = saver.submit(model.write().save, storage.join(out, "models", "pca"))
         project(model, features).write.mode("errorifexists").parquet(storage.join(out, "pca"))
-        model.write().save(storage.join(out, "models", "pca"))
+        saved.result()
+        saver.shutdown()
 
     manifest["status"] = "complete"
     manifest["finished_at"] = utc_now()

@@ -63,23 +63,25 @@ class FeatureExtractor:
 
     Parameters
     ----------
-    arrays : list of numpy.ndarray
-        Weights in ``get_weights()`` order.
     batch_size : int
         The compiled batch; shorter inputs are zero-padded to it (one trace, no
         retracing on the last batch of a partition).
     threads : int
         TensorFlow intra-op threads.
+    arrays : list of numpy.ndarray, optional
+        Weights in ``get_weights()`` order; see :meth:`load`.
     """
 
-    def __init__(self, arrays: list[np.ndarray], batch_size: int, threads: int) -> None:
+    def __init__(self, batch_size: int, threads: int,
+                 arrays: list[np.ndarray] | None = None) -> None:
         global BUILD_COUNT
         configure_tensorflow_threads(threads)
         import tensorflow as tf
 
         self.batch_size = batch_size
+        self.threads = threads
+        self.weights_key: Hashable | None = None
         self.model = build_backbone(weights=None)
-        self.model.set_weights(arrays)
         model = self.model
         # tf.function without XLA: as fast as model.predict, without predict's
         # per-call setup; jit_compile=True is ~13x slower on CPU (see DESIGN.md).
@@ -87,7 +89,16 @@ class FeatureExtractor:
             lambda x: model(x, training=False),
             input_signature=[tf.TensorSpec((batch_size, *INPUT_SHAPE), tf.float32)],
         )
+        # Trace now, so the first real batch does not pay for it.
+        self._fn(np.zeros((batch_size, *INPUT_SHAPE), dtype=np.float32))
         BUILD_COUNT += 1
+        if arrays is not None:
+            self.load(arrays, key=None)
+
+    def load(self, arrays: list[np.ndarray], key: Hashable | None) -> None:
+        """Assign weights (the traced function reads the same variables)."""
+        self.model.set_weights(arrays)
+        self.weights_key = key
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Features for ``images`` (``float32[n,224,224,3]``), any ``n >= 0``."""
@@ -105,24 +116,41 @@ class FeatureExtractor:
         return out
 
 
+def _extractor_for(batch_size: int, threads: int) -> FeatureExtractor:
+    """The process's extractor for this shape, built (without weights) if needed."""
+    extractor = _CACHE.get("extractor")
+    if extractor is None or (extractor.batch_size, extractor.threads) != (batch_size, threads):
+        _CACHE.clear()
+        extractor = FeatureExtractor(batch_size, threads)
+        _CACHE["extractor"] = extractor
+        logger.info("built MobileNetV2 in this worker (builds so far: %d)", BUILD_COUNT)
+    return extractor
+
+
+def warm_up(batch_size: int, threads: int) -> None:
+    """Import TensorFlow, build and trace the model in this worker, without weights.
+
+    The featurize job runs this as a small Spark job while the driver resolves the
+    weights and lists the inputs, so the Python workers the UDF then reuses are ready.
+    """
+    with _LOCK:
+        _extractor_for(batch_size, threads)
+
+
 def get_extractor(
     key: Hashable,
     load_arrays: Callable[[], list[np.ndarray]],
     batch_size: int,
     threads: int,
 ) -> FeatureExtractor:
-    """The worker's extractor for ``key``, built on first use and then reused.
+    """The worker's extractor with the weights identified by ``key``.
 
-    ``key`` should change whenever the driver-side weights change (the job uses the
-    weights digest), which drops the previous model so a
-    long-lived worker never serves stale weights or holds two models.
+    Built on first use (or taken from :func:`warm_up`) and then reused across tasks and
+    batches. A different ``key`` (the job passes the weights digest) reloads the
+    weights, so a long-lived worker never serves stale ones or holds two models.
     """
-    full_key = (key, batch_size, threads)
     with _LOCK:
-        extractor = _CACHE.get(full_key)
-        if extractor is None:
-            _CACHE.clear()
-            extractor = FeatureExtractor(load_arrays(), batch_size, threads)
-            _CACHE[full_key] = extractor
-            logger.info("built MobileNetV2 in this worker (builds so far: %d)", BUILD_COUNT)
+        extractor = _extractor_for(batch_size, threads)
+        if extractor.weights_key != key:
+            extractor.load(load_arrays(), key)
         return extractor

@@ -76,6 +76,22 @@ def listed_paths(images: DataFrame) -> set[str]:
     return {spark_path(u) for u in images.inputFiles()}
 
 
+def listed_bytes(images: DataFrame) -> int:
+    """Total bytes of the listed files, from the reader's file index (no Spark job).
+
+    Falls back to an aggregation over the ``length`` column (metadata only) if the
+    index cannot be reached through this Spark's internals.
+    """
+    from py4j.protocol import Py4JError
+
+    try:
+        location = images._jdf.queryExecution().analyzed().relation().location()
+        return int(location.sizeInBytes())
+    except Py4JError:
+        row = images.agg(F.sum("length").alias("bytes")).first()
+        return int(row["bytes"] or 0)
+
+
 def label_column(path: Column, root: str) -> Column:
     """Name of the immediate parent folder of ``path``; null directly under ``root``.
 
