@@ -9,6 +9,10 @@ from featurize.model import FEATURE_DIM
 from featurize.weights import DEFAULT_SEED
 
 
+#: Upper bound on images per Spark task unless --files-per-partition says otherwise.
+DEFAULT_FILES_PER_PARTITION = 1024
+
+
 class ConfigError(ValueError):
     """Bad configuration: raised before any Spark work, with what to change."""
 
@@ -42,7 +46,8 @@ class FeaturizeConfig:
     tf_threads : int or None
         TensorFlow intra-op threads per task; default ``spark.task.cpus``.
     files_per_partition : int or None
-        Upper bound on images per Spark partition; default ``16 * batch_size``.
+        Upper bound on images per Spark partition; default
+        :data:`DEFAULT_FILES_PER_PARTITION`.
     """
 
     input: str
@@ -50,7 +55,7 @@ class FeaturizeConfig:
     weights: str = "imagenet"
     pca_k: int | None = None
     pca_variance: float = 0.95
-    batch_size: int = 64
+    batch_size: int = 16
     seed: int = DEFAULT_SEED
     overwrite: bool = False
     extensions: tuple[str, ...] = field(default=DEFAULT_EXTENSIONS)
