@@ -21,7 +21,7 @@ setup(
         "keras",
     ],
     extras_require={
-        "local": ["pyspark[sql,ml]", "scikit-learn"],
-        "test": ["pytest", "scikit-learn"],
+        "local": ["pyspark[sql,ml]", "scikit-learn", "matplotlib"],
+        "test": ["pytest", "scikit-learn", "nbclient", "nbformat", "ipykernel"],
     },
 )

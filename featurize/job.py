@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from featurize import storage
-from featurize.config import ConfigError, FeaturizeConfig
+from featurize.config import DEFAULT_FILES_PER_PARTITION, ConfigError, FeaturizeConfig
 from featurize.images import ERROR_REASONS, IMAGE_SIZE, PREPROCESSING
 from featurize.manifest import (
     FORMAT_VERSION, MANIFEST_NAME, StageTimer, command_line, library_versions, to_json,
@@ -29,7 +29,7 @@ from featurize.pipeline import (
     apply_featurizer, error_rows, features_rows, label_column, listed_bytes, listed_paths,
     plan_partitions, read_images, with_labels,
 )
-from featurize.reduce import fit_reducer, project
+from featurize.reduce import fit_reducer, model_fingerprint, project
 from featurize.udf import make_featurize_udf
 from featurize.weights import ResolvedWeights, resolve_weights
 
@@ -215,11 +215,12 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
     storage.check_scheme(spark, config.output, "--output")
     check_input(spark, config)
     check_output(spark, config)
+    threads = config.tf_threads or task_cpus(spark)
+    # Workers import TensorFlow, build and trace the model while the driver lists the
+    # inputs and resolves the weights (both driver-side, no Spark job).
+    warming = start_warm_up(spark, config.batch_size, threads)
     with timer.stage("list_inputs"):
         listing = list_inputs(spark, config)
-    threads = config.tf_threads or task_cpus(spark)
-    # Workers import TensorFlow and build the model while the driver resolves weights.
-    warming = start_warm_up(spark, config.batch_size, threads)
     with timer.stage("resolve_weights"):
         weights = resolve_weights(config.weights, seed=config.seed)
 
@@ -270,6 +271,95 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
     return manifest
 
 
+@dataclass
+class Featurized:
+    """The persisted UDF output of one featurization pass, and what goes with it.
+
+    Run the first action on ``observed`` inside ``confs()``; then call
+    :func:`write_errors`; always :meth:`release`.
+    """
+
+    spark: SparkSession
+    frame: DataFrame
+    observed: DataFrame
+    observation: Observation
+    broadcast: Any
+    counter: Any
+    conf_values: dict[str, str]
+
+    def confs(self) -> Any:
+        return sql_conf(self.spark, self.conf_values)
+
+    def release(self) -> None:
+        self.frame.unpersist()
+        self.broadcast.unpersist()
+
+
+def featurize_inputs(
+    spark: SparkSession,
+    config: FeaturizeConfig,
+    listing: Listing,
+    weights: ResolvedWeights,
+    threads: int,
+    warming: threading.Thread,
+    timer: StageTimer,
+    manifest: dict[str, Any],
+) -> Featurized:
+    """Plan partitions, broadcast the weights and persist the UDF's output (lazily).
+
+    Shared by the featurize and predict jobs: the CNN runs once per image, at the first
+    action on ``observed``.
+    """
+    sc = spark.sparkContext
+    cap = config.files_per_partition or DEFAULT_FILES_PER_PARTITION
+    plan = plan_partitions(listing.n_inputs, listing.n_bytes, sc.defaultParallelism, cap)
+    manifest.setdefault("spark", {}).update(
+        {"partitions_planned": plan.partitions, "tf_threads_per_task": threads})
+    broadcast = sc.broadcast(weights.arrays)
+    counter = sc.accumulator(0)
+    featurizer = make_featurize_udf(
+        broadcast, weights.digest, config.batch_size, threads,
+        max_pixels=config.max_pixels, images_counter=counter,
+    )
+    conf_values = {
+        "spark.sql.files.maxPartitionBytes": str(plan.max_partition_bytes),
+        # One Arrow batch = one model batch: memory per worker stays flat.
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(config.batch_size),
+    }
+    labelled = with_labels(read_images(spark, config.input, config.extensions), listing.root)
+    with timer.stage("wait_warm_up"):
+        warming.join()
+    with sql_conf(spark, conf_values):
+        # Persisted so every output comes from one CNN pass. persist() plans the
+        # query, so it must happen while the partitioning and Arrow confs are set.
+        frame = apply_featurizer(labelled, featurizer(F.col("content"))).persist(
+            StorageLevel.MEMORY_AND_DISK)
+    observed, observation = outcome_counts(frame, "featurize_outcomes")
+    return Featurized(spark, frame, observed, observation, broadcast, counter, conf_values)
+
+
+def write_errors(
+    spark: SparkSession, fz: Featurized, listing: Listing, errors_uri: str
+) -> dict[str | None, int]:
+    """Write ``errors/`` (decode failures + unscanned files); returns counts by reason.
+
+    The ``None`` key counts the featurized rows. Call after the first action.
+    """
+    metrics = fz.observation.get
+    by_reason: dict[str | None, int] = {r: int(metrics[r]) for r in ERROR_REASONS if metrics[r]}
+    by_reason[None] = int(metrics["featurized"])
+    if int(metrics["rows"]) != sum(by_reason.values()):
+        raise JobError(f"unknown error reason among {metrics}")
+    missing = unscanned_files(spark, fz.frame, listing.listed, int(metrics["rows"]))
+    for row in missing:
+        by_reason[row[3]] = by_reason.get(row[3], 0) + 1
+    errors = error_rows(fz.frame)
+    if missing:
+        errors = errors.unionByName(unscanned_frame(spark, missing, listing.root))
+    errors.coalesce(1).write.mode("errorifexists").parquet(errors_uri)
+    return by_reason
+
+
 def _run(
     spark: SparkSession,
     config: FeaturizeConfig,
@@ -280,57 +370,18 @@ def _run(
     timer: StageTimer,
     manifest: dict[str, Any],
 ) -> None:
-    sc = spark.sparkContext
     out = config.output
-    root, n_inputs, n_bytes = listing.root, listing.n_inputs, listing.n_bytes
-
-    cap = config.files_per_partition or 16 * config.batch_size
-    plan = plan_partitions(n_inputs, n_bytes, sc.defaultParallelism, cap)
-    manifest["spark"]["partitions_planned"] = plan.partitions
-    manifest["spark"]["tf_threads_per_task"] = threads
-
-    broadcast = sc.broadcast(weights.arrays)
-    counter = sc.accumulator(0)
-    featurizer = make_featurize_udf(
-        broadcast, weights.digest, config.batch_size, threads,
-        max_pixels=config.max_pixels, images_counter=counter,
-    )
-    confs = {
-        "spark.sql.files.maxPartitionBytes": str(plan.max_partition_bytes),
-        # One Arrow batch = one model batch: memory per worker stays flat.
-        "spark.sql.execution.arrow.maxRecordsPerBatch": str(config.batch_size),
-    }
-    labelled = with_labels(read_images(spark, config.input, config.extensions), root)
-    with timer.stage("wait_warm_up"):
-        warming.join()
-    with sql_conf(spark, confs):
-        # Persisted so features/ and errors/ come from one CNN pass. persist() plans
-        # the query, so it must happen while the partitioning and Arrow confs are set.
-        featurized = apply_featurizer(labelled, featurizer(F.col("content"))).persist(
-            StorageLevel.MEMORY_AND_DISK)
-    observed, observation = outcome_counts(featurized, "featurize_outcomes")
+    n_inputs = listing.n_inputs
+    fz = featurize_inputs(spark, config, listing, weights, threads, warming, timer, manifest)
     try:
-        with timer.stage("featurize"), sql_conf(spark, confs):
-            features_rows(observed).write.mode("errorifexists").parquet(
+        with timer.stage("featurize"), fz.confs():
+            features_rows(fz.observed).write.mode("errorifexists").parquet(
                 storage.join(out, "features"))
         with timer.stage("errors_write"):
-            metrics = observation.get
-            by_reason: dict[str | None, int] = {
-                r: int(metrics[r]) for r in ERROR_REASONS if metrics[r]}
-            by_reason[None] = int(metrics["featurized"])
-            if int(metrics["rows"]) != sum(by_reason.values()):
-                raise JobError(f"unknown error reason among {metrics}")
-            missing = unscanned_files(spark, featurized, listing.listed, int(metrics["rows"]))
-            for row in missing:
-                by_reason[row[3]] = by_reason.get(row[3], 0) + 1
-            errors = error_rows(featurized)
-            if missing:
-                errors = errors.unionByName(unscanned_frame(spark, missing, root))
-            errors.coalesce(1).write.mode("errorifexists").parquet(storage.join(out, "errors"))
-        manifest["spark"]["partitions_used"] = featurized.rdd.getNumPartitions()
+            by_reason = write_errors(spark, fz, listing, storage.join(out, "errors"))
+        manifest["spark"]["partitions_used"] = fz.frame.rdd.getNumPartitions()
     finally:
-        featurized.unpersist()
-        broadcast.unpersist()
+        fz.release()
 
     n_ok = by_reason.pop(None, 0)
     n_failed = sum(by_reason.values())
@@ -338,7 +389,7 @@ def _run(
         "featurized": n_ok,
         "failed": n_failed,
         "failed_by_reason": dict(sorted(by_reason.items())),
-        "model_images": int(counter.value),
+        "model_images": int(fz.counter.value),
     })
     if n_ok + n_failed != n_inputs:
         raise JobError(
@@ -355,7 +406,7 @@ def _run(
             features, n_ok, k=config.pca_k,
             variance=None if config.pca_k is not None else config.pca_variance,
         )
-    manifest["pca"] = summary.to_manifest()
+    manifest["pca"] = {**summary.to_manifest(), "model_id": model_fingerprint(model)}
     with timer.stage("pca_write"):
         # The model save is several small Spark jobs; run them beside the projection.
         saver = ThreadPoolExecutor(max_workers=1)

@@ -248,6 +248,20 @@ def fit_reducer(
     )
 
 
+def model_fingerprint(model: PipelineModel) -> str:
+    """sha256 of a reducer's numbers (scaler mean and std, PCA components).
+
+    Identifies the PCA model a classifier was trained on, whatever its path or uid.
+    """
+    import hashlib
+
+    scaler, pca = model.stages
+    h = hashlib.sha256()
+    for arr in (scaler.mean.toArray(), scaler.std.toArray(), pca.pc.toArray()):
+        h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
 def project(model: PipelineModel, features: DataFrame) -> DataFrame:
     """Project a ``features`` DataFrame: → ``path, label, pca_features: array<float>``.
 

@@ -3,7 +3,7 @@
 Needs nothing outside the repository and its pinned packages, so ``make run-local``
 works on a fresh machine::
 
-    python -m featurize.sample build/sample --per-class 30
+    python -m featurize.sample build/sample --per-class 60
 
 writes ``<out>/<digit>/<digit>_<n>.png`` (64×64 grayscale, dark ink on white), plus one
 deliberately truncated file, ``<out>/7/broken_upload.png``, so the sample run also
@@ -32,23 +32,25 @@ def render_digit(pixels: np.ndarray, size: int = 64) -> Image.Image:
     return small.resize((size, size), Image.BILINEAR)
 
 
-def write_sample(out_dir: str, per_class: int = 30, size: int = 64,
-                 with_broken: bool = True) -> dict[str, int]:
+def write_sample(out_dir: str, per_class: int = 60, size: int = 64,
+                 with_broken: bool = True, offset: int = 0) -> dict[str, int]:
     """Write the sample; returns ``{label: number of good images}``.
 
-    The first ``per_class`` images of each digit, in the dataset's order, so the sample
-    is identical on every machine.
+    Images ``offset`` to ``offset + per_class`` of each digit, in the dataset's order, so
+    the sample is identical on every machine (a different ``offset`` gives new images
+    of the same classes, e.g. for the predict job).
     """
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     counts: dict[str, int] = {}
     for label in range(10):
-        idx = np.flatnonzero(digits.target == label)[:per_class]
+        idx = np.flatnonzero(digits.target == label)[offset:offset + per_class]
         folder = os.path.join(out_dir, str(label))
         os.makedirs(folder, exist_ok=True)
         for n, i in enumerate(idx):
-            render_digit(digits.data[i], size).save(os.path.join(folder, f"{label}_{n:03d}.png"))
+            render_digit(digits.data[i], size).save(
+                os.path.join(folder, f"{label}_{offset + n:03d}.png"))
         counts[str(label)] = len(idx)
     if with_broken:
         buf = io.BytesIO()
@@ -62,11 +64,13 @@ def write_sample(out_dir: str, per_class: int = 30, size: int = 64,
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out_dir")
-    p.add_argument("--per-class", type=int, default=30)
+    p.add_argument("--per-class", type=int, default=60)
     p.add_argument("--size", type=int, default=64)
+    p.add_argument("--offset", type=int, default=0, help="skip this many images per class")
     p.add_argument("--no-broken", action="store_true", help="omit the truncated file")
     args = p.parse_args(argv)
-    counts = write_sample(args.out_dir, args.per_class, args.size, not args.no_broken)
+    counts = write_sample(args.out_dir, args.per_class, args.size, not args.no_broken,
+                          args.offset)
     total = sum(counts.values())
     print(f"sample: {total} images in {len(counts)} classes"
           f"{' + 1 truncated file' if not args.no_broken else ''} under {args.out_dir}")

@@ -1,9 +1,10 @@
 """One-screen summary of a run directory, from its manifest (local runs)::
 
-    python -m featurize.summary runs/local
+    python -m featurize.summary runs/local [--predictions runs/local-predictions]
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -47,17 +48,52 @@ def format_summary(m: dict[str, Any], run_dir: str) -> str:
     return "\n".join(lines)
 
 
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """Accuracy and the per-class scores of the test split."""
+    test = metrics["test"]
+    split = metrics["split"]
+    lines = [f"classifier    : test accuracy {metrics['accuracy']:.4f}, macro-F1 "
+             f"{metrics['macro_f1']:.4f} ({split['train']} train / {split['test']} test images, "
+             f"{split['method']} split)"]
+    worst = sorted(test["per_class"].items(), key=lambda kv: kv[1]["f1"])[:3]
+    lines.append("weakest labels: " + ", ".join(
+        f"{label} (F1 {v['f1']:.2f}, {v['support']} images)" for label, v in worst))
+    return "\n".join(lines)
+
+
+def format_predictions(pred_dir: str, n: int = 8) -> str:
+    """Counts and the first ``n`` predictions of a predict output."""
+    import pyarrow.parquet as pq
+
+    m = load_manifest(pred_dir)
+    table = pq.read_table(os.path.join(pred_dir, "predictions")).to_pandas()
+    table = table.sort_values("path").head(n)
+    c = m["counts"]
+    lines = [f"predictions   : {c['predicted']} predicted, {c['failed']} failed "
+             f"{c.get('failed_by_reason') or ''} -> {os.path.join(pred_dir, 'predictions')}"]
+    for row in table.itertuples():
+        name = "/".join(row.path.split("/")[-2:])
+        lines.append(f"  {name:<32} {row.predicted_label:<16} confidence {row.confidence:.3f}")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        print("usage: python -m featurize.summary RUN_DIR", file=sys.stderr)
-        return 2
+    p = argparse.ArgumentParser(description="One-screen summary of a run directory.")
+    p.add_argument("run_dir")
+    p.add_argument("--predictions", default=None, help="a predict_images output to show")
+    args = p.parse_args(argv)
     try:
-        manifest = load_manifest(args[0])
+        manifest = load_manifest(args.run_dir)
     except FileNotFoundError:
-        print(f"no {MANIFEST_NAME} in {args[0]}: the run did not finish", file=sys.stderr)
+        print(f"no {MANIFEST_NAME} in {args.run_dir}: the run did not finish", file=sys.stderr)
         return 1
-    print(format_summary(manifest, args[0]))
+    print(format_summary(manifest, args.run_dir))
+    metrics_path = os.path.join(args.run_dir, "metrics.json")
+    if os.path.exists(metrics_path):
+        with open(metrics_path, encoding="utf-8") as fh:
+            print(format_metrics(json.load(fh)))
+    if args.predictions:
+        print(format_predictions(args.predictions))
     return 0 if manifest.get("status") == "complete" else 1
 
 

@@ -51,3 +51,25 @@ def test_fruits_subset_end_to_end(spark, weights_spec, tmp_path):
             pred = min(centroids, key=lambda c: np.linalg.norm(x[i] - centroids[c]))
             correct += pred == y[i]
         assert correct / len(x) >= 0.95
+
+
+@pytest.mark.slow
+def test_fruits_classifier_on_the_datasets_own_split(spark, weights_spec, tmp_path):
+    """All 6,821 images, the dataset's split_manifest.csv: test accuracy >= 0.98."""
+    from featurize import train
+
+    require_shared(FRUITS)
+    if not imagenet_available():
+        from tests.conftest import SHARED_KERAS
+
+        require_shared(SHARED_KERAS / "models")
+    out = tmp_path / "run"
+    manifest = run(spark, FeaturizeConfig(input=str(FRUITS), output=str(out),
+                                          weights=weights_spec))
+    assert manifest["counts"]["inputs"] == 6821 and manifest["counts"]["failed"] == 0
+    metrics = train.run(spark, train.TrainConfig(
+        run=str(out), split_file=str(FRUITS / "split_manifest.csv")))
+    assert metrics["split"]["train"] == 5107 and metrics["split"]["test"] == 1714
+    assert metrics["split"]["not_in_split_file"] == 0
+    assert metrics["test"]["n"] == 1714
+    assert metrics["accuracy"] >= 0.98, metrics["test"]["confusion_matrix"]

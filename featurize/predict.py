@@ -1,0 +1,168 @@
+"""The predict job: new images → the run's featurizer → its PCA model → its classifier.
+
+Writes ``OUTPUT/predictions/`` (``path, predicted_label, confidence, probabilities``),
+``OUTPUT/errors/`` (as the featurize job) and ``OUTPUT/manifest.json`` (last).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pyspark.ml import PipelineModel
+from pyspark.sql import SparkSession
+
+from featurize import storage
+from featurize.classify import labels_of, predict
+from featurize.config import ConfigError, FeaturizeConfig
+from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, PREPROCESSING
+from featurize.job import (
+    JobError, check_output, featurize_inputs, list_inputs, start_warm_up, task_cpus,
+    write_errors,
+)
+from featurize.manifest import (
+    FORMAT_VERSION, MANIFEST_NAME, StageTimer, command_line, library_versions, to_json,
+    utc_now,
+)
+from featurize.pipeline import features_rows
+from featurize.reduce import model_fingerprint, project
+from featurize.train import METRICS_NAME, read_manifest
+from featurize.weights import ResolvedWeights, resolve_weights
+
+logger = logging.getLogger(__name__)
+
+PREDICTIONS_SCHEMA = ("struct<path:string,predicted_label:string,confidence:double,"
+                      "probabilities:map<string,double>>")
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Options of ``jobs/predict_images.py``."""
+
+    run: str
+    input: str
+    output: str
+    batch_size: int = 16
+    overwrite: bool = False
+    extensions: tuple[str, ...] = field(default=DEFAULT_EXTENSIONS)
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    tf_threads: int | None = None
+
+    def featurize_config(self, manifest: dict[str, Any]) -> FeaturizeConfig:
+        """The featurize settings for the new images: the run's weights, our I/O."""
+        w = manifest["weights"]
+        return FeaturizeConfig(
+            input=self.input, output=self.output, weights=w["spec"],
+            seed=w.get("seed") or 0, batch_size=self.batch_size, overwrite=self.overwrite,
+            extensions=self.extensions, max_pixels=self.max_pixels, tf_threads=self.tf_threads,
+            pca_k=None,
+        )
+
+
+def check_compatible(
+    manifest: dict[str, Any], metrics: dict[str, Any], pca_model: PipelineModel,
+    weights: ResolvedWeights,
+) -> None:
+    """Refuse to mix a run's models with features made differently.
+
+    Raises
+    ------
+    ConfigError
+        The classifier was trained on another PCA model than ``models/pca``, or the
+        preprocessing or weights now differ from those the run was featurized with.
+    """
+    run_pre = manifest.get("preprocessing", {}).get("name")
+    if run_pre != PREPROCESSING:
+        raise ConfigError(
+            f"the run was featurized with preprocessing {run_pre!r}, this code does "
+            f"{PREPROCESSING!r}: features would not be comparable. Re-featurize the "
+            f"training images with this version, then retrain.")
+    recorded = manifest["weights"]
+    if weights.to_manifest()["arrays_sha256"] != recorded.get("arrays_sha256"):
+        raise ConfigError(
+            f"the weights resolved from {recorded['spec']!r} differ from those the run "
+            f"used (sha256 {recorded.get('sha256')}); point KERAS_HOME / the weights path "
+            f"at the same file, or re-featurize and retrain.")
+    fingerprint = model_fingerprint(pca_model)
+    if metrics.get("pca_model_id") != fingerprint:
+        raise ConfigError(
+            "the classifier in models/classifier was trained on a different PCA model "
+            "than the one in models/pca (the run was re-featurized after training); "
+            "retrain it: make train RUN=<run>.")
+
+
+def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
+    """Predict labels for ``config.input``; returns the manifest written to OUTPUT."""
+    timer = StageTimer()
+    started = utc_now()
+    manifest_run = read_manifest(spark, config.run)
+    metrics_uri = storage.join(config.run, METRICS_NAME)
+    if not storage.exists(spark, metrics_uri):
+        raise ConfigError(f"{config.run} has no trained classifier ({METRICS_NAME} missing); "
+                          f"run jobs/train_classifier.py --run {config.run} first.")
+    metrics = json.loads(storage.read_text(spark, metrics_uri))
+    fconfig = config.featurize_config(manifest_run)
+    storage.check_scheme(spark, config.input, "--input")
+    storage.check_scheme(spark, config.output, "--output")
+    check_output(spark, fconfig)
+    pca_model = PipelineModel.load(storage.join(config.run, "models", "pca"))
+    classifier = PipelineModel.load(storage.join(config.run, "models", "classifier"))
+    threads = config.tf_threads or task_cpus(spark)
+    warming = start_warm_up(spark, config.batch_size, threads)
+    with timer.stage("list_inputs"):
+        listing = list_inputs(spark, fconfig)
+    with timer.stage("resolve_weights"):
+        weights = resolve_weights(fconfig.weights, seed=fconfig.seed)
+    check_compatible(manifest_run, metrics, pca_model, weights)
+
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "job": "predict_images",
+        "status": "running",
+        "started_at": started,
+        "run": config.run,
+        "config": {**asdict(config), "extensions": list(config.extensions)},
+        "command": command_line(),
+        "versions": library_versions(),
+        "weights": weights.to_manifest(),
+        "preprocessing": {"name": PREPROCESSING},
+        "pca_model_id": metrics["pca_model_id"],
+        "labels": labels_of(classifier),
+        "input": {"uri": config.input, "root": listing.root},
+        "counts": {"inputs": listing.n_inputs},
+        "timings_seconds": timer.seconds,
+        "outputs": {"predictions": "predictions/", "errors": "errors/"},
+    }
+    if config.overwrite:
+        storage.delete(spark, config.output)
+    try:
+        fz = featurize_inputs(spark, fconfig, listing, weights, threads, warming, timer, manifest)
+        try:
+            with timer.stage("featurize_predict"), fz.confs():
+                scored = predict(classifier, project(pca_model, features_rows(fz.observed)))
+                scored.select("path", "predicted_label", "confidence", "probabilities").write \
+                    .mode("errorifexists").parquet(storage.join(config.output, "predictions"))
+            with timer.stage("errors_write"):
+                by_reason = write_errors(spark, fz, listing,
+                                         storage.join(config.output, "errors"))
+        finally:
+            fz.release()
+        n_ok = by_reason.pop(None, 0)
+        manifest["counts"].update({"predicted": n_ok, "failed": sum(by_reason.values()),
+                                   "failed_by_reason": dict(sorted(by_reason.items()))})
+        if n_ok + manifest["counts"]["failed"] != listing.n_inputs:
+            raise JobError("predicted + failed != inputs; the input changed during the run?")
+        manifest["status"] = "complete"
+    except BaseException as exc:
+        manifest["status"] = "failed"
+        manifest["error"] = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+        raise
+    finally:
+        manifest["finished_at"] = utc_now()
+        manifest["timings_seconds"]["total"] = timer.total()
+        if manifest["status"] != "running":
+            storage.write_text(spark, storage.join(config.output, MANIFEST_NAME),
+                               to_json(manifest))
+    logger.info("predicted %d images into %s", manifest["counts"]["predicted"], config.output)
+    return manifest

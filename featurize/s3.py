@@ -1,0 +1,215 @@
+"""S3 where Spark has no S3 filesystem (open-source pyspark): boto3 lists, fetches, uploads.
+
+On EMR, Spark reads and writes ``s3://`` itself and nothing here runs. Elsewhere the job
+lists objects on the driver, fetches their bytes on the executors (one client per task)
+and writes the run directory locally before uploading it, manifest last. boto3 is
+configured only by its own chain: credentials, region, profile and the standard
+``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3`` variables.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import pandas as pd
+
+from featurize.config import ConfigError
+
+logger = logging.getLogger(__name__)
+
+S3_SCHEMES = ("s3", "s3a", "s3n")
+
+
+class S3Error(ConfigError):
+    """An S3 location cannot be used; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class S3Uri:
+    scheme: str
+    bucket: str
+    key: str
+
+    @classmethod
+    def parse(cls, uri: str) -> "S3Uri":
+        """
+        Examples
+        --------
+        >>> S3Uri.parse("s3a://bucket/a/b/")
+        S3Uri(scheme='s3a', bucket='bucket', key='a/b/')
+        """
+        parts = urlsplit(uri)
+        if parts.scheme not in S3_SCHEMES or not parts.netloc:
+            raise S3Error(f"{uri}: not an s3://bucket/prefix URI")
+        return cls(parts.scheme, parts.netloc, parts.path.lstrip("/"))
+
+    @property
+    def prefix(self) -> str:
+        """The key as a folder prefix ('' for the bucket root, else ending in '/')."""
+        return self.key if not self.key or self.key.endswith("/") else self.key + "/"
+
+    def uri(self, key: str) -> str:
+        return f"{self.scheme}://{self.bucket}/{key}"
+
+    @property
+    def root(self) -> str:
+        return f"{self.scheme}://{self.bucket}/{self.prefix}".rstrip("/")
+
+
+def is_s3(uri: str) -> bool:
+    return urlsplit(uri).scheme in S3_SCHEMES
+
+
+def client() -> Any:
+    """A boto3 S3 client from boto3's own configuration (env, profile, endpoint URLs)."""
+    import boto3
+
+    return boto3.client("s3")
+
+
+def explain(exc: Exception, what: str) -> S3Error:
+    """Turn boto3/botocore failures into messages that say what to do."""
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    if isinstance(exc, NoCredentialsError):
+        return S3Error(
+            f"{what}: no AWS credentials found. Configure them the usual way (AWS_PROFILE / "
+            f"~/.aws/credentials, AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY, or an instance "
+            f"role).")
+    if isinstance(exc, EndpointConnectionError):
+        return S3Error(f"{what}: cannot reach the S3 endpoint ({exc}); check AWS_ENDPOINT_URL "
+                       f"/ the region and the network.")
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchBucket", "404", "NotFound"):
+            return S3Error(f"{what}: the bucket does not exist (or is in another account); "
+                           f"check the bucket name.")
+        if code in ("AccessDenied", "403", "AllAccessDisabled", "AccountProblem"):
+            return S3Error(f"{what}: access denied; the credentials in use need s3:ListBucket, "
+                           f"s3:GetObject (input) and s3:PutObject/s3:DeleteObject (output) "
+                           f"on it.")
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+                    "InvalidToken", "TokenRefreshRequired"):
+            return S3Error(f"{what}: the AWS credentials were rejected ({code}); refresh or "
+                           f"fix them.")
+        return S3Error(f"{what}: S3 error {code}: {exc}")
+    return S3Error(f"{what}: {exc}")
+
+
+def _hidden(relative_key: str) -> bool:
+    """Spark's file index skips names starting with '_' or '.'; so does this listing."""
+    return any(part.startswith(("_", ".")) for part in relative_key.split("/") if part)
+
+
+def list_images(s3: Any, uri: str, extensions: tuple[str, ...]) -> list[tuple[str, int, int]]:
+    """``(s3://bucket/key, size, last_modified_ms)`` for matching objects under a prefix.
+
+    Paginated and recursive; extension match is case-insensitive.
+
+    Raises
+    ------
+    S3Error
+        Bucket missing, access denied, credentials absent.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    loc = S3Uri.parse(uri)
+    found = []
+    suffixes = tuple("." + e.lower() for e in extensions)
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket,
+                                                                 Prefix=loc.prefix):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if key.endswith("/") or _hidden(key[len(loc.prefix):]):
+                    continue
+                if key.lower().endswith(suffixes):
+                    found.append((loc.uri(key), int(obj["Size"]),
+                                  int(obj["LastModified"].timestamp() * 1000)))
+    except (ClientError, BotoCoreError) as exc:
+        raise explain(exc, f"listing {uri}") from exc
+    return found
+
+
+def prefix_is_empty(s3: Any, uri: str) -> bool:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    loc = S3Uri.parse(uri)
+    try:
+        page = s3.list_objects_v2(Bucket=loc.bucket, Prefix=loc.prefix, MaxKeys=1)
+    except (ClientError, BotoCoreError) as exc:
+        raise explain(exc, f"checking {uri}") from exc
+    return page.get("KeyCount", 0) == 0
+
+
+def delete_prefix(s3: Any, uri: str) -> int:
+    """Delete every object under a prefix; returns how many."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    loc = S3Uri.parse(uri)
+    n = 0
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket,
+                                                                 Prefix=loc.prefix):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=loc.bucket, Delete={"Objects": keys, "Quiet": True})
+                n += len(keys)
+    except (ClientError, BotoCoreError) as exc:
+        raise explain(exc, f"deleting {uri}") from exc
+    return n
+
+
+def upload_tree(s3: Any, local_dir: str, uri: str, last: str = "manifest.json") -> int:
+    """Upload a local folder under an S3 prefix, ``last`` after everything else.
+
+    Hadoop's ``.crc`` side files are skipped. Returns the number of objects written.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    loc = S3Uri.parse(uri)
+    files = []
+    for dirpath, _, names in os.walk(local_dir):
+        for name in names:
+            if name.endswith(".crc"):
+                continue
+            files.append(os.path.join(dirpath, name))
+    files.sort(key=lambda p: (os.path.basename(p) == last and os.path.dirname(p) == local_dir, p))
+    try:
+        for path in files:
+            key = loc.prefix + os.path.relpath(path, local_dir).replace(os.sep, "/")
+            s3.upload_file(path, loc.bucket, key)
+    except (ClientError, BotoCoreError) as exc:
+        raise explain(exc, f"uploading to {uri}") from exc
+    return len(files)
+
+
+def download(s3: Any, uri: str, dest: str) -> str:
+    """Download one object to a local path."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    loc = S3Uri.parse(uri)
+    try:
+        s3.download_file(loc.bucket, loc.key, dest)
+    except (ClientError, BotoCoreError) as exc:
+        raise explain(exc, f"downloading {uri}") from exc
+    return dest
+
+
+def fetch_contents(paths: Iterator[pd.Series]) -> Iterator[pd.Series]:
+    """Scalar-iterator pandas UDF body: ``s3://`` paths → object bytes.
+
+    One client per task (created here, on the executor, from the executor's own boto3
+    configuration). A failure to fetch fails the task, so Spark retries it.
+    """
+    s3 = client()
+    for batch in paths:
+        out = []
+        for path in batch:
+            loc = S3Uri.parse(path)
+            out.append(s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read())
+        yield pd.Series(out, dtype=object)

@@ -1,0 +1,125 @@
+"""The train-classifier job: ``RUN/pca/`` → ``RUN/models/classifier/`` + ``RUN/metrics.json``."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pyspark.ml import PipelineModel
+from pyspark.sql import SparkSession
+
+from featurize import storage
+from featurize.classify import (
+    ClassifierError, ClassifierParams, evaluate, fit_classifier, labelled_only, labels_of,
+    predict, split_by_file, stratified_split,
+)
+from featurize.config import ConfigError
+from featurize.manifest import FORMAT_VERSION, MANIFEST_NAME, StageTimer, utc_now
+from featurize.reduce import model_fingerprint
+
+logger = logging.getLogger(__name__)
+
+METRICS_NAME = "metrics.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of ``jobs/train_classifier.py``."""
+
+    run: str
+    test_fraction: float = 0.2
+    seed: int = 0
+    split_file: str | None = None
+    reg_param: float = 1e-3
+    elastic_net_param: float = 0.0
+    max_iter: int = 200
+    standardize: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.run:
+            raise ConfigError("--run is required: a run directory made by featurize_images.")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"--test-fraction {self.test_fraction} must be between 0 and 1.")
+        if self.reg_param < 0 or not 0.0 <= self.elastic_net_param <= 1.0:
+            raise ConfigError("--reg-param must be >= 0 and --elastic-net-param in [0, 1].")
+        if self.max_iter < 1:
+            raise ConfigError("--max-iter must be at least 1.")
+
+
+def read_manifest(spark: SparkSession, run_dir: str) -> dict[str, Any]:
+    """The run's manifest, refusing runs that did not complete."""
+    uri = storage.join(run_dir, MANIFEST_NAME)
+    if not storage.exists(spark, uri):
+        raise ConfigError(
+            f"{run_dir} has no {MANIFEST_NAME}: not a finished featurize run. Run "
+            f"jobs/featurize_images.py --output {run_dir} first.")
+    manifest = json.loads(storage.read_text(spark, uri))
+    if manifest.get("status") != "complete":
+        raise ConfigError(f"{run_dir}: the featurize run did not complete "
+                          f"(status {manifest.get('status')!r}); rerun it.")
+    return manifest
+
+
+def run(spark: SparkSession, config: TrainConfig) -> dict[str, Any]:
+    """Train, evaluate and save; returns the metrics written to ``RUN/metrics.json``."""
+    timer = StageTimer()
+    manifest = read_manifest(spark, config.run)
+    pca_model = PipelineModel.load(storage.join(config.run, "models", "pca"))
+    pca = labelled_only(spark.read.parquet(storage.join(config.run, "pca"))).cache()
+    try:
+        with timer.stage("split"):
+            unlisted = 0
+            if config.split_file:
+                train, test, unlisted = split_by_file(spark, pca, config.split_file)
+                split = {"method": "file", "file": config.split_file}
+            else:
+                train, test = stratified_split(pca, config.test_fraction, config.seed)
+                split = {"method": "stratified", "test_fraction": config.test_fraction,
+                         "seed": config.seed}
+            train, test = train.cache(), test.cache()
+            n_train, n_test = train.count(), test.count()
+            if n_train == 0 or n_test == 0:
+                raise ClassifierError(
+                    f"the split left {n_train} training and {n_test} test images; "
+                    f"check --split-file / --test-fraction.")
+        params = ClassifierParams(config.reg_param, config.elastic_net_param, config.max_iter,
+                                  config.standardize)
+        with timer.stage("fit"):
+            model = fit_classifier(train, params)
+        labels = labels_of(model)
+        with timer.stage("evaluate"):
+            test_pred = predict(model, test).cache()
+            test_metrics = evaluate(test_pred, labels)
+            train_metrics = evaluate(predict(model, train), labels)
+        missing = sorted(set(labels) - {r["label"] for r in test.select("label").distinct().collect()})
+        with timer.stage("write"):
+            model.write().overwrite().save(storage.join(config.run, "models", "classifier"))
+            test_pred.select("path", "label", "predicted_label", "confidence").write.mode(
+                "overwrite").parquet(storage.join(config.run, "test_predictions"))
+    finally:
+        pca.unpersist()
+    metrics = {
+        "format_version": FORMAT_VERSION,
+        "job": "train_classifier",
+        "trained_at": utc_now(),
+        "run": config.run,
+        "config": asdict(config),
+        "split": {**split, "train": n_train, "test": n_test, "not_in_split_file": unlisted,
+                  "labels_missing_from_test": missing},
+        "model": {"type": "LogisticRegression(family=multinomial)", **asdict(params)},
+        "pca_model_id": model_fingerprint(pca_model),
+        "weights_sha256": manifest.get("weights", {}).get("sha256"),
+        "preprocessing": manifest.get("preprocessing", {}).get("name"),
+        "labels": labels,
+        "accuracy": test_metrics["accuracy"],
+        "macro_f1": test_metrics["macro_f1"],
+        "test": test_metrics,
+        "train": train_metrics,
+        "timings_seconds": {**timer.seconds, "total": timer.total()},
+    }
+    storage.write_text(spark, storage.join(config.run, METRICS_NAME),
+                       json.dumps(metrics, indent=2) + "\n")
+    logger.info("classifier: test accuracy %.4f, macro-F1 %.4f on %d images",
+                metrics["accuracy"], metrics["macro_f1"], n_test)
+    return metrics

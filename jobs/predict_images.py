@@ -1,0 +1,73 @@
+"""spark-submit entry point: predict labels for new images with a trained run.
+
+    spark-submit jobs/predict_images.py --run RUN_DIR --input IMAGES --output OUT [--overwrite]
+
+Uses the run's weights (from its manifest), PCA model and classifier; refuses a run
+whose classifier was trained on another PCA model, or weights/preprocessing that
+differ from the run's. Writes OUT/predictions/, OUT/errors/, OUT/manifest.json.
+Exit status: 0 complete, 2 bad configuration, 1 failed.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from featurize.config import ConfigError
+from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS
+from featurize.weights import WeightsError
+
+logger = logging.getLogger("featurize.jobs.predict_images")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="predict_images", description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", required=True, help="trained run directory")
+    p.add_argument("--input", required=True, help="folder of new images (searched recursively)")
+    p.add_argument("--output", required=True, help="where predictions/ and errors/ go")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--extensions", default=",".join(DEFAULT_EXTENSIONS))
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    p.add_argument("--tf-threads", type=int, default=None)
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from featurize.predict import PredictConfig
+
+    try:
+        config = PredictConfig(
+            run=args.run, input=args.input, output=args.output, batch_size=args.batch_size,
+            overwrite=args.overwrite,
+            extensions=tuple(e for e in args.extensions.split(",") if e),
+            max_pixels=args.max_pixels, tf_threads=args.tf_threads)
+    except ConfigError as exc:
+        print(f"predict_images: error: {exc}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    from featurize.predict import run
+
+    spark = SparkSession.builder.appName("predict_images").getOrCreate()
+    try:
+        manifest = run(spark, config)
+    except (ConfigError, WeightsError) as exc:
+        logger.error("%s", exc)
+        return 2
+    finally:
+        spark.stop()
+    logger.info("predictions: %s/predictions (%d images, %d failed)", config.output,
+                manifest["counts"]["predicted"], manifest["counts"]["failed"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Featurize → train → predict → report → notebook, on the embedded sample."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from featurize.config import ConfigError, FeaturizeConfig
+from featurize.sample import write_sample
+from tests.conftest import REPO, imagenet_available
+from tests.helpers import write
+
+pytestmark = pytest.mark.spark
+
+PER_CLASS = 60
+
+
+@pytest.fixture(scope="module")
+def trained_run(spark, weights_spec, tmp_path_factory):
+    from featurize import job, train
+
+    root = tmp_path_factory.mktemp("sample")
+    write_sample(str(root / "images"), per_class=PER_CLASS)
+    run_dir = root / "run"
+    job.run(spark, FeaturizeConfig(input=str(root / "images"), output=str(run_dir),
+                                   weights=weights_spec))
+    metrics = train.run(spark, train.TrainConfig(run=str(run_dir), test_fraction=0.2, seed=0))
+    return run_dir, metrics
+
+
+def test_metrics_and_model(spark, trained_run):
+    run_dir, metrics = trained_run
+    on_disk = json.loads((run_dir / "metrics.json").read_text())
+    assert on_disk["accuracy"] == metrics["accuracy"]
+    # 60 labelled images per digit: 12 per class held out (round(60 * 0.2)).
+    assert metrics["split"]["train"] == 480 and metrics["split"]["test"] == 120
+    assert metrics["labels"] == [str(d) for d in range(10)]
+    assert metrics["test"]["n"] == 120 and metrics["train"]["n"] == 480
+    assert all(metrics["test"]["per_class"][str(d)]["support"] == 12 for d in range(10))
+    assert np.asarray(metrics["test"]["confusion_matrix"]).sum() == 120
+    assert len(metrics["pca_model_id"]) == 64
+    assert (run_dir / "models" / "classifier" / "metadata").is_dir()
+    assert spark.read.parquet(str(run_dir / "test_predictions")).count() == 120
+    if imagenet_available():
+        assert metrics["accuracy"] >= 0.90, metrics["test"]["confusion_matrix"]
+
+
+def test_predict_new_images(spark, trained_run, tmp_path):
+    from featurize import predict
+
+    run_dir, _ = trained_run
+    new = tmp_path / "new"
+    write_sample(str(new), per_class=5, offset=PER_CLASS)  # unseen digits + 1 broken file
+    out = tmp_path / "pred"
+    manifest = predict.run(spark, predict.PredictConfig(run=str(run_dir), input=str(new),
+                                                        output=str(out)))
+    assert manifest["status"] == "complete"
+    assert manifest["counts"] == {"inputs": 51, "predicted": 50, "failed": 1,
+                                  "failed_by_reason": {"truncated": 1}}
+    df = spark.read.parquet(str(out / "predictions"))
+    assert df.schema.simpleString() == predict.PREDICTIONS_SCHEMA
+    rows = df.collect()
+    assert len(rows) == 50
+    for r in rows:
+        assert 0.0 <= r["confidence"] <= 1.0
+        assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
+        assert r["predicted_label"] == max(r["probabilities"], key=r["probabilities"].get)
+    assert spark.read.parquet(str(out / "errors")).count() == 1
+    assert json.loads((out / "manifest.json").read_text())["counts"]["predicted"] == 50
+    if imagenet_available():
+        correct = [r["predicted_label"] == r["path"].split("/")[-2] for r in rows]
+        assert np.mean(correct) >= 0.8
+
+
+def _copy_run(run_dir: Path, dest: Path) -> Path:
+    shutil.copytree(run_dir, dest)
+    return dest
+
+
+def test_predict_refuses_mismatched_models(spark, trained_run, tmp_path):
+    from pyspark.ml import PipelineModel
+
+    from featurize import predict, reduce
+
+    run_dir, _ = trained_run
+    write(tmp_path / "new" / "x" / "a.png", (run_dir.parent / "images" / "3" / "3_000.png")
+          .read_bytes())
+
+    def attempt(run: Path, match: str) -> None:
+        with pytest.raises(ConfigError, match=match):
+            predict.run(spark, predict.PredictConfig(run=str(run), input=str(tmp_path / "new"),
+                                                     output=str(tmp_path / f"o-{run.name}")))
+        assert not (tmp_path / f"o-{run.name}").exists()
+
+    # A PCA model refitted (here on half the features) after the classifier was trained.
+    stale = _copy_run(run_dir, tmp_path / "stale")
+    features = spark.read.parquet(str(stale / "features")).limit(100)
+    refit, _ = reduce.fit_reducer(features, 100, k=5, variance=None)
+    shutil.rmtree(stale / "models" / "pca")
+    refit.write().save(str(stale / "models" / "pca"))
+    assert isinstance(PipelineModel.load(str(stale / "models" / "pca")), PipelineModel)
+    attempt(stale, "different PCA model")
+
+    other_pre = _copy_run(run_dir, tmp_path / "prepro")
+    m = json.loads((other_pre / "manifest.json").read_text())
+    m["preprocessing"]["name"] = "pillow-rgb-nearest224-v0"
+    (other_pre / "manifest.json").write_text(json.dumps(m))
+    attempt(other_pre, "preprocessing")
+
+    other_w = _copy_run(run_dir, tmp_path / "weights")
+    m = json.loads((other_w / "manifest.json").read_text())
+    m["weights"]["arrays_sha256"] = "0" * 64
+    (other_w / "manifest.json").write_text(json.dumps(m))
+    attempt(other_w, "weights resolved from")
+
+    untrained = _copy_run(run_dir, tmp_path / "untrained")
+    (untrained / "metrics.json").unlink()
+    attempt(untrained, "no trained classifier")
+
+
+def test_report_pngs(trained_run):
+    from PIL import Image
+
+    from featurize.report import write_report
+
+    run_dir, _ = trained_run
+    written = write_report(str(run_dir))
+    names = sorted(os.path.basename(p) for p in written)
+    assert names == ["confusion_matrix.png", "explained_variance.png", "index.html",
+                     "index.md", "mistakes.png", "projection.png"]
+    for p in written:
+        if p.endswith(".png"):
+            with Image.open(p) as img:
+                assert img.format == "PNG" and img.size[0] >= 400 and img.size[1] >= 300
+    html = (run_dir / "report" / "index.html").read_text()
+    assert all(f"src='{n}'" in html for n in names if n.endswith(".png"))
+
+
+def test_notebook_executes_headless(trained_run, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    run_dir, _ = trained_run
+    monkeypatch.setenv("FEATURIZE_RUN", str(run_dir))
+    nb = nbformat.read(REPO / "notebooks" / "explore_run.ipynb", as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if "image/png" in o.get("data", {})]
+    assert len(images) == 4  # variance, projection, confusion matrix, mistakes
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+    assert "test accuracy" in text
