@@ -19,9 +19,10 @@ setup(
         "h5py",
         "tensorflow-cpu",
         "keras",
+        "boto3",
     ],
     extras_require={
         "local": ["pyspark[sql,ml]", "scikit-learn", "matplotlib"],
-        "test": ["pytest", "scikit-learn", "nbclient", "nbformat", "ipykernel"],
+        "test": ["pytest", "scikit-learn", "nbclient", "nbformat", "ipykernel", "moto[server]"],
     },
 )

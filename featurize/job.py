@@ -10,16 +10,17 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from featurize import storage
+from featurize import s3, storage
 from featurize.config import DEFAULT_FILES_PER_PARTITION, ConfigError, FeaturizeConfig
 from featurize.images import ERROR_REASONS, IMAGE_SIZE, PREPROCESSING
+from featurize.output import RunOutput
 from featurize.manifest import (
     FORMAT_VERSION, MANIFEST_NAME, StageTimer, command_line, library_versions, to_json,
     utc_now,
@@ -56,15 +57,6 @@ def sql_conf(spark: SparkSession, values: dict[str, str]) -> Iterator[None]:
                 spark.conf.unset(k)
             else:
                 spark.conf.set(k, v)
-
-
-def check_output(spark: SparkSession, config: FeaturizeConfig) -> None:
-    """Refuse a non-empty run directory unless ``--overwrite`` (checked before any work)."""
-    if not config.overwrite and storage.is_nonempty(spark, config.output):
-        raise ConfigError(
-            f"--output {config.output} already exists and is not empty; pass "
-            f"--overwrite to replace it, or choose another --output."
-        )
 
 
 def check_input(spark: SparkSession, config: FeaturizeConfig) -> None:
@@ -131,35 +123,50 @@ class Listing:
     root: str
     listed: frozenset[str]
     n_bytes: int
+    #: (path, size, mtime_ms) per object when listed with boto3, else None (Spark lists).
+    objects: tuple[tuple[str, int, int], ...] | None = None
 
     @property
     def n_inputs(self) -> int:
         return len(self.listed)
 
 
-def list_inputs(spark: SparkSession, config: FeaturizeConfig) -> Listing:
-    """List the inputs on the driver (file index metadata, no Spark job) and check the
-    configuration against them.
+def list_inputs(spark: SparkSession, config: FeaturizeConfig, mode: str = "spark") -> Listing:
+    """List the inputs on the driver and check the configuration against them.
+
+    ``mode`` ``spark``: the ``binaryFile`` reader's file index (metadata, no Spark job).
+    ``boto3``: a paginated S3 listing, for S3 where this Spark has no filesystem.
 
     Raises
     ------
     ConfigError
         No matching files, or ``--pca-k`` larger than the number of inputs.
     """
-    root = storage.qualify(spark, config.input)
-    images = read_images(spark, config.input, config.extensions)
-    listed = frozenset(listed_paths(images))
+    exts = ", ".join("." + e for e in config.extensions)
+    objects = None
+    if mode == "boto3":
+        client = s3.client()
+        objects = tuple(s3.list_images(client, config.input, config.extensions))
+        if not objects and s3.prefix_is_empty(client, config.input):
+            raise ConfigError(f"--input {config.input}: there are no objects under this "
+                              f"prefix; check the bucket and prefix.")
+        root = s3.S3Uri.parse(config.input).root
+        listed = frozenset(o[0] for o in objects)
+        n_bytes = sum(o[1] for o in objects)
+    else:
+        root = storage.qualify(spark, config.input)
+        images = read_images(spark, config.input, config.extensions)
+        listed = frozenset(listed_paths(images))
+        n_bytes = listed_bytes(images) if listed else 0
     if not listed:
         raise ConfigError(
-            f"--input {config.input} holds no files ending in "
-            f"{', '.join('.' + e for e in config.extensions)} (any letter case)."
-        )
+            f"--input {config.input} holds no files ending in {exts} (any letter case).")
     if config.pca_k is not None and config.pca_k > len(listed):
         raise ConfigError(
             f"--pca-k {config.pca_k} is larger than the {len(listed)} input images; lower "
             f"--pca-k or add images."
         )
-    return Listing(root, listed, listed_bytes(images))
+    return Listing(root, listed, n_bytes, objects)
 
 
 def start_warm_up(spark: SparkSession, batch_size: int, threads: int) -> threading.Thread:
@@ -211,18 +218,20 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
     """
     started = utc_now()
     timer = StageTimer()
-    storage.check_scheme(spark, config.input, "--input")
-    storage.check_scheme(spark, config.output, "--output")
-    check_input(spark, config)
-    check_output(spark, config)
+    in_mode = storage.io_mode(spark, config.input, "--input")
+    output = RunOutput(spark, config.output, config.overwrite)
+    if in_mode == "spark":
+        check_input(spark, config)
+    output.check()
     threads = config.tf_threads or task_cpus(spark)
     # Workers import TensorFlow, build and trace the model while the driver lists the
     # inputs and resolves the weights (both driver-side, no Spark job).
     warming = start_warm_up(spark, config.batch_size, threads)
     with timer.stage("list_inputs"):
-        listing = list_inputs(spark, config)
+        listing = list_inputs(spark, config, in_mode)
     with timer.stage("resolve_weights"):
         weights = resolve_weights(config.weights, seed=config.seed)
+    logger.info("input read by %s, output written by %s", in_mode, output.mode)
 
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -245,6 +254,7 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
         "preprocessing": {"name": PREPROCESSING, "image_size": list(IMAGE_SIZE),
                           "resample": "bilinear"},
         "input": {"uri": config.input, "root": listing.root},
+        "io": {"input": in_mode, "output": output.mode},
         "counts": {"inputs": listing.n_inputs, "input_bytes": listing.n_bytes},
         "pca": None,
         "timings_seconds": timer.seconds,
@@ -252,10 +262,10 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
         "outputs": {"features": "features/", "errors": "errors/", "pca": "pca/",
                     "pca_model": "models/pca/"},
     }
-    if config.overwrite:
-        storage.delete(spark, config.output)
+    output.prepare()
+    staged = replace(config, output=output.write_uri)
     try:
-        _run(spark, config, listing, weights, threads, warming, timer, manifest)
+        _run(spark, staged, listing, weights, threads, warming, timer, manifest)
     except BaseException as exc:
         manifest["status"] = "failed"
         # First line only: Py4J errors carry whole JVM stack traces (they are in the log).
@@ -264,10 +274,12 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
         manifest["finished_at"] = utc_now()
         manifest["timings_seconds"]["total"] = timer.total()
         try:
-            storage.write_text(spark, storage.join(config.output, MANIFEST_NAME), to_json(manifest))
+            storage.write_text(spark, storage.join(staged.output, MANIFEST_NAME), to_json(manifest))
+            output.publish()
         except Exception:  # noqa: BLE001 - never mask the original failure
             logger.exception("could not write the failed manifest")
         raise
+    output.publish()
     return manifest
 
 
@@ -326,7 +338,11 @@ def featurize_inputs(
         # One Arrow batch = one model batch: memory per worker stays flat.
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(config.batch_size),
     }
-    labelled = with_labels(read_images(spark, config.input, config.extensions), listing.root)
+    if listing.objects is None:
+        images = read_images(spark, config.input, config.extensions)
+    else:
+        images = s3.read_images(spark, listing.objects, plan.partitions)
+    labelled = with_labels(images, listing.root)
     with timer.stage("wait_warm_up"):
         warming.join()
     with sql_conf(spark, conf_values):

@@ -18,9 +18,9 @@ from featurize.classify import labels_of, predict
 from featurize.config import ConfigError, FeaturizeConfig
 from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, PREPROCESSING
 from featurize.job import (
-    JobError, check_output, featurize_inputs, list_inputs, start_warm_up, task_cpus,
-    write_errors,
+    JobError, featurize_inputs, list_inputs, start_warm_up, task_cpus, write_errors,
 )
+from featurize.output import RunOutput
 from featurize.manifest import (
     FORMAT_VERSION, MANIFEST_NAME, StageTimer, command_line, library_versions, to_json,
     utc_now,
@@ -103,15 +103,15 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
                           f"run jobs/train_classifier.py --run {config.run} first.")
     metrics = json.loads(storage.read_text(spark, metrics_uri))
     fconfig = config.featurize_config(manifest_run)
-    storage.check_scheme(spark, config.input, "--input")
-    storage.check_scheme(spark, config.output, "--output")
-    check_output(spark, fconfig)
+    in_mode = storage.io_mode(spark, config.input, "--input")
+    output = RunOutput(spark, config.output, config.overwrite)
+    output.check()
     pca_model = PipelineModel.load(storage.join(config.run, "models", "pca"))
     classifier = PipelineModel.load(storage.join(config.run, "models", "classifier"))
     threads = config.tf_threads or task_cpus(spark)
     warming = start_warm_up(spark, config.batch_size, threads)
     with timer.stage("list_inputs"):
-        listing = list_inputs(spark, fconfig)
+        listing = list_inputs(spark, fconfig, in_mode)
     with timer.stage("resolve_weights"):
         weights = resolve_weights(fconfig.weights, seed=fconfig.seed)
     check_compatible(manifest_run, metrics, pca_model, weights)
@@ -130,22 +130,22 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
         "pca_model_id": metrics["pca_model_id"],
         "labels": labels_of(classifier),
         "input": {"uri": config.input, "root": listing.root},
+        "io": {"input": in_mode, "output": output.mode},
         "counts": {"inputs": listing.n_inputs},
         "timings_seconds": timer.seconds,
         "outputs": {"predictions": "predictions/", "errors": "errors/"},
     }
-    if config.overwrite:
-        storage.delete(spark, config.output)
+    output.prepare()
+    out = output.write_uri
     try:
         fz = featurize_inputs(spark, fconfig, listing, weights, threads, warming, timer, manifest)
         try:
             with timer.stage("featurize_predict"), fz.confs():
                 scored = predict(classifier, project(pca_model, features_rows(fz.observed)))
                 scored.select("path", "predicted_label", "confidence", "probabilities").write \
-                    .mode("errorifexists").parquet(storage.join(config.output, "predictions"))
+                    .mode("errorifexists").parquet(storage.join(out, "predictions"))
             with timer.stage("errors_write"):
-                by_reason = write_errors(spark, fz, listing,
-                                         storage.join(config.output, "errors"))
+                by_reason = write_errors(spark, fz, listing, storage.join(out, "errors"))
         finally:
             fz.release()
         n_ok = by_reason.pop(None, 0)
@@ -162,7 +162,7 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
         manifest["finished_at"] = utc_now()
         manifest["timings_seconds"]["total"] = timer.total()
         if manifest["status"] != "running":
-            storage.write_text(spark, storage.join(config.output, MANIFEST_NAME),
-                               to_json(manifest))
+            storage.write_text(spark, storage.join(out, MANIFEST_NAME), to_json(manifest))
+            output.publish()
     logger.info("predicted %d images into %s", manifest["counts"]["predicted"], config.output)
     return manifest

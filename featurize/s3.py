@@ -213,3 +213,19 @@ def fetch_contents(paths: Iterator[pd.Series]) -> Iterator[pd.Series]:
             loc = S3Uri.parse(path)
             out.append(s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read())
         yield pd.Series(out, dtype=object)
+
+
+def read_images(spark: Any, objects: tuple[tuple[str, int, int], ...], partitions: int) -> Any:
+    """The ``binaryFile`` schema (``path, modificationTime, length, content``) from a
+    boto3 listing: metadata distributed over ``partitions`` tasks, bytes fetched there."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.functions import pandas_udf
+
+    fetch = pandas_udf("binary")(fetch_contents)  # type: ignore[call-overload]
+    listing = spark.createDataFrame(list(objects), "path string, length long, mtime_ms long")
+    return listing.repartition(max(partitions, 1)).select(
+        "path",
+        F.expr("timestamp_millis(mtime_ms)").alias("modificationTime"),
+        "length",
+        fetch("path").alias("content"),
+    )

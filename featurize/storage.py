@@ -32,33 +32,42 @@ def _filesystem(spark: SparkSession, uri: str) -> tuple[Any, Any]:
     return fs, fs.makeQualified(path)
 
 
-def check_scheme(spark: SparkSession, uri: str, flag: str) -> None:
-    """Fail fast when Spark has no Hadoop filesystem for the URI's scheme.
-
-    Raises
-    ------
-    ConfigError
-        Naming the scheme and what to add.
-    """
+def has_filesystem(spark: SparkSession, uri: str) -> bool:
+    """Whether this Spark has a Hadoop filesystem for the URI's scheme."""
     jvm = _jvm(spark)
     conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
     scheme = jvm.org.apache.hadoop.fs.Path(uri).toUri().getScheme()
     if scheme is None:
-        return
+        return True
     try:
         jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, conf)
     except Py4JJavaError as exc:
         if "UnsupportedFileSystemException" not in str(exc.java_exception):
             raise
-        hint = (
-            "run on EMR (its Spark reads s3:// natively) or add the hadoop-aws connector "
-            "jars to Spark (spark.jars.packages=org.apache.hadoop:hadoop-aws:<hadoop version>)"
-            if scheme in ("s3", "s3a", "s3n")
-            else f"add a Hadoop FileSystem implementation for '{scheme}' to Spark's classpath"
-        )
-        raise ConfigError(
-            f"{flag} {uri}: this Spark has no filesystem for the '{scheme}://' scheme; {hint}."
-        ) from None
+        return False
+    return True
+
+
+def io_mode(spark: SparkSession, uri: str, flag: str) -> str:
+    """``spark`` when Spark has a filesystem for the URI, ``boto3`` for S3 without one.
+
+    Raises
+    ------
+    ConfigError
+        Any other scheme without a filesystem: names the scheme and what to add.
+    """
+    from featurize.s3 import is_s3
+
+    if has_filesystem(spark, uri):
+        return "spark"
+    if is_s3(uri):
+        return "boto3"
+    scheme = uri.split("://", 1)[0]
+    raise ConfigError(
+        f"{flag} {uri}: this Spark has no filesystem for the '{scheme}://' scheme; add a "
+        f"Hadoop FileSystem implementation for '{scheme}' to Spark's classpath, or use a "
+        f"local path or s3://."
+    )
 
 
 def qualify(spark: SparkSession, uri: str) -> str:

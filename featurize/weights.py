@@ -158,13 +158,32 @@ def file_arrays(path: str) -> list[np.ndarray]:
     return model.get_weights()
 
 
+def _s3_weights(spec: str) -> ResolvedWeights:
+    """Download an ``s3://`` weights file once, on the driver, and load it."""
+    import tempfile
+
+    from featurize import s3
+
+    with tempfile.TemporaryDirectory(prefix="featurize-weights-") as tmp:
+        local = os.path.join(tmp, os.path.basename(s3.S3Uri.parse(spec).key) or "weights.h5")
+        try:
+            s3.download(s3.client(), spec, local)
+        except s3.S3Error as exc:
+            raise WeightsError(f"--weights {spec}: {exc}") from exc
+        arrays = file_arrays(local)
+        digest = sha256_file(local)
+    logger.info("weights: file %s (downloaded once on the driver)", spec)
+    return ResolvedWeights(spec, "file", arrays, path=spec, sha256=digest)
+
+
 def resolve_weights(spec: str, seed: int = DEFAULT_SEED) -> ResolvedWeights:
     """Resolve a ``--weights`` value into arrays, once, on the driver.
 
     Parameters
     ----------
     spec : str
-        ``imagenet``, ``random`` or a local path to a Keras weights file.
+        ``imagenet``, ``random``, a local path to a Keras weights file, or an ``s3://``
+        URI of one (downloaded once, here).
     seed : int
         Seed for ``random``.
 
@@ -188,10 +207,12 @@ def resolve_weights(spec: str, seed: int = DEFAULT_SEED) -> ResolvedWeights:
             "use only for tests and smoke runs", seed,
         )
         return ResolvedWeights(spec, "random", random_arrays(seed), seed=seed)
+    if spec.startswith(("s3://", "s3a://", "s3n://")):
+        return _s3_weights(spec)
     path = spec[len("file://"):] if spec.startswith("file://") else spec
     if "://" in path:
         raise WeightsError(
-            f"--weights {spec}: only imagenet, random or a local file path are supported here."
+            f"--weights {spec}: use imagenet, random, a local file path or an s3:// URI."
         )
     if not os.path.isfile(path):
         raise WeightsError(

@@ -50,8 +50,40 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             "file they write (parity still holds; accuracy tests skip)"]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
-def spark():
+def moto_endpoint():
+    """moto's S3/EMR server on 127.0.0.1, reached only through boto3's standard
+    ``AWS_ENDPOINT_URL`` variable (set before Spark starts, so executors inherit it)."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield url
+    server.stop()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def spark(moto_endpoint):
     from pyspark.sql import SparkSession
 
     session = (

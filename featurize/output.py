@@ -1,0 +1,81 @@
+"""Where a job writes its run directory: through Spark's filesystem, or, for S3 where
+this Spark has none, into a local staging folder uploaded at the end (manifest last)."""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+
+from pyspark.sql import SparkSession
+
+from featurize import s3, storage
+from featurize.config import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+class RunOutput:
+    """A job's output location.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    uri : str
+        What the user gave as ``--output``.
+    overwrite : bool
+        Replace what is there.
+
+    Attributes
+    ----------
+    mode : str
+        ``spark`` (Spark writes ``uri`` itself) or ``boto3`` (Spark writes ``write_uri``,
+        a local folder, and :meth:`publish` uploads it to ``uri``).
+    write_uri : str
+        Where Spark writes.
+    """
+
+    def __init__(self, spark: SparkSession, uri: str, overwrite: bool) -> None:
+        self.spark = spark
+        self.uri = uri
+        self.overwrite = overwrite
+        self.mode = storage.io_mode(spark, uri, "--output")
+        self._staging: str | None = None
+        self.write_uri = uri
+
+    def check(self) -> None:
+        """Refuse a non-empty output unless ``overwrite`` (before any work)."""
+        if self.overwrite:
+            return
+        if self.mode == "spark":
+            taken = storage.is_nonempty(self.spark, self.uri)
+        else:
+            taken = not s3.prefix_is_empty(s3.client(), self.uri)
+        if taken:
+            raise ConfigError(
+                f"--output {self.uri} already exists and is not empty; pass --overwrite to "
+                f"replace it, or choose another --output.")
+
+    def prepare(self) -> None:
+        """Clear the output if ``overwrite``; create the staging folder (boto3 mode)."""
+        if self.mode == "spark":
+            if self.overwrite:
+                storage.delete(self.spark, self.uri)
+            return
+        if self.overwrite:
+            n = s3.delete_prefix(s3.client(), self.uri)
+            logger.info("deleted %d objects under %s", n, self.uri)
+        self._staging = tempfile.mkdtemp(prefix="featurize-run-")
+        self.write_uri = "file:" + self._staging
+        logger.info("output: writing locally in %s, then uploading to %s with boto3",
+                    self._staging, self.uri)
+
+    def publish(self) -> None:
+        """Upload the staged run directory (boto3 mode), manifest last; then clean up."""
+        if self._staging is None:
+            return
+        try:
+            n = s3.upload_tree(s3.client(), self._staging, self.uri)
+            logger.info("uploaded %d objects to %s", n, self.uri)
+        finally:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None

@@ -1,0 +1,161 @@
+"""S3 input and output over real HTTP against moto's server (boto3 path: this pyspark has
+no S3 filesystem), checked exactly as the local end-to-end test and against a local run
+of the same images."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+from botocore.exceptions import ClientError, NoCredentialsError
+
+from featurize import s3
+from featurize.config import ConfigError, FeaturizeConfig
+from featurize.job import run
+from tests.test_job_e2e import ERRORS_SCHEMA, EXPECTED, FEATURES_SCHEMA, make_corpus
+
+pytestmark = pytest.mark.spark
+
+BUCKET = "featurize-test-images"
+
+
+@pytest.fixture(scope="module")
+def bucket(moto_endpoint, tmp_path_factory):
+    client = boto3.client("s3")
+    client.create_bucket(Bucket=BUCKET)
+    corpus = make_corpus(tmp_path_factory.mktemp("s3corpus") / "images")
+    for path in corpus.rglob("*"):
+        if path.is_file():
+            client.upload_file(str(path), BUCKET, "in/" + path.relative_to(corpus).as_posix())
+    return client, corpus
+
+
+def download_prefix(client, prefix: str, dest: Path) -> Path:
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            target = dest / obj["Key"][len(prefix):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(BUCKET, obj["Key"], str(target))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def s3_run(spark, bucket, weights_spec, tmp_path_factory):
+    client, corpus = bucket
+    manifest = run(spark, FeaturizeConfig(
+        input=f"s3://{BUCKET}/in", output=f"s3://{BUCKET}/runs/r1", weights=weights_spec,
+        pca_k=3, batch_size=4))
+    local = download_prefix(client, "runs/r1/", tmp_path_factory.mktemp("fromS3"))
+    reference = tmp_path_factory.mktemp("local") / "run"
+    run(spark, FeaturizeConfig(input=str(corpus), output=str(reference), weights=weights_spec,
+                               pca_k=3, batch_size=4))
+    return manifest, local, reference
+
+
+def test_s3_run_matches_expectations_exactly(spark, s3_run):
+    manifest, local, _ = s3_run
+    on_s3 = json.loads((local / "manifest.json").read_text())
+    assert on_s3["status"] == "complete" and on_s3["io"] == {"input": "boto3", "output": "boto3"}
+    assert manifest["counts"] == on_s3["counts"]
+    counts = on_s3["counts"]
+    assert counts["inputs"] == len(EXPECTED)
+    assert counts["featurized"] == 9 and counts["failed"] == 3
+    assert counts["failed_by_reason"] == {"empty": 1, "not_an_image": 1, "truncated": 1}
+    feats = spark.read.parquet(str(local / "features"))
+    errs = spark.read.parquet(str(local / "errors"))
+    assert feats.schema.simpleString() == FEATURES_SCHEMA
+    assert errs.schema.simpleString() == ERRORS_SCHEMA
+    got = {r["path"]: r["label"] for r in feats.collect()}
+    want = {f"s3://{BUCKET}/in/{rel}": label for rel, (label, reason) in EXPECTED.items()
+            if reason is None}
+    assert got == want
+    got_errors = {r["path"]: (r["label"], r["error"]) for r in errs.collect()}
+    assert got_errors == {f"s3://{BUCKET}/in/{rel}": (label, reason)
+                          for rel, (label, reason) in EXPECTED.items() if reason}
+    pca = spark.read.parquet(str(local / "pca"))
+    assert pca.count() == 9 and len(pca.first()["pca_features"]) == 3
+    assert (local / "models" / "pca" / "metadata").is_dir()
+    assert not list(local.rglob("*.crc"))
+
+
+def test_s3_features_equal_the_local_run(spark, s3_run):
+    _, local, reference = s3_run
+    prefix = f"s3://{BUCKET}/in/"
+    from_s3 = {r["path"][len(prefix):]: np.asarray(r["features"]) for r in
+               spark.read.parquet(str(local / "features")).collect()}
+    from_disk = {r["path"].split("/images/", 1)[1]: np.asarray(r["features"]) for r in
+                 spark.read.parquet(str(reference / "features")).collect()}
+    assert from_s3.keys() == from_disk.keys()
+    for rel in from_s3:
+        np.testing.assert_allclose(from_s3[rel], from_disk[rel], rtol=1e-5, atol=1e-6)
+
+
+def test_weights_from_s3(spark, bucket, resolved_weights, tmp_path):
+    from featurize.model import build_backbone
+
+    client, _ = bucket
+    model = build_backbone()
+    model.set_weights(resolved_weights.arrays)
+    local = tmp_path / "w.weights.h5"
+    model.save_weights(str(local))
+    client.upload_file(str(local), BUCKET, "weights/w.weights.h5")
+    out = tmp_path / "run"
+    manifest = run(spark, FeaturizeConfig(
+        input=f"s3://{BUCKET}/in/dogs", output=str(out),
+        weights=f"s3://{BUCKET}/weights/w.weights.h5", pca_k=2))
+    w = manifest["weights"]
+    assert w["source"] == "file" and w["path"] == f"s3://{BUCKET}/weights/w.weights.h5"
+    from featurize.weights import sha256_file
+
+    assert w["sha256"] == sha256_file(str(local))
+    assert w["arrays_sha256"] == resolved_weights.digest
+    assert manifest["io"] == {"input": "boto3", "output": "spark"}
+
+
+def test_output_prefix_in_use_needs_overwrite(spark, bucket, s3_run, weights_spec):
+    with pytest.raises(ConfigError, match="--overwrite"):
+        run(spark, FeaturizeConfig(input=f"s3://{BUCKET}/in", output=f"s3://{BUCKET}/runs/r1",
+                                   weights=weights_spec))
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("s3://no-such-bucket-here/in", "the bucket does not exist"),
+    (f"s3://{BUCKET}/nothing/here", "no objects under this prefix"),
+])
+def test_input_problems_are_explained(spark, bucket, tmp_path, uri, message):
+    with pytest.raises(ConfigError, match=message):
+        run(spark, FeaturizeConfig(input=uri, output=str(tmp_path / "o"), weights="random"))
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_credentials_are_explained(spark, bucket, tmp_path, monkeypatch):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    with pytest.raises(ConfigError, match="no AWS credentials found"):
+        run(spark, FeaturizeConfig(input=f"s3://{BUCKET}/in", output=str(tmp_path / "o"),
+                                   weights="random"))
+
+
+@pytest.mark.parametrize("code, message", [
+    ("NoSuchBucket", "does not exist"),
+    ("AccessDenied", "access denied"),
+    ("AllAccessDisabled", "access denied"),
+    ("InvalidAccessKeyId", "credentials were rejected"),
+    ("ExpiredToken", "credentials were rejected"),
+    ("SlowDown", "S3 error SlowDown"),
+])
+def test_client_errors_become_messages(code, message):
+    exc = ClientError({"Error": {"Code": code, "Message": "x"}}, "ListObjectsV2")
+    assert message in str(s3.explain(exc, "listing s3://b/p"))
+    assert "no AWS credentials" in str(s3.explain(NoCredentialsError(), "x"))
+
+
+def test_other_schemes_without_a_filesystem_fail_with_what_to_add(spark, tmp_path):
+    with pytest.raises(ConfigError, match="add a Hadoop FileSystem implementation for 'gs'"):
+        run(spark, FeaturizeConfig(input="gs://bucket/x", output=str(tmp_path / "o")))
+    assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
