@@ -65,10 +65,14 @@ def is_s3(uri: str) -> bool:
 
 
 def client() -> Any:
-    """A boto3 S3 client from boto3's own configuration (env, profile, endpoint URLs)."""
+    """A boto3 S3 client from boto3's own configuration (env, profile, endpoint URLs).
+
+    A new Session each time: boto3's default session caches the credentials it first
+    resolved, which would hide a changed environment.
+    """
     import boto3
 
-    return boto3.client("s3")
+    return boto3.session.Session().client("s3")
 
 
 def explain(exc: Exception, what: str) -> S3Error:

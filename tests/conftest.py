@@ -64,6 +64,7 @@ def moto_endpoint():
     ``AWS_ENDPOINT_URL`` variable (set before Spark starts, so executors inherit it)."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
