@@ -31,6 +31,7 @@ RUN       ?= $(OUTPUT)
 # predict-step defaults of run-local: new digits for the sample, else INPUT itself
 PREDICT_INPUT ?= $(if $(filter $(SAMPLE),$(INPUT)),$(NEW_SAMPLE),$(INPUT))
 PREDICT_OUTPUT ?= $(OUTPUT)-predictions
+PREDICT_ARGS ?=
 PYTEST_ARGS ?=
 SUBMIT    := $(VENV)/bin/spark-submit --master "local[*]" --driver-memory 4g --conf spark.log.level=WARN
 
@@ -83,7 +84,8 @@ train: $(STAMP) ## train the classifier of RUN (TRAIN_ARGS="--test-fraction 0.2 
 
 predict: $(STAMP) ## predict INPUT with RUN's models into OUTPUT
 	@[ "$(OUTPUT)" != "$(RUN)" ] || { echo "make predict: give OUTPUT=, a folder other than RUN" >&2; exit 2; }
-	$(SUBMIT) jobs/predict_images.py --run "$(RUN)" --input "$(INPUT)" --output "$(OUTPUT)"
+	$(SUBMIT) jobs/predict_images.py --run "$(RUN)" --input "$(INPUT)" --output "$(OUTPUT)" \
+	  $(PREDICT_ARGS)
 	@$(PY) -m featurize.summary "$(RUN)" --predictions "$(OUTPUT)"
 
 report: $(STAMP) ## write RUN/report/ (PNGs + index.html)

@@ -167,9 +167,12 @@ def evaluate(predictions: DataFrame, labels: list[str]) -> dict[str, Any]:
               for r in predictions.groupBy("label", "predicted_label").count().collect()}
     index = {label: i for i, label in enumerate(labels)}
     matrix = [[0] * len(labels) for _ in labels]
+    unknown = 0
     for (true, pred), n in counts.items():
         if true in index and pred in index:
             matrix[index[true]][index[pred]] += n
+        else:
+            unknown += n  # a label the classifier never saw in training
     total = sum(sum(row) for row in matrix)
     correct = sum(matrix[i][i] for i in range(len(labels)))
     per_class: dict[str, dict[str, float]] = {}
@@ -189,6 +192,7 @@ def evaluate(predictions: DataFrame, labels: list[str]) -> dict[str, Any]:
         "accuracy": correct / total if total else 0.0,
         "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0,
         "n": total,
+        "rows_with_unknown_label": unknown,
         "labels": labels,
         "per_class": per_class,
         "confusion_matrix": matrix,

@@ -27,9 +27,8 @@ DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_EXTENSIONS = ("jpg", "jpeg", "png")
 
 #: Machine-readable reasons a file can land in ``errors/``.
-ERROR_REASONS = ("empty", "not_an_image", "truncated", "too_many_pixels", "decode_error")
-#: Reason for a listed file the reader did not return (it changed during the run).
-NOT_READ = "not_read"
+ERROR_REASONS = ("empty", "not_an_image", "truncated", "too_many_pixels", "decode_error",
+                 "not_read")
 
 
 class ImageDecodeError(ValueError):
@@ -93,7 +92,9 @@ def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
     ImageDecodeError
         With ``reason`` one of :data:`ERROR_REASONS`.
     """
-    if data is None or len(data) == 0:
+    if data is None:
+        raise ImageDecodeError("not_read", "listed, but gone when its bytes were fetched")
+    if len(data) == 0:
         raise ImageDecodeError("empty", "file has 0 bytes")
     try:
         img = Image.open(io.BytesIO(data))
@@ -179,3 +180,8 @@ def try_preprocess(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodeR
         return DecodeResult(preprocess_image(data, max_pixels=max_pixels))
     except ImageDecodeError as exc:
         return DecodeResult(None, exc.reason, exc.detail)
+    # Pillow's format plugins raise arbitrary exception types on malformed data (e.g.
+    # struct.error or KeyError from a broken EXIF block); one such file must become an
+    # error row, never fail the task and with it the job.
+    except Exception as exc:  # noqa: BLE001
+        return DecodeResult(None, "decode_error", f"{type(exc).__name__}: {exc}")

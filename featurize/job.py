@@ -425,11 +425,11 @@ def _run(
     manifest["pca"] = {**summary.to_manifest(), "model_id": model_fingerprint(model)}
     with timer.stage("pca_write"):
         # The model save is several small Spark jobs; run them beside the projection.
-        saver = ThreadPoolExecutor(max_workers=1)
-        saved = saver.submit(model.write().save, storage.join(out, "models", "pca"))
-        project(model, features).write.mode("errorifexists").parquet(storage.join(out, "pca"))
-        saved.result()
-        saver.shutdown()
+        with ThreadPoolExecutor(max_workers=1) as saver:  # waits for the save on any exit
+            saved = saver.submit(model.write().save, storage.join(out, "models", "pca"))
+            project(model, features).write.mode("errorifexists").parquet(
+                storage.join(out, "pca"))
+            saved.result()
 
     manifest["status"] = "complete"
     manifest["finished_at"] = utc_now()

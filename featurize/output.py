@@ -41,6 +41,9 @@ class RunOutput:
         self.mode = storage.io_mode(spark, uri, "--output")
         self._staging: str | None = None
         self.write_uri = uri
+        if self.mode == "boto3" and not s3.S3Uri.parse(uri).prefix:
+            raise ConfigError(f"--output {uri}: give a prefix (s3://bucket/runs/name), not a "
+                              f"bucket root; --overwrite would empty the whole bucket.")
 
     def check(self) -> None:
         """Refuse a non-empty output unless ``overwrite`` (before any work)."""

@@ -52,8 +52,11 @@ class PredictConfig:
     def featurize_config(self, manifest: dict[str, Any]) -> FeaturizeConfig:
         """The featurize settings for the new images: the run's weights, our I/O."""
         w = manifest["weights"]
+        # The recorded absolute path (or s3:// URI), not the spec as typed: a relative
+        # --weights path must still resolve when predict runs from another folder.
+        weights = w["path"] if w["source"] == "file" and w.get("path") else w["spec"]
         return FeaturizeConfig(
-            input=self.input, output=self.output, weights=w["spec"],
+            input=self.input, output=self.output, weights=weights,
             seed=w.get("seed") or 0, batch_size=self.batch_size, overwrite=self.overwrite,
             extensions=self.extensions, max_pixels=self.max_pixels, tf_threads=self.tf_threads,
             pca_k=None,
@@ -162,7 +165,12 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
         manifest["finished_at"] = utc_now()
         manifest["timings_seconds"]["total"] = timer.total()
         if manifest["status"] != "running":
-            storage.write_text(spark, storage.join(out, MANIFEST_NAME), to_json(manifest))
-            output.publish()
+            try:
+                storage.write_text(spark, storage.join(out, MANIFEST_NAME), to_json(manifest))
+                output.publish()
+            except Exception:  # noqa: BLE001 - never mask the job's own failure
+                if manifest["status"] == "complete":
+                    raise
+                logger.exception("could not write the failed manifest")
     logger.info("predicted %d images into %s", manifest["counts"]["predicted"], config.output)
     return manifest

@@ -89,9 +89,11 @@ def explain(exc: Exception, what: str) -> S3Error:
                        f"/ the region and the network.")
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("NoSuchBucket", "404", "NotFound"):
+        if code == "NoSuchBucket":
             return S3Error(f"{what}: the bucket does not exist (or is in another account); "
                            f"check the bucket name.")
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return S3Error(f"{what}: not found; check the bucket and key.")
         if code in ("AccessDenied", "403", "AllAccessDisabled", "AccountProblem"):
             return S3Error(f"{what}: access denied; the credentials in use need s3:ListBucket, "
                            f"s3:GetObject (input) and s3:PutObject/s3:DeleteObject (output) "
@@ -161,7 +163,12 @@ def delete_prefix(s3: Any, uri: str) -> int:
                                                                  Prefix=loc.prefix):
             keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
             if keys:
-                s3.delete_objects(Bucket=loc.bucket, Delete={"Objects": keys, "Quiet": True})
+                done = s3.delete_objects(Bucket=loc.bucket,
+                                         Delete={"Objects": keys, "Quiet": True})
+                if done.get("Errors"):
+                    first = done["Errors"][0]
+                    raise S3Error(f"deleting {uri}: {len(done['Errors'])} objects could not be "
+                                  f"deleted (first: {first.get('Key')}: {first.get('Code')})")
                 n += len(keys)
     except (ClientError, BotoCoreError) as exc:
         raise explain(exc, f"deleting {uri}") from exc
@@ -173,6 +180,7 @@ def upload_tree(s3: Any, local_dir: str, uri: str, last: str = "manifest.json") 
 
     Hadoop's ``.crc`` side files are skipped. Returns the number of objects written.
     """
+    from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import BotoCoreError, ClientError
 
     loc = S3Uri.parse(uri)
@@ -187,7 +195,7 @@ def upload_tree(s3: Any, local_dir: str, uri: str, last: str = "manifest.json") 
         for path in files:
             key = loc.prefix + os.path.relpath(path, local_dir).replace(os.sep, "/")
             s3.upload_file(path, loc.bucket, key)
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
         raise explain(exc, f"uploading to {uri}") from exc
     return len(files)
 
@@ -210,12 +218,19 @@ def fetch_contents(paths: Iterator[pd.Series]) -> Iterator[pd.Series]:
     One client per task (created here, on the executor, from the executor's own boto3
     configuration). A failure to fetch fails the task, so Spark retries it.
     """
+    from botocore.exceptions import ClientError
+
     s3 = client()
     for batch in paths:
-        out = []
+        out: list[bytes | None] = []
         for path in batch:
             loc = S3Uri.parse(path)
-            out.append(s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read())
+            try:
+                out.append(s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read())
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "NoSuchKey":
+                    raise
+                out.append(None)  # deleted after listing: becomes a not_read error row
         yield pd.Series(out, dtype=object)
 
 

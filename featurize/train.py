@@ -65,6 +65,9 @@ def run(spark: SparkSession, config: TrainConfig) -> dict[str, Any]:
     """Train, evaluate and save; returns the metrics written to ``RUN/metrics.json``."""
     timer = StageTimer()
     manifest = read_manifest(spark, config.run)
+    # metrics.json marks a trained run, so it goes first and comes back last: a retrain
+    # that fails halfway never leaves a new classifier beside old metrics.
+    storage.delete(spark, storage.join(config.run, METRICS_NAME))
     pca_model = PipelineModel.load(storage.join(config.run, "models", "pca"))
     pca = labelled_only(spark.read.parquet(storage.join(config.run, "pca"))).cache()
     try:
@@ -97,6 +100,8 @@ def run(spark: SparkSession, config: TrainConfig) -> dict[str, Any]:
             model.write().overwrite().save(storage.join(config.run, "models", "classifier"))
             test_pred.select("path", "label", "predicted_label", "confidence").write.mode(
                 "overwrite").parquet(storage.join(config.run, "test_predictions"))
+        for frame in (train, test, test_pred):
+            frame.unpersist()
     finally:
         pca.unpersist()
     metrics = {

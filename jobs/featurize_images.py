@@ -34,12 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="imagenet",
                    help="imagenet (Keras cache/download), random (seeded), or a Keras "
                         "weights file path (default: imagenet)")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--pca-k", type=int, default=None,
-                       help="number of PCA components (wins over --pca-variance)")
-    group.add_argument("--pca-variance", type=float, default=0.95,
-                       help="keep the fewest components reaching this explained variance "
-                            "(default 0.95)")
+    p.add_argument("--pca-k", type=int, default=None,
+                   help="number of PCA components (wins over --pca-variance)")
+    p.add_argument("--pca-variance", type=float, default=0.95,
+                   help="keep the fewest components reaching this explained variance "
+                        "(default 0.95; ignored when --pca-k is given)")
     p.add_argument("--batch-size", type=int, default=16,
                    help="images per model call (default 16: fastest per core measured)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED,

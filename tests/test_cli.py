@@ -69,3 +69,11 @@ def test_spark_submit_runs_the_job(tmp_path, weights_spec):
     assert manifest["status"] == "complete"
     assert manifest["counts"]["featurized"] == 6 and manifest["pca"]["k"] == 2
     assert manifest["spark"]["master"] == "local[2]"
+
+
+def test_pca_k_wins_over_pca_variance():
+    from jobs.featurize_images import config_from_args
+
+    config = config_from_args(["--input", "a", "--output", "b", "--pca-k", "3",
+                               "--pca-variance", "0.9"])
+    assert config.pca_k == 3 and config.batch_size == 16

@@ -62,13 +62,20 @@ def test_16bit_grayscale_is_rescaled_not_saturated():
     assert (out > 0.99).mean() < 0.5
 
 
-def test_exif_orientation_is_applied():
+@pytest.mark.parametrize("orientation, transpose", [
+    (6, Image.Transpose.ROTATE_270),  # stored sideways: rotate 90° clockwise to display
+    (8, Image.Transpose.ROTATE_90),
+    (3, Image.Transpose.ROTATE_180),
+])
+def test_exif_orientation_is_applied(orientation, transpose):
     img = pattern_image(9, (120, 60))
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 CW to display
-    rotated_file = image_bytes(img, "JPEG", exif=exif.tobytes(), quality=95)
-    decoded = decode_rgb(rotated_file)
-    assert decoded.size == (60, 120)
+    exif[0x0112] = orientation
+    stored = image_bytes(img, "PNG", exif=exif.tobytes())
+    decoded = np.asarray(decode_rgb(stored), dtype=np.int16)
+    expected = np.asarray(img.transpose(transpose), dtype=np.int16)
+    assert decoded.shape == expected.shape
+    assert np.abs(decoded - expected).max() == 0  # PNG: lossless, exactly the rotation
 
 
 @pytest.mark.parametrize(

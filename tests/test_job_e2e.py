@@ -207,3 +207,18 @@ def test_input_without_images_is_refused(spark, tmp_path):
 def test_config_validation(kwargs):
     with pytest.raises(ConfigError):
         FeaturizeConfig(input="in", output="out", **kwargs)
+
+
+def test_failed_run_leaves_a_failed_manifest(spark, tmp_path):
+    from featurize.reduce import ReducerError
+
+    write(tmp_path / "in" / "a" / "x.jpg", b"not an image")
+    write(tmp_path / "in" / "a" / "y.png", b"")
+    out = tmp_path / "run"
+    with pytest.raises(ReducerError, match="none decoded"):
+        run(spark, FeaturizeConfig(input=str(tmp_path / "in"), output=str(out),
+                                   weights="random", pca_k=1))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "ReducerError" in manifest["error"]
+    assert manifest["counts"]["failed_by_reason"] == {"empty": 1, "not_an_image": 1}
+    assert not (out / "pca").exists()

@@ -16,7 +16,7 @@ from PIL import Image
 
 from featurize.config import FeaturizeConfig
 from featurize.job import run
-from tests.conftest import FRUITS
+from tests.conftest import FRUITS, REQUIRE_SHARED
 from tests.helpers import image_bytes, pattern_image, write
 
 pytestmark = pytest.mark.spark
@@ -26,6 +26,8 @@ def parity_images(dest: Path) -> list[Path]:
     """Real Fruits-360 photos (two per class, four classes) when ../shared has them,
     else generated images; copied into a temporary folder (never into the repo)."""
     files: list[Path] = []
+    if REQUIRE_SHARED and not FRUITS.is_dir():
+        pytest.fail(f"{FRUITS} is not present, but FEATURIZE_REQUIRE_SHARED=1")
     if FRUITS.is_dir():
         for cls in sorted(p for p in FRUITS.iterdir() if p.is_dir())[:4]:
             for src in sorted(cls.glob("*.jpg"))[:2]:

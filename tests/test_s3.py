@@ -4,7 +4,6 @@ of the same images."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import boto3
@@ -143,6 +142,8 @@ def test_missing_credentials_are_explained(spark, bucket, tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("code, message", [
     ("NoSuchBucket", "does not exist"),
+    ("NoSuchKey", "not found"),
+    ("404", "not found"),
     ("AccessDenied", "access denied"),
     ("AllAccessDisabled", "access denied"),
     ("InvalidAccessKeyId", "credentials were rejected"),
@@ -152,10 +153,19 @@ def test_missing_credentials_are_explained(spark, bucket, tmp_path, monkeypatch)
 def test_client_errors_become_messages(code, message):
     exc = ClientError({"Error": {"Code": code, "Message": "x"}}, "ListObjectsV2")
     assert message in str(s3.explain(exc, "listing s3://b/p"))
-    assert "no AWS credentials" in str(s3.explain(NoCredentialsError(), "x"))
+
+
+def test_no_credentials_becomes_a_message():
+    assert "no AWS credentials found" in str(s3.explain(NoCredentialsError(), "x"))
+
+
+def test_bucket_root_output_is_refused(spark):
+    from featurize.output import RunOutput
+
+    with pytest.raises(ConfigError, match="not a bucket root"):
+        RunOutput(spark, f"s3://{BUCKET}", overwrite=True)
 
 
 def test_other_schemes_without_a_filesystem_fail_with_what_to_add(spark, tmp_path):
     with pytest.raises(ConfigError, match="add a Hadoop FileSystem implementation for 'gs'"):
         run(spark, FeaturizeConfig(input="gs://bucket/x", output=str(tmp_path / "o")))
-    assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
