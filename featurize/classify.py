@@ -53,7 +53,7 @@ def labelled_only(pca: DataFrame) -> DataFrame:
 def stratified_split(df: DataFrame, test_fraction: float, seed: int) -> tuple[DataFrame, DataFrame]:
     """Split per label, deterministically: every class lands in both halves.
 
-    Within each label, rows are ordered by a seeded hash of ``path`` and the first
+    Within each label, rows are ordered by a seeded hash of the file name and the first
     ``round(n * test_fraction)`` (at least 1, at most n - 1) go to the test split.
 
     Raises
@@ -63,7 +63,10 @@ def stratified_split(df: DataFrame, test_fraction: float, seed: int) -> tuple[Da
     """
     if not 0.0 < test_fraction < 1.0:
         raise ClassifierError(f"--test-fraction {test_fraction} must be between 0 and 1.")
-    w = Window.partitionBy("label").orderBy(F.xxhash64(F.col("path"), F.lit(seed)), "path")
+    # Hash the file name, not the full path: the same images split the same way wherever
+    # they are stored (local folder, another machine, S3).
+    name = F.element_at(F.split(F.col("path"), "/"), -1)
+    w = Window.partitionBy("label").orderBy(F.xxhash64(name, F.lit(seed)), "path")
     ranked = df.withColumn("_rank", F.row_number().over(w)).withColumn(
         "_n", F.count(F.lit(1)).over(Window.partitionBy("label")))
     small = ranked.where(F.col("_n") < 2).select("label").distinct().collect()

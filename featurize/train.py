@@ -15,6 +15,7 @@ from featurize.classify import (
     predict, split_by_file, stratified_split,
 )
 from featurize.config import ConfigError
+from featurize.job import sql_conf
 from featurize.manifest import FORMAT_VERSION, MANIFEST_NAME, StageTimer, utc_now
 from featurize.reduce import model_fingerprint
 
@@ -69,6 +70,16 @@ def run(spark: SparkSession, config: TrainConfig) -> dict[str, Any]:
     # that fails halfway never leaves a new classifier beside old metrics.
     storage.delete(spark, storage.join(config.run, METRICS_NAME))
     pca_model = PipelineModel.load(storage.join(config.run, "models", "pca"))
+    # The PCA table is small (k floats per image): Spark's default 200 shuffle partitions
+    # for the split's window and the evaluation's groupBy would be 200 near-empty tasks
+    # per stage (most of this job's time on a laptop).
+    shuffle = {"spark.sql.shuffle.partitions": str(max(spark.sparkContext.defaultParallelism, 2))}
+    with sql_conf(spark, shuffle):
+        return _train(spark, config, manifest, pca_model, timer)
+
+
+def _train(spark: SparkSession, config: TrainConfig, manifest: dict[str, Any],
+           pca_model: PipelineModel, timer: StageTimer) -> dict[str, Any]:
     pca = labelled_only(spark.read.parquet(storage.join(config.run, "pca"))).cache()
     try:
         with timer.stage("split"):
