@@ -23,7 +23,7 @@ MODEL_NAME = "MobileNetV2(alpha=1.0, include_top=False, pooling='avg', input 224
 
 _CACHE: dict[Hashable, "FeatureExtractor"] = {}
 _LOCK = threading.Lock()
-#: How many models this process has built (read by tests through the UDF's output).
+#: How many models this process has built (logged, to show reuse across tasks).
 BUILD_COUNT = 0
 
 

@@ -12,11 +12,6 @@ from urllib.parse import unquote, urlsplit
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-#: Columns of ``features/`` in order.
-FEATURES_COLUMNS = ("path", "label", "length", "modification_time", "features")
-#: Columns of ``errors/`` in order.
-ERRORS_COLUMNS = ("path", "label", "length", "modification_time", "error", "detail")
-
 
 def extension_glob(extensions: tuple[str, ...]) -> str:
     """A case-insensitive Hadoop glob for file names, e.g. ``*.{[jJ][pP][gG],...}``.
