@@ -38,7 +38,53 @@ SUBMIT    := $(VENV)/bin/spark-submit --master "local[*]" --driver-memory 4g --c
 BENCH_N   ?= 5000
 BENCH_ARGS ?=
 
+# --- EMR (python -m emr; README "On EMR") -------------------------------------------------
+# Nothing account-specific has a default: BUCKET is required by every AWS target.
+BUCKET    ?=
+PREFIX    ?= featurize-images
+REGION    ?=
+PROFILE   ?=
+RELEASE_LABEL ?= emr-7.13.0
+INSTANCE_TYPE ?= m5.xlarge
+MASTER_INSTANCE_TYPE ?=
+CORE_COUNT ?= 2
+SPOT      ?=
+SUBNET_ID ?=
+KEY_NAME  ?=
+SERVICE_ROLE ?= EMR_DefaultRole
+INSTANCE_PROFILE ?= EMR_EC2_DefaultRole
+IDLE_TIMEOUT ?= 3600
+EXECUTOR_CORES ?= 4
+CLUSTER_ID ?=
+STEPS     ?= featurize train
+DRY_RUN   ?=
+POLL      ?= 30
+DIST      ?= dist
+EMR_STATE ?= .emr
+
+q = '$(subst ','"'"',$(1))'
+# INPUT/OUTPUT/PREDICT_* have local defaults; EMR steps only take them when you give them.
+given = $(filter command line environment environment override override,$(origin $(1)))
+EMR       := $(PY) -m emr --dist $(call q,$(DIST)) --state-dir $(call q,$(EMR_STATE)) \
+  $(if $(PROFILE),--profile $(call q,$(PROFILE))) $(if $(REGION),--region $(call q,$(REGION)))
+EMR_SETTINGS = --bucket $(call q,$(BUCKET)) --prefix $(call q,$(PREFIX)) \
+  --release-label $(call q,$(RELEASE_LABEL)) --instance-type $(call q,$(INSTANCE_TYPE)) \
+  $(if $(MASTER_INSTANCE_TYPE),--master-instance-type $(call q,$(MASTER_INSTANCE_TYPE))) \
+  --core-count $(call q,$(CORE_COUNT)) $(if $(SPOT),--spot) \
+  $(if $(SUBNET_ID),--subnet-id $(call q,$(SUBNET_ID))) $(if $(KEY_NAME),--key-name $(call q,$(KEY_NAME))) \
+  --service-role $(call q,$(SERVICE_ROLE)) --instance-profile $(call q,$(INSTANCE_PROFILE)) \
+  --idle-timeout $(call q,$(IDLE_TIMEOUT)) --executor-cores $(call q,$(EXECUTOR_CORES))
+EMR_STEPS = --steps $(call q,$(STEPS)) --weights $(call q,$(WEIGHTS)) \
+  $(if $(call given,INPUT),--input $(call q,$(INPUT))) \
+  $(if $(call given,OUTPUT),--output $(call q,$(OUTPUT))) \
+  $(if $(call given,PREDICT_INPUT),--predict-input $(call q,$(PREDICT_INPUT))) \
+  $(if $(call given,PREDICT_OUTPUT),--predict-output $(call q,$(PREDICT_OUTPUT))) \
+  $(if $(JOB_ARGS),--job-args $(call q,$(JOB_ARGS))) $(if $(TRAIN_ARGS),--train-args $(call q,$(TRAIN_ARGS)))
+EMR_CLUSTER = $(if $(CLUSTER_ID),--cluster-id $(call q,$(CLUSTER_ID)))
+UPLOAD_FIRST = $(if $(DRY_RUN),,upload)
+
 .PHONY: help install sample run-local featurize train predict report test bench bench-levers clean
+.PHONY: require-bucket package upload cluster submit wait status logs down emr-run
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -100,6 +146,37 @@ bench-levers: $(STAMP) ## each speed lever switched off in turn (BENCH_N=2000 re
 
 bench: $(STAMP) ## job vs the bare model in one process, same images (BENCH_N=5000); last line: ratio job/ceiling
 	$(PY) -m bench.run --n $(BENCH_N) --weights "$(WEIGHTS)" $(BENCH_ARGS)
+
+require-bucket:
+	@[ -n "$(BUCKET)" ] || { echo "make $(or $(MAKECMDGOALS),cluster): BUCKET is required: an S3 bucket you own, e.g. make $(or $(MAKECMDGOALS),cluster) BUCKET=my-bucket REGION=us-east-1" >&2; exit 2; }
+
+package: $(STAMP) ## EMR: build dist/ (code zip, job entry points, bootstrap script + pins)
+	$(EMR) package
+
+upload: require-bucket package ## EMR: put dist/ and the weights (WEIGHTS=imagenet) under s3://BUCKET/PREFIX/
+	$(EMR) upload $(EMR_SETTINGS) --weights $(call q,$(WEIGHTS))
+
+cluster: require-bucket $(UPLOAD_FIRST) ## EMR: upload, then start a cluster (BUCKET= INSTANCE_TYPE= CORE_COUNT= SPOT=1 DRY_RUN=1 ...)
+	$(EMR) up $(EMR_SETTINGS) $(if $(DRY_RUN),--dry-run)
+
+submit: require-bucket $(UPLOAD_FIRST) ## EMR: add steps (STEPS="featurize train" INPUT=s3://... OUTPUT=s3://...)
+	$(EMR) submit $(EMR_SETTINGS) $(EMR_STEPS) $(EMR_CLUSTER) $(if $(DRY_RUN),--dry-run)
+
+wait: $(STAMP) ## EMR: follow the submitted steps; on failure print the tail of stderr
+	$(EMR) wait $(EMR_CLUSTER) --poll $(call q,$(POLL))
+
+status: $(STAMP) ## EMR: the cluster and its steps
+	$(EMR) status $(EMR_CLUSTER)
+
+logs: $(STAMP) ## EMR: print the last step's stderr (STEP_ID=, LOG=stdout)
+	$(EMR) logs $(EMR_CLUSTER) $(if $(STEP_ID),--step-id $(call q,$(STEP_ID))) --file $(or $(LOG),stderr)
+
+down: $(STAMP) ## EMR: terminate the cluster (and wait until it is gone)
+	$(EMR) down $(EMR_CLUSTER)
+
+emr-run: require-bucket $(UPLOAD_FIRST) ## EMR: transient cluster that runs STEPS, waits, terminates itself
+	$(EMR) run $(EMR_SETTINGS) $(EMR_STEPS) $(if $(DRY_RUN),--dry-run)
+	$(if $(DRY_RUN),,$(EMR) wait --poll $(call q,$(POLL)))
 
 clean: ## remove build output, runs and the venv
 	rm -rf build runs dist $(VENV) .pytest_cache spark-warehouse

@@ -1,0 +1,166 @@
+"""One small function per AWS call; the client is passed in.
+
+Clients come from :func:`clients`, i.e. boto3's own configuration: the credential chain,
+``--profile``/``AWS_PROFILE``, the region, and ``AWS_ENDPOINT_URL`` /
+``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL_EMR`` (how the tests reach moto), plus
+``AWS_MAX_ATTEMPTS`` for retries. Each function logs a failed call with its context and
+re-raises; :func:`explain` turns the exception into a message for the CLI.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Clients:
+    emr: Any
+    s3: Any
+    region: str
+
+
+def clients(profile: str | None = None, region: str | None = None) -> Clients:
+    """EMR and S3 clients from one fresh boto3 session (no cached default session)."""
+    import boto3
+
+    session = boto3.session.Session(profile_name=profile or None, region_name=region or None)
+    if not session.region_name:
+        raise NoRegionError()
+    return Clients(emr=session.client("emr"), s3=session.client("s3"),
+                   region=session.region_name)
+
+
+def explain(exc: Exception) -> str:
+    """A one-paragraph message for an AWS failure: what happened, what to change."""
+    if isinstance(exc, NoRegionError):
+        return ("no AWS region: give REGION=us-east-1 (or --region), or set "
+                "AWS_DEFAULT_REGION / a region in your AWS profile")
+    if isinstance(exc, NoCredentialsError):
+        return ("no AWS credentials found: configure them the usual way (aws configure, "
+                "AWS_PROFILE / PROFILE=, AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY, SSO)")
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code, message = err.get("Code", ""), err.get("Message", "")
+        op = exc.operation_name
+        hints = {
+            "NoSuchBucket": "the bucket does not exist: create it (aws s3 mb s3://BUCKET) "
+                            "or fix BUCKET",
+            "AccessDenied": "access denied: the credentials in use need this permission",
+            "ValidationException": "EMR rejected the request: check the variables it names",
+            "InvalidRequestException": "EMR rejected the request (wrong or finished "
+                                       "CLUSTER_ID?)",
+            "ThrottlingException": "throttled by AWS: retry in a minute",
+        }
+        hint = hints.get(code, "")
+        return f"{op} failed: {code}: {message}" + (f" ({hint})" if hint else "")
+    if isinstance(exc, BotoCoreError):
+        return f"AWS call failed: {exc}"
+    return str(exc)
+
+
+def _call(what: str, fn: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(**kwargs)
+    except (ClientError, BotoCoreError):
+        logger.error("%s failed", what)
+        raise
+
+
+# --- S3 --------------------------------------------------------------------------------
+
+def head_bucket(s3: Any, bucket: str) -> None:
+    _call(f"head_bucket {bucket}", s3.head_bucket, Bucket=bucket)
+
+
+def upload_file(s3: Any, path: str, bucket: str, key: str) -> None:
+    # upload_file is boto3's managed (multipart) transfer, not a single API call
+    try:
+        s3.upload_file(path, bucket, key)
+    except (ClientError, BotoCoreError):
+        logger.error("upload %s -> s3://%s/%s failed", path, bucket, key)
+        raise
+
+
+def object_size(s3: Any, bucket: str, key: str) -> int | None:
+    """The object's size, or None when it does not exist."""
+    try:
+        return s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        logger.error("head_object s3://%s/%s failed", bucket, key)
+        raise
+
+
+def prefix_has_objects(s3: Any, bucket: str, prefix: str) -> bool:
+    resp = _call(f"list_objects_v2 s3://{bucket}/{prefix}", s3.list_objects_v2,
+                 Bucket=bucket, Prefix=prefix, MaxKeys=1)
+    return resp.get("KeyCount", 0) > 0
+
+
+def get_object_bytes(s3: Any, bucket: str, key: str) -> bytes | None:
+    """The object's bytes, or None when it does not exist (yet)."""
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        logger.error("get_object s3://%s/%s failed", bucket, key)
+        raise
+
+
+# --- EMR -------------------------------------------------------------------------------
+
+def run_job_flow(emr: Any, request: dict[str, Any]) -> str:
+    return _call("run_job_flow", emr.run_job_flow, **request)["JobFlowId"]
+
+
+def add_job_flow_steps(emr: Any, cluster_id: str, steps: list[dict[str, Any]]) -> list[str]:
+    return _call(f"add_job_flow_steps {cluster_id}", emr.add_job_flow_steps,
+                 JobFlowId=cluster_id, Steps=steps)["StepIds"]
+
+
+def describe_cluster(emr: Any, cluster_id: str) -> dict[str, Any]:
+    return _call(f"describe_cluster {cluster_id}", emr.describe_cluster,
+                 ClusterId=cluster_id)["Cluster"]
+
+
+def describe_step(emr: Any, cluster_id: str, step_id: str) -> dict[str, Any]:
+    return _call(f"describe_step {cluster_id} {step_id}", emr.describe_step,
+                 ClusterId=cluster_id, StepId=step_id)["Step"]
+
+
+def list_steps(emr: Any, cluster_id: str) -> list[dict[str, Any]]:
+    """All steps of the cluster, oldest first."""
+    pages = emr.get_paginator("list_steps").paginate(ClusterId=cluster_id)
+    try:
+        found = [s for page in pages for s in page["Steps"]]
+    except (ClientError, BotoCoreError):
+        logger.error("list_steps %s failed", cluster_id)
+        raise
+    return list(reversed(found))
+
+
+def terminate_job_flows(emr: Any, cluster_id: str) -> None:
+    _call(f"terminate_job_flows {cluster_id}", emr.terminate_job_flows,
+          JobFlowIds=[cluster_id])
+
+
+def wait_once(emr: Any, waiter_name: str, delay: int, **kwargs: Any) -> tuple[bool, dict]:
+    """One poll of a boto3 waiter: (done, last response). Raises WaiterError when the
+    waiter's failure state is reached (e.g. a step FAILED)."""
+    from botocore.exceptions import WaiterError
+
+    waiter = emr.get_waiter(waiter_name)
+    try:
+        waiter.wait(**kwargs, WaiterConfig={"Delay": delay, "MaxAttempts": 1})
+        return True, {}
+    except WaiterError as exc:
+        if "Max attempts exceeded" in str(exc):
+            return False, exc.last_response or {}
+        raise

@@ -1,0 +1,204 @@
+"""The boto3 request dicts for EMR, built from :class:`emr.settings.Settings`.
+
+Pure functions: ``--dry-run`` prints exactly what they return, and the CLI sends exactly
+that. Steps are ``command-runner.jar`` running ``spark-submit --deploy-mode cluster``
+(a packed environment or ``--py-files`` from S3 is only reliable in cluster mode,
+SPARK-36088). Step arguments are an argv list, never a shell string: command-runner.jar
+executes them without a shell, so an input path with spaces or ``$`` stays one argument.
+"""
+from __future__ import annotations
+
+import posixpath
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from emr.package import BOOTSTRAP_SCRIPT, CODE_ZIP, JOB_FILES
+from emr.settings import NODE_PYTHON, Settings, SettingsError, check_s3_uri
+
+PROJECT_TAG = "featurize-images"
+
+
+def weights_uri(settings: Settings, spec: str) -> str:
+    """What the EMR job gets as ``--weights`` for a local ``--weights`` spec.
+
+    ``imagenet`` and local files are uploaded under ``PREFIX/weights/`` (clusters in
+    private subnets cannot download from the internet); ``s3://`` URIs and ``random``
+    pass through.
+    """
+    from featurize.weights import IMAGENET_FILE
+
+    if spec == "random" or spec.startswith(("s3://", "s3a://")):
+        return spec
+    if spec == "imagenet":
+        return settings.uri("weights", IMAGENET_FILE)
+    return settings.uri("weights", posixpath.basename(spec.rstrip("/")))
+
+
+def configurations(settings: Settings) -> list[dict[str, Any]]:
+    """spark-env (PYSPARK_PYTHON) and spark-defaults (interpreter + CNN sizing).
+
+    The values are docs/PERFORMANCE.md's: one task per core and one model per task,
+    ~1.5 GiB of Python memory per core outside the JVM heap, a fixed set of executors
+    (executors that come and go rebuild the model).
+    """
+    cores = settings.executor_cores
+    return [
+        {"Classification": "spark-env", "Properties": {}, "Configurations": [
+            {"Classification": "export",
+             "Properties": {"PYSPARK_PYTHON": NODE_PYTHON,
+                            "PYSPARK_DRIVER_PYTHON": NODE_PYTHON}}]},
+        {"Classification": "spark-defaults", "Properties": {
+            "spark.pyspark.python": NODE_PYTHON,
+            "spark.pyspark.driver.python": NODE_PYTHON,
+            "spark.executor.cores": str(cores),
+            "spark.task.cpus": "1",
+            "spark.executor.memory": "4g",
+            "spark.executor.memoryOverhead": f"{1536 * cores}m",
+            "spark.python.worker.reuse": "true",
+            "spark.dynamicAllocation.enabled": "false",
+        }},
+    ]
+
+
+def _instance_groups(settings: Settings) -> list[dict[str, Any]]:
+    master = {"Name": "master", "InstanceRole": "MASTER", "Market": "ON_DEMAND",
+              "InstanceType": settings.master, "InstanceCount": 1}
+    core = {"Name": "core", "InstanceRole": "CORE",
+            "Market": "SPOT" if settings.spot else "ON_DEMAND",
+            "InstanceType": settings.instance_type, "InstanceCount": settings.core_count}
+    return [master, core]
+
+
+def run_job_flow(settings: Settings, steps: Sequence[dict[str, Any]] = (),
+                 keep_alive: bool = True) -> dict[str, Any]:
+    """``run_job_flow`` kwargs: a long-lived cluster (``up``), or a transient one that
+    runs ``steps`` and terminates itself (``run``: ``keep_alive=False``)."""
+    instances: dict[str, Any] = {
+        "InstanceGroups": _instance_groups(settings),
+        "KeepJobFlowAliveWhenNoSteps": keep_alive,
+        "TerminationProtected": False,
+    }
+    if settings.subnet_id:
+        instances["Ec2SubnetId"] = settings.subnet_id
+    if settings.key_name:
+        instances["Ec2KeyName"] = settings.key_name
+    tags = {"project": PROJECT_TAG,
+            # the v2 service role's managed policy only acts on clusters tagged so
+            "for-use-with-amazon-emr-managed-policies": "true", **settings.tags}
+    request: dict[str, Any] = {
+        "Name": settings.name,
+        "ReleaseLabel": settings.release_label,
+        "LogUri": settings.log_uri,
+        "Applications": [{"Name": "Spark"}],
+        "Instances": instances,
+        "BootstrapActions": [{
+            "Name": "install pinned Python dependencies",
+            "ScriptBootstrapAction": {
+                "Path": f"{settings.dist_uri}/bootstrap/{BOOTSTRAP_SCRIPT}",
+                "Args": [f"{settings.dist_uri}/bootstrap"],
+            },
+        }],
+        "Configurations": configurations(settings),
+        "ServiceRole": settings.service_role,
+        "JobFlowRole": settings.instance_profile,
+        "VisibleToAllUsers": True,
+        "AutoTerminationPolicy": {"IdleTimeout": settings.idle_timeout},
+        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+    }
+    if steps:
+        request["Steps"] = list(steps)
+    return request
+
+
+@dataclass(frozen=True)
+class JobArgs:
+    """The job-level arguments of the steps ``submit`` builds."""
+
+    input: str | None = None
+    output: str | None = None
+    weights: str = "imagenet"
+    featurize_args: tuple[str, ...] = ()
+    train_args: tuple[str, ...] = ()
+    predict_input: str | None = None
+    predict_output: str | None = None
+
+
+def spark_submit_args(settings: Settings, job: str, job_args: Sequence[str]) -> list[str]:
+    """``spark-submit`` argv for one job, every artifact an ``s3://`` URI under dist/."""
+    return ["spark-submit", "--deploy-mode", "cluster", "--master", "yarn",
+            "--conf", "spark.yarn.submit.waitAppCompletion=true",
+            "--py-files", f"{settings.dist_uri}/{CODE_ZIP}",
+            f"{settings.dist_uri}/jobs/{JOB_FILES[job]}", *job_args]
+
+
+def step(settings: Settings, job: str, job_args: Sequence[str],
+         action_on_failure: str) -> dict[str, Any]:
+    return {
+        "Name": f"featurize-images {job}",
+        "ActionOnFailure": action_on_failure,
+        "HadoopJarStep": {"Jar": "command-runner.jar",
+                          "Args": spark_submit_args(settings, job, job_args)},
+    }
+
+
+def default_output(settings: Settings, input_uri: str) -> str:
+    """``s3://BUCKET/PREFIX/runs/<last folder of INPUT>`` when OUTPUT is not given."""
+    name = posixpath.basename(input_uri.rstrip("/")) or "run"
+    return settings.uri("runs", name)
+
+
+def steps(settings: Settings, jobs: Sequence[str], args: JobArgs,
+          action_on_failure: str = "CANCEL_AND_WAIT") -> list[dict[str, Any]]:
+    """Steps for ``jobs`` (in the order featurize, train, predict), validated.
+
+    ``CANCEL_AND_WAIT`` (the default for a long-lived cluster) cancels the later steps
+    when one fails and keeps the cluster for a look at the logs; ``run`` passes
+    ``TERMINATE_CLUSTER``.
+    """
+    unknown = [j for j in jobs if j not in JOB_FILES]
+    if unknown or not jobs:
+        raise SettingsError(f"STEPS={' '.join(jobs)!r}: choose from "
+                            f"{', '.join(JOB_FILES)} (e.g. STEPS='featurize train')")
+    output = args.output
+    if "featurize" in jobs:
+        check_s3_uri(args.input, "INPUT")
+        output = output or default_output(settings, args.input)
+    output = check_s3_uri(output, "OUTPUT")
+    built = []
+    for job in JOB_FILES:  # fixed order, whatever order they were asked in
+        if job not in jobs:
+            continue
+        if job == "featurize":
+            job_args = ["--input", args.input, "--output", output,
+                        "--weights", weights_uri(settings, args.weights),
+                        *args.featurize_args]
+        elif job == "train":
+            job_args = ["--run", output, *args.train_args]
+        else:
+            predict_in = check_s3_uri(args.predict_input, "PREDICT_INPUT")
+            predict_out = check_s3_uri(args.predict_output or f"{output}-predictions",
+                                       "PREDICT_OUTPUT")
+            job_args = ["--run", output, "--input", predict_in, "--output", predict_out]
+        built.append(step(settings, job, job_args, action_on_failure))
+    return built
+
+
+def s3_artifacts(step_list: Sequence[dict[str, Any]]) -> list[str]:
+    """Every artifact the steps name: the ``--py-files`` zip, the entry point and an
+    ``s3://`` ``--weights`` file. Each must exist before ``submit`` sends the steps."""
+    found: list[str] = []
+    for s in step_list:
+        args = s["HadoopJarStep"]["Args"]
+        i = args.index("--py-files")
+        wanted = [args[i + 1], args[i + 2]]
+        if "--weights" in args:
+            wanted.append(args[args.index("--weights") + 1])
+        found += [u for u in wanted if u.startswith(("s3://", "s3a://")) and u not in found]
+    return found
+
+
+def command_line(step_dict: dict[str, Any]) -> str:
+    """The step as one shell-quoted line, to paste on the master node."""
+    return shlex.join(step_dict["HadoopJarStep"]["Args"])

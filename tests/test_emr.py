@@ -1,0 +1,414 @@
+"""EMR tooling against moto's S3 + EMR server on 127.0.0.1, over real HTTP.
+
+The code under test (``make`` targets -> ``python -m emr``, in subprocesses) reaches moto
+only through ``AWS_ENDPOINT_URL``. What it created is read back from moto with boto3 and
+compared with literal values written out here, never with the request builder's output.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import boto3
+import pytest
+
+from featurize.weights import keras_cache_dir
+from tests.conftest import REPO
+from tests.helpers import image_bytes, pattern_image
+
+BUCKET = "featurize-emr-test"
+PREFIX = "team/fz"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+INPUT = f"s3://{BUCKET}/input images"  # a space: arguments must stay one argv element
+OUTPUT = f"s3://{BUCKET}/runs/r1"
+DIST_URI = f"s3://{BUCKET}/{PREFIX}/dist"
+WEIGHTS_KEY = f"{PREFIX}/weights/"
+NODE_PY = "/opt/featurize/venv/bin/python"
+
+
+def make(target: str, *assignments: str, env: dict | None = None,
+         check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), target,
+                           *assignments], capture_output=True, text=True,
+                          env={**os.environ, "AWS_MAX_ATTEMPTS": "2", **(env or {})},
+                          timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"make {target} failed ({proc.returncode}):\n{proc.stdout}\n"
+                             f"{proc.stderr}")
+    return proc
+
+
+def emr_cli(*args: str, state_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "emr", "--state-dir", str(state_dir), *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env={**os.environ, "AWS_MAX_ATTEMPTS": "2"})
+
+
+def backend():
+    from moto.emr.models import emr_backends
+
+    return emr_backends[ACCOUNT][REGION]
+
+
+@pytest.fixture(scope="module")
+def aws(moto_endpoint, tmp_path_factory, weights_spec):
+    s3 = boto3.client("s3", region_name=REGION)
+    emr = boto3.client("emr", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET)
+    # 2 classes x 3 images under a prefix with a space in it
+    for label in ("cat", "dog"):
+        for i in range(3):
+            seed = (7 if label == "cat" else 70) + i
+            s3.put_object(Bucket=BUCKET, Key=f"input images/{label}/{label} {i}.jpg",
+                          Body=image_bytes(pattern_image(seed)))
+    tmp = tmp_path_factory.mktemp("emr")
+    common = (f"BUCKET={BUCKET}", f"PREFIX={PREFIX}", f"REGION={REGION}",
+              f"DIST={tmp / 'dist'}", f"EMR_STATE={tmp / 'state'}", f"WEIGHTS={weights_spec}")
+    return s3, emr, tmp, common
+
+
+@pytest.fixture(scope="module")
+def cluster(aws):
+    s3, emr, tmp, common = aws
+    proc = make("cluster", *common, "CORE_COUNT=3", "SPOT=1", "SUBNET_ID=subnet-0abc1234",
+                "KEY_NAME=my-key", "IDLE_TIMEOUT=1800")
+    cluster_id = json.loads((tmp / "state" / "state.json").read_text())["cluster_id"]
+    assert f"cluster {cluster_id} starting" in proc.stdout
+    return cluster_id
+
+
+def test_make_cluster_without_bucket_names_bucket(aws):
+    _, emr, tmp, _ = aws
+    before = len(emr.list_clusters()["Clusters"])
+    proc = make("cluster", f"DIST={tmp / 'nodist'}", env={"BUCKET": ""}, check=False)
+    assert proc.returncode == 2
+    assert "BUCKET is required" in proc.stderr and "BUCKET=my-bucket" in proc.stderr
+    assert not (tmp / "nodist").exists()  # failed before packaging or any AWS call
+    assert len(emr.list_clusters()["Clusters"]) == before
+
+
+@pytest.mark.parametrize("instance_type", ["m7g.xlarge", "c6gn.2xlarge", "r8g.large"])
+def test_graviton_refused_before_any_call(aws, instance_type):
+    _, emr, tmp, _ = aws
+    before = len(emr.list_clusters()["Clusters"])
+    proc = emr_cli("up", "--bucket", BUCKET, "--instance-type", instance_type,
+                   state_dir=tmp / "graviton")
+    assert proc.returncode == 2
+    assert f"INSTANCE_TYPE={instance_type} is a Graviton (arm64) type" in proc.stderr
+    assert len(emr.list_clusters()["Clusters"]) == before
+
+
+def test_cluster_as_created(aws, cluster):
+    s3, emr, tmp, _ = aws
+    c = emr.describe_cluster(ClusterId=cluster)["Cluster"]
+    assert c["Status"]["State"] == "WAITING"
+    assert c["Name"] == "featurize-images"
+    assert c["ReleaseLabel"] == "emr-7.13.0"
+    assert [a["Name"] for a in c["Applications"]] == ["Spark"]
+    assert c["LogUri"] == "s3://featurize-emr-test/team/fz/logs/"
+    assert c["ServiceRole"] == "EMR_DefaultRole"
+    assert c["AutoTerminate"] is False
+    assert c["Ec2InstanceAttributes"]["IamInstanceProfile"] == "EMR_EC2_DefaultRole"
+    assert c["Ec2InstanceAttributes"]["Ec2SubnetId"] == "subnet-0abc1234"
+    assert c["Ec2InstanceAttributes"]["Ec2KeyName"] == "my-key"
+    assert {t["Key"]: t["Value"] for t in c["Tags"]} == {
+        "project": "featurize-images", "for-use-with-amazon-emr-managed-policies": "true"}
+    assert c["Configurations"] == [
+        {"Classification": "spark-env", "Properties": {}, "Configurations": [
+            {"Classification": "export", "Properties": {
+                "PYSPARK_PYTHON": NODE_PY, "PYSPARK_DRIVER_PYTHON": NODE_PY}}]},
+        {"Classification": "spark-defaults", "Properties": {
+            "spark.pyspark.python": NODE_PY, "spark.pyspark.driver.python": NODE_PY,
+            "spark.executor.cores": "4", "spark.task.cpus": "1",
+            "spark.executor.memory": "4g", "spark.executor.memoryOverhead": "6144m",
+            "spark.python.worker.reuse": "true",
+            "spark.dynamicAllocation.enabled": "false"}},
+    ]
+    groups = sorted((g["InstanceGroupType"], g["InstanceType"], g["RequestedInstanceCount"],
+                     g["Market"]) for g in emr.list_instance_groups(ClusterId=cluster)
+                    ["InstanceGroups"])
+    assert groups == [("CORE", "m5.xlarge", 3, "SPOT"), ("MASTER", "m5.xlarge", 1, "ON_DEMAND")]
+    actions = emr.list_bootstrap_actions(ClusterId=cluster)["BootstrapActions"]
+    assert [(a["Name"], a["ScriptPath"], a["Args"]) for a in actions] == [
+        ("install pinned Python dependencies",
+         "s3://featurize-emr-test/team/fz/dist/bootstrap/install-python-deps.sh",
+         ["s3://featurize-emr-test/team/fz/dist/bootstrap"])]
+    # the uploaded script and its pins are the repository's, byte for byte
+    for name, local in [("install-python-deps.sh", "bootstrap/install-python-deps.sh"),
+                        ("requirements.txt", "bootstrap/requirements.txt"),
+                        ("constraints.txt", "constraints.txt")]:
+        body = s3.get_object(Bucket=BUCKET, Key=f"team/fz/dist/bootstrap/{name}")["Body"].read()
+        assert body == (REPO / local).read_bytes(), name
+
+
+def test_submit_steps_and_artifacts(aws, cluster, weights_spec):
+    s3, emr, tmp, common = aws
+    make("submit", *common, f"INPUT={INPUT}", f"OUTPUT={OUTPUT}",
+         "JOB_ARGS=--pca-k 3 --batch-size 4")
+    steps = list(reversed(emr.list_steps(ClusterId=cluster)["Steps"]))
+    weights = (f"s3://featurize-emr-test/team/fz/weights/"
+               + ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+                  if weights_spec == "imagenet" else Path(weights_spec).name))
+    head = ["spark-submit", "--deploy-mode", "cluster", "--master", "yarn",
+            "--conf", "spark.yarn.submit.waitAppCompletion=true",
+            "--py-files", "s3://featurize-emr-test/team/fz/dist/featurize.zip"]
+    assert [(s["Name"], s["ActionOnFailure"], s["Config"]["Jar"], s["Config"]["Args"])
+            for s in steps] == [
+        ("featurize-images featurize", "CANCEL_AND_WAIT", "command-runner.jar", head + [
+            "s3://featurize-emr-test/team/fz/dist/jobs/featurize_images.py",
+            "--input", "s3://featurize-emr-test/input images",
+            "--output", "s3://featurize-emr-test/runs/r1",
+            "--weights", weights, "--pca-k", "3", "--batch-size", "4"]),
+        ("featurize-images train", "CANCEL_AND_WAIT", "command-runner.jar", head + [
+            "s3://featurize-emr-test/team/fz/dist/jobs/train_classifier.py",
+            "--run", "s3://featurize-emr-test/runs/r1"]),
+    ]
+    # every artifact a step names is in S3, with the bytes of the local build
+    dist = tmp / "dist"
+    for uri, local in [(head[-1], dist / "featurize.zip"),
+                       (steps[0]["Config"]["Args"][9], dist / "jobs/featurize_images.py"),
+                       (steps[1]["Config"]["Args"][9], dist / "jobs/train_classifier.py")]:
+        key = uri.split("/", 3)[3]
+        assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == local.read_bytes()
+    uploaded = s3.get_object(Bucket=BUCKET, Key=weights.split("/", 3)[3])["Body"].read()
+    source = (Path(keras_cache_dir()) / "models" / Path(weights).name
+              if weights_spec == "imagenet" else Path(weights_spec))
+    assert uploaded == source.read_bytes()  # from the Keras cache (or the file given)
+    saved = json.loads((tmp / "state" / "state.json").read_text())
+    assert saved["cluster_id"] == cluster
+    assert [s["id"] for s in saved["steps"]] == [s["Id"] for s in steps]
+
+
+def test_code_zip_imports_the_jobs(aws, cluster):
+    """The zip on --py-files alone provides every module the entry points import."""
+    _, _, tmp, _ = aws
+    zip_path = tmp / "dist" / "featurize.zip"
+    names = zipfile.ZipFile(zip_path).namelist()
+    assert "featurize/job.py" in names and all(n.startswith("featurize/") for n in names)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); sys.path.insert(1, sys.argv[2]);"
+            "import featurize_images, train_classifier, predict_images, featurize;"
+            "print(featurize.__file__)")
+    proc = subprocess.run([sys.executable, "-c", code, str(zip_path), str(tmp / "dist/jobs")],
+                          capture_output=True, text=True, cwd=tmp, check=True)
+    assert proc.stdout.strip() == str(zip_path / "featurize" / "__init__.py")
+
+
+def _set_steps(cluster_id: str, *states: str) -> list[str]:
+    steps = backend().clusters[cluster_id].steps
+    for step, st in zip(steps, states):
+        step.state = st
+    return [s.id for s in steps]
+
+
+def test_wait_completed(aws, cluster):
+    _, _, tmp, common = aws
+    _set_steps(cluster, "COMPLETED", "COMPLETED")
+    proc = make("wait", *common)
+    lines = [ln for ln in proc.stdout.splitlines() if "step s-" in ln]
+    assert len(lines) == 2 and all(ln.endswith("COMPLETED") for ln in lines)
+    assert "all 2 step(s) completed" in proc.stdout
+
+
+def test_wait_failed_prints_stderr_tail(aws, cluster):
+    s3, _, tmp, _ = aws
+    first, second = _set_steps(cluster, "FAILED", "CANCELLED")
+    log = "\n".join([f"line {i}" for i in range(100)]
+                    + ["Traceback (most recent call last):",
+                       "featurize.config.ConfigError: input s3://x/y holds no images"])
+    s3.put_object(Bucket=BUCKET, Key=f"team/fz/logs/{cluster}/steps/{first}/stderr.gz",
+                  Body=gzip.compress(log.encode()))
+    proc = emr_cli("wait", "--poll", "1", "--log-wait", "0", "--tail", "5",
+                   state_dir=tmp / "state")
+    assert proc.returncode == 1, proc.stderr
+    out = proc.stdout
+    assert f"step {first} featurize-images featurize: FAILED" in out
+    tail = out.split(f"--- last 5 lines of s3://{BUCKET}/team/fz/logs/{cluster}/steps/"
+                     f"{first}/stderr.gz ---\n")[1].split("\n--- end ---")[0]
+    assert tail.splitlines() == ["line 97", "line 98", "line 99",
+                                 "Traceback (most recent call last):",
+                                 "featurize.config.ConfigError: input s3://x/y holds no images"]
+    logs = make("logs", *aws[3], f"STEP_ID={first}")
+    assert logs.stdout.rstrip().endswith("holds no images")
+
+
+def test_local_replay_of_the_featurize_step(aws, cluster, tmp_path):
+    """Run the featurize step's spark-submit arguments here. Swapped, and only these:
+    ``spark-submit`` -> the venv's, ``--deploy-mode cluster`` -> ``client``,
+    ``--master yarn`` -> ``local[2]``, and the two ``s3://`` artifacts (the --py-files zip
+    and the entry point) -> the same files in the local dist/. Input, output and
+    ``--weights`` stay ``s3://`` on the moto endpoint."""
+    s3, emr, tmp, _ = aws
+    step = list(reversed(emr.list_steps(ClusterId=cluster)["Steps"]))[0]
+    args = list(step["Config"]["Args"])
+    swaps = {"spark-submit": str(Path(sys.executable).parent / "spark-submit"),
+             "cluster": "client", "yarn": "local[2]",
+             f"{DIST_URI}/featurize.zip": str(tmp / "dist" / "featurize.zip"),
+             f"{DIST_URI}/jobs/featurize_images.py": str(tmp / "dist/jobs/featurize_images.py")}
+    replay = [swaps.get(a, a) for a in args]
+    assert sum(a != b for a, b in zip(args, replay)) == 5
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(replay + ["--overwrite"], capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key="runs/r1/manifest.json")
+                          ["Body"].read())
+    assert manifest["status"] == "complete"
+    assert manifest["input"]["uri"] == INPUT
+    assert manifest["counts"]["featurized"] == 6 and manifest["counts"]["failed"] == 0
+    assert manifest["weights"]["spec"].startswith(f"s3://{BUCKET}/team/fz/weights/")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/r1/")["Contents"]]
+    assert any(k.startswith("runs/r1/features/") and k.endswith(".parquet") for k in keys)
+
+
+def test_run_transient_cluster(aws):
+    s3, emr, tmp, _ = aws
+    proc = emr_cli("run", "--bucket", BUCKET, "--prefix", PREFIX, "--input", INPUT,
+                   "--steps", "featurize", "--weights", "random", state_dir=tmp / "transient")
+    assert proc.returncode == 0, proc.stderr
+    cluster_id = json.loads((tmp / "transient" / "state.json").read_text())["cluster_id"]
+    c = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    assert c["AutoTerminate"] is True
+    steps = emr.list_steps(ClusterId=cluster_id)["Steps"]
+    assert [(s["Name"], s["ActionOnFailure"], s["Config"]["Args"][-6:]) for s in steps] == [
+        ("featurize-images featurize", "TERMINATE_CLUSTER",
+         ["--input", "s3://featurize-emr-test/input images",
+          "--output", "s3://featurize-emr-test/team/fz/runs/input images",
+          "--weights", "random"])]
+    emr.terminate_job_flows(JobFlowIds=[cluster_id])
+
+
+def test_dry_run_calls_nothing(aws):
+    _, emr, tmp, common = aws
+    before = len(emr.list_clusters()["Clusters"])
+    proc = make("cluster", *common, "DRY_RUN=1", "INSTANCE_TYPE=c6i.2xlarge",
+                "EXECUTOR_CORES=8", env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    request = json.loads(proc.stdout[proc.stdout.index("\n{") + 1:])
+    assert request["Instances"]["InstanceGroups"][1]["InstanceType"] == "c6i.2xlarge"
+    assert request["Configurations"][1]["Properties"]["spark.executor.memoryOverhead"] == \
+        "12288m"
+    assert request["AutoTerminationPolicy"] == {"IdleTimeout": 3600}
+    assert request["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
+    proc = make("submit", *common, "DRY_RUN=1", f"INPUT={INPUT}", "STEPS=featurize",
+                "CLUSTER_ID=j-EXAMPLE", env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    request = json.loads(proc.stdout[proc.stdout.index("\n{") + 1:])
+    assert request["JobFlowId"] == "j-EXAMPLE"
+    assert request["Steps"][0]["HadoopJarStep"]["Args"][-6:] == [
+        "--input", "s3://featurize-emr-test/input images",
+        "--output", "s3://featurize-emr-test/team/fz/runs/input images",
+        "--weights", request["Steps"][0]["HadoopJarStep"]["Args"][-1]]
+    assert len(emr.list_clusters()["Clusters"]) == before
+
+
+def test_make_emr_run_waits_for_the_steps(aws):
+    """make emr-run: upload, transient cluster, wait. moto never ends a step, so this
+    test marks them COMPLETED in moto's backend once the cluster exists."""
+    import time
+
+    _, emr, tmp, common = aws
+    known = {c["Id"] for c in emr.list_clusters()["Clusters"]}
+    cmd = ["make", "--no-print-directory", "-C", str(REPO), "emr-run", *common,
+           f"EMR_STATE={tmp / 'emr-run'}", f"INPUT={INPUT}", "POLL=1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "AWS_MAX_ATTEMPTS": "2"})
+    deadline = time.monotonic() + 300
+    new = set()
+    while not new and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        new = set(backend().clusters) - known
+    assert len(new) == 1, proc.communicate()
+    cluster_id = new.pop()
+    assert backend().clusters[cluster_id].keep_job_flow_alive_when_no_steps is False
+    time.sleep(2)
+    _set_steps(cluster_id, "COMPLETED", "COMPLETED")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "all 2 step(s) completed" in out
+    assert [s.args[9].rsplit("/", 1)[1] for s in backend().clusters[cluster_id].steps] == \
+        ["featurize_images.py", "train_classifier.py"]
+
+
+def test_make_down_terminates(aws, cluster):
+    _, emr, tmp, common = aws
+    make("down", *common)
+    assert emr.describe_cluster(ClusterId=cluster)["Cluster"]["Status"]["State"] == "TERMINATED"
+    assert not (tmp / "state" / "state.json").exists()
+    proc = make("status", *common, check=False)
+    assert proc.returncode != 0 and "no cluster: give CLUSTER_ID=" in proc.stderr
+
+
+FAKE_AWS = '''#!{python}
+# Stand-in for the AWS CLI on an EMR node: only `aws s3 cp [--only-show-errors] SRC DEST`,
+# downloading with boto3 (so from moto, through AWS_ENDPOINT_URL).
+import sys, boto3
+args = [a for a in sys.argv[1:] if a != "--only-show-errors"]
+assert args[:2] == ["s3", "cp"], args
+bucket, key = args[2][len("s3://"):].split("/", 1)
+boto3.client("s3").download_file(bucket, key, args[3])
+'''
+
+
+def _pins(text: str) -> dict[str, str]:
+    pins = {}
+    for line in text.splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==", 1)
+            pins[name.strip().lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+@pytest.mark.slow
+def test_bootstrap_script_installs_the_pins_idempotently(aws, cluster, tmp_path):
+    """The uploaded bootstrap script, run as EMR runs it (its one argument, the s3://
+    bootstrap prefix), with the AWS CLI swapped for a boto3 stand-in, Python 3.11 as the
+    base interpreter and the venv in a temporary folder. pip really installs."""
+    s3, emr, tmp, _ = aws
+    script = tmp_path / "install-python-deps.sh"
+    script.write_bytes(s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/dist/bootstrap/"
+                                     "install-python-deps.sh")["Body"].read())
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "aws").write_text(FAKE_AWS.format(python=sys.executable))
+    (bin_dir / "aws").chmod(0o755)
+    venv = tmp_path / "opt" / "venv"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "FEATURIZE_NODE_VENV": str(venv), "FEATURIZE_BASE_PYTHON": "python3.11"}
+    env.pop("PYTHONPATH", None)
+    args = ["bash", str(script), f"{DIST_URI}/bootstrap"]
+    first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert "imports ok: tensorflow 2.21.0" in first.stdout
+    freeze = subprocess.run([str(venv / "bin/python"), "-m", "pip", "freeze"],
+                            capture_output=True, text=True, check=True).stdout
+    installed = _pins(freeze)
+    pinned = _pins((REPO / "constraints.txt").read_text())
+    wanted = [ln.strip() for ln in (REPO / "bootstrap/requirements.txt").read_text().splitlines()
+              if ln.strip() and not ln.startswith("#")]
+    assert wanted == ["numpy", "pandas", "pyarrow", "pillow", "h5py", "tensorflow-cpu",
+                      "keras", "boto3"]
+    for name in wanted:
+        assert installed[name] == pinned[name], name
+    assert "pyspark" not in installed  # EMR's own Spark provides it
+    second = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert second.returncode == 0
+    assert "already installed" in second.stdout and "installing" not in second.stdout
+
+
+def test_bootstrap_requirements_are_the_package_requirements():
+    import ast
+
+    tree = ast.parse((REPO / "setup.py").read_text())
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call)
+                and any(k.arg == "install_requires" for k in n.keywords))
+    install_requires = ast.literal_eval(
+        next(k.value for k in call.keywords if k.arg == "install_requires"))
+    wanted = [ln.strip() for ln in (REPO / "bootstrap/requirements.txt").read_text().splitlines()
+              if ln.strip() and not ln.startswith("#")]
+    assert wanted == install_requires
+    pinned = _pins((REPO / "constraints.txt").read_text())
+    assert all(name in pinned for name in wanted)
