@@ -70,7 +70,7 @@ EMR       := $(PY) -m emr --dist $(call q,$(DIST)) --state-dir $(call q,$(EMR_ST
 EMR_SETTINGS = --bucket $(call q,$(BUCKET)) --prefix $(call q,$(PREFIX)) \
   --release-label $(call q,$(RELEASE_LABEL)) --instance-type $(call q,$(INSTANCE_TYPE)) \
   $(if $(MASTER_INSTANCE_TYPE),--master-instance-type $(call q,$(MASTER_INSTANCE_TYPE))) \
-  --core-count $(call q,$(CORE_COUNT)) $(if $(SPOT),--spot) \
+  --core-count $(call q,$(CORE_COUNT)) $(if $(filter 1 true yes,$(SPOT)),--spot) \
   $(if $(SUBNET_ID),--subnet-id $(call q,$(SUBNET_ID))) $(if $(KEY_NAME),--key-name $(call q,$(KEY_NAME))) \
   --service-role $(call q,$(SERVICE_ROLE)) --instance-profile $(call q,$(INSTANCE_PROFILE)) \
   --idle-timeout $(call q,$(IDLE_TIMEOUT)) --executor-cores $(call q,$(EXECUTOR_CORES))
@@ -79,7 +79,7 @@ EMR_STEPS = --steps $(call q,$(STEPS)) --weights $(call q,$(WEIGHTS)) \
   $(if $(call given,OUTPUT),--output $(call q,$(OUTPUT))) \
   $(if $(call given,PREDICT_INPUT),--predict-input $(call q,$(PREDICT_INPUT))) \
   $(if $(call given,PREDICT_OUTPUT),--predict-output $(call q,$(PREDICT_OUTPUT))) \
-  $(if $(JOB_ARGS),--job-args $(call q,$(JOB_ARGS))) $(if $(TRAIN_ARGS),--train-args $(call q,$(TRAIN_ARGS)))
+  $(if $(JOB_ARGS),--job-args=$(call q,$(JOB_ARGS))) $(if $(TRAIN_ARGS),--train-args=$(call q,$(TRAIN_ARGS)))
 EMR_CLUSTER = $(if $(CLUSTER_ID),--cluster-id $(call q,$(CLUSTER_ID)))
 UPLOAD_FIRST = $(if $(DRY_RUN),,upload)
 
@@ -156,10 +156,10 @@ package: $(STAMP) ## EMR: build dist/ (code zip, job entry points, bootstrap scr
 upload: require-bucket package ## EMR: put dist/ and the weights (WEIGHTS=imagenet) under s3://BUCKET/PREFIX/
 	$(EMR) upload $(EMR_SETTINGS) --weights $(call q,$(WEIGHTS))
 
-cluster: require-bucket $(UPLOAD_FIRST) ## EMR: upload, then start a cluster (BUCKET= INSTANCE_TYPE= CORE_COUNT= SPOT=1 DRY_RUN=1 ...)
+cluster: require-bucket $(STAMP) $(UPLOAD_FIRST) ## EMR: upload, then start a cluster (BUCKET= INSTANCE_TYPE= CORE_COUNT= SPOT=1 DRY_RUN=1 ...)
 	$(EMR) up $(EMR_SETTINGS) $(if $(DRY_RUN),--dry-run)
 
-submit: require-bucket $(UPLOAD_FIRST) ## EMR: add steps (STEPS="featurize train" INPUT=s3://... OUTPUT=s3://...)
+submit: require-bucket $(STAMP) $(UPLOAD_FIRST) ## EMR: add steps (STEPS="featurize train" INPUT=s3://... OUTPUT=s3://...)
 	$(EMR) submit $(EMR_SETTINGS) $(EMR_STEPS) $(EMR_CLUSTER) $(if $(DRY_RUN),--dry-run)
 
 wait: $(STAMP) ## EMR: follow the submitted steps; on failure print the tail of stderr
@@ -174,7 +174,7 @@ logs: $(STAMP) ## EMR: print the last step's stderr (STEP_ID=, LOG=stdout)
 down: $(STAMP) ## EMR: terminate the cluster (and wait until it is gone)
 	$(EMR) down $(EMR_CLUSTER)
 
-emr-run: require-bucket $(UPLOAD_FIRST) ## EMR: transient cluster that runs STEPS, waits, terminates itself
+emr-run: require-bucket $(STAMP) $(UPLOAD_FIRST) ## EMR: transient cluster that runs STEPS, waits, terminates itself
 	$(EMR) run $(EMR_SETTINGS) $(EMR_STEPS) $(if $(DRY_RUN),--dry-run)
 	$(if $(DRY_RUN),,$(EMR) wait --poll $(call q,$(POLL)))
 

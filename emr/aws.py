@@ -103,6 +103,15 @@ def prefix_has_objects(s3: Any, bucket: str, prefix: str) -> bool:
     return resp.get("KeyCount", 0) > 0
 
 
+def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    try:
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+    except (ClientError, BotoCoreError):
+        logger.error("list_objects_v2 s3://%s/%s failed", bucket, prefix)
+        raise
+
+
 def get_object_bytes(s3: Any, bucket: str, key: str) -> bytes | None:
     """The object's bytes, or None when it does not exist (yet)."""
     try:
@@ -161,6 +170,8 @@ def wait_once(emr: Any, waiter_name: str, delay: int, **kwargs: Any) -> tuple[bo
         waiter.wait(**kwargs, WaiterConfig={"Delay": delay, "MaxAttempts": 1})
         return True, {}
     except WaiterError as exc:
-        if "Max attempts exceeded" in str(exc):
+        # botocore's reason for "no terminal state yet" (its failure states and API
+        # errors come with other reasons, and are re-raised)
+        if str(exc.kwargs.get("reason", "")).startswith("Max attempts exceeded"):
             return False, exc.last_response or {}
         raise

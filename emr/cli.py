@@ -22,12 +22,15 @@ import gzip
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
+
+from botocore.exceptions import ClientError, WaiterError
 
 from emr import aws, package, requests, state
 from emr.settings import (DEFAULT_CORE_COUNT, DEFAULT_EXECUTOR_CORES, DEFAULT_IDLE_TIMEOUT,
@@ -236,6 +239,23 @@ def _check_inputs(c: aws.Clients, step_list: Sequence[dict]) -> None:
                 raise CommandError(f"{uri} holds no objects: check INPUT / PREDICT_INPUT")
 
 
+def _refuse_second_cluster(c: aws.Clients, args: argparse.Namespace) -> None:
+    """Starting a cluster forgets the remembered one: refuse while that one still runs
+    (and bills)."""
+    saved = state.load(args.state_dir).get("cluster_id")
+    if not saved:
+        return
+    try:
+        st = aws.describe_cluster(c.emr, saved)["Status"]["State"]
+    except ClientError:  # unknown in this account/region: nothing to protect
+        return
+    if st in ACTIVE:
+        raise CommandError(
+            f"cluster {saved} (remembered in {args.state_dir}/state.json) is still {st}: "
+            f"`make down` first, or use it (`make submit`); give another EMR_STATE= to run "
+            f"two clusters at once")
+
+
 def _bootstrap_uris(settings: Settings) -> list[str]:
     return [f"{settings.dist_uri}/bootstrap/{name}" for name in
             (package.BOOTSTRAP_SCRIPT, "requirements.txt", "constraints.txt")]
@@ -248,6 +268,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         _out(_dump(request))
         return 0
     c = aws.clients(args.profile, args.region)
+    _refuse_second_cluster(c, args)
     _check_artifacts(c, _bootstrap_uris(settings))
     cluster_id = aws.run_job_flow(c.emr, request)
     state.save({"cluster_id": cluster_id, "region": c.region, "steps": []}, args.state_dir)
@@ -283,7 +304,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.dry_run:
         _out(_dump({"JobFlowId": cluster_id, "Steps": step_list}))
         return 0
-    c = aws.clients(args.profile, args.region)
+    c = _clients(args)
     cluster = aws.describe_cluster(c.emr, cluster_id)
     if cluster["Status"]["State"] not in ACTIVE:
         raise CommandError(f"cluster {cluster_id} is {cluster['Status']['State']}: start one "
@@ -310,6 +331,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _out(_dump(request))
         return 0
     c = aws.clients(args.profile, args.region)
+    _refuse_second_cluster(c, args)
     _check_artifacts(c, _bootstrap_uris(settings) + requests.s3_artifacts(step_list))
     _check_inputs(c, step_list[:1])
     cluster_id = aws.run_job_flow(c.emr, request)
@@ -365,15 +387,53 @@ def _tail(text: str, n: int) -> str:
     return "\n".join(lines[-n:] if n > 0 else lines)
 
 
-def _report_failure(c: aws.Clients, cluster: dict, cluster_id: str, step: dict,
+def _cluster_reason(cluster: dict[str, Any]) -> str:
+    st = cluster.get("Status", {})
+    reason = st.get("StateChangeReason", {})
+    return f"{st.get('State')}: {reason.get('Code', '')} {reason.get('Message', '')}".strip()
+
+
+def _driver_log(c: aws.Clients, cluster: dict, cluster_id: str, step_stderr: str,
+                tail: int) -> None:
+    """In cluster deploy mode the step's stderr is spark-submit's YARN client; the
+    Python traceback is in the driver's container log (the application master's first
+    container) under LogUri/<cluster-id>/containers/<application-id>/."""
+    apps = re.findall(r"application_\d+_\d+", step_stderr)
+    where = _log_location(cluster, cluster_id, "x", "stderr")
+    if not apps or where is None:
+        return
+    bucket = where[0]
+    prefix = where[1].split(f"{cluster_id}/steps/")[0] + f"{cluster_id}/containers/{apps[-1]}/"
+    keys = sorted(k for k in aws.list_keys(c.s3, bucket, prefix)
+                  if re.search(r"container_[^/]*_000001/stderr\.gz$", k))
+    if not keys:
+        _out(f"(the driver's log s3://{bucket}/{prefix}container_..._000001/stderr.gz is not "
+             f"there yet; `make logs` later, or look under that prefix)")
+        return
+    data = aws.get_object_bytes(c.s3, bucket, keys[-1])
+    if data is None:
+        return
+    _out(f"--- last {tail} lines of the driver's log s3://{bucket}/{keys[-1]} ---")
+    _out(_tail(gzip.decompress(data).decode("utf-8", "replace"), tail))
+    _out("--- end ---")
+
+
+def _report_failure(c: aws.Clients, cluster_id: str, step: dict,
                     args: argparse.Namespace) -> None:
     status = step.get("Status", {})
     details = status.get("FailureDetails") or {}
-    reason = (details.get("Reason") or details.get("Message")
-              or status.get("StateChangeReason", {}).get("Message") or "no reason given")
-    _out(f"step {step['Id']} {step.get('Name', '')} {status.get('State')}: {reason}")
+    reason = " / ".join(x for x in (details.get("Reason"), details.get("Message"),
+                                    status.get("StateChangeReason", {}).get("Message")) if x)
+    _out(f"step {step['Id']} {step.get('Name', '')} {status.get('State')}: "
+         f"{reason or 'no reason given'}")
     if details.get("LogFile"):
         _out(f"EMR's log file: {details['LogFile']}")
+    cluster = aws.describe_cluster(c.emr, cluster_id)
+    if cluster["Status"]["State"].startswith("TERMINAT"):
+        _out(f"cluster {cluster_id} {_cluster_reason(cluster)}")
+    if status.get("State") == "CANCELLED":
+        _out("the step never ran (an earlier step failed, or the cluster went away)")
+        return
     where = _log_location(cluster, cluster_id, step["Id"], "stderr")
     if where is None:
         _out("the cluster has no LogUri, so there is no stderr.gz to show")
@@ -386,11 +446,15 @@ def _report_failure(c: aws.Clients, cluster: dict, cluster_id: str, step: dict,
     _out(f"--- last {args.tail} lines of {uri} ---")
     _out(_tail(text, args.tail))
     _out("--- end ---")
+    _driver_log(c, cluster, cluster_id, text, args.tail)
 
 
 def _wait_cluster(c: aws.Clients, cluster_id: str, poll: int) -> int:
     while True:
-        done, _ = aws.wait_once(c.emr, "cluster_running", poll, ClusterId=cluster_id)
+        try:
+            done, _ = aws.wait_once(c.emr, "cluster_running", poll, ClusterId=cluster_id)
+        except WaiterError:  # the waiter's failure states: TERMINATING / TERMINATED*
+            done = False
         cluster = aws.describe_cluster(c.emr, cluster_id)
         st = cluster["Status"]
         _out(f"[{_stamp()}] cluster {cluster_id}: {st['State']}")
@@ -404,8 +468,6 @@ def _wait_cluster(c: aws.Clients, cluster_id: str, poll: int) -> int:
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    from botocore.exceptions import WaiterError
-
     cluster_id = _cluster_id(args)
     c = _clients(args)
     step_ids = args.step_id
@@ -416,7 +478,6 @@ def cmd_wait(args: argparse.Namespace) -> int:
     if not step_ids:
         _out(f"no steps submitted to {cluster_id}: waiting for the cluster to be ready")
         return _wait_cluster(c, cluster_id, args.poll)
-    cluster = aws.describe_cluster(c.emr, cluster_id)
     for step_id in step_ids:
         last = None
         while True:
@@ -434,7 +495,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
             if st == "COMPLETED":
                 break
             if st in ("FAILED", "CANCELLED", "INTERRUPTED"):
-                _report_failure(c, cluster, cluster_id, step, args)
+                _report_failure(c, cluster_id, step, args)
                 return 1
             time.sleep(args.poll)
     _out(f"all {len(step_ids)} step(s) completed")
@@ -477,8 +538,6 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from botocore.exceptions import WaiterError
-
     cluster_id = _cluster_id(args)
     c = _clients(args)
     aws.terminate_job_flows(c.emr, cluster_id)

@@ -41,7 +41,10 @@ def configurations(settings: Settings) -> list[dict[str, Any]]:
 
     The values are docs/PERFORMANCE.md's: one task per core and one model per task,
     ~1.5 GiB of Python memory per core outside the JVM heap, a fixed set of executors
-    (executors that come and go rebuild the model).
+    (executors that come and go rebuild the model): one per core node, since without
+    dynamic allocation Spark would otherwise start only 2. Sized for m5.xlarge (YARN
+    offers 12 GiB per node): a 3g + 6g executor leaves room for the cluster-mode driver
+    (1g heap + 1.5g for the Python driver, which imports TensorFlow to load weights).
     """
     cores = settings.executor_cores
     return [
@@ -52,10 +55,13 @@ def configurations(settings: Settings) -> list[dict[str, Any]]:
         {"Classification": "spark-defaults", "Properties": {
             "spark.pyspark.python": NODE_PYTHON,
             "spark.pyspark.driver.python": NODE_PYTHON,
+            "spark.executor.instances": str(settings.core_count),
             "spark.executor.cores": str(cores),
             "spark.task.cpus": "1",
-            "spark.executor.memory": "4g",
+            "spark.executor.memory": "3g",
             "spark.executor.memoryOverhead": f"{1536 * cores}m",
+            "spark.driver.memory": "1g",
+            "spark.driver.memoryOverhead": "1536m",
             "spark.python.worker.reuse": "true",
             "spark.dynamicAllocation.enabled": "false",
         }},

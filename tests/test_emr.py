@@ -125,8 +125,10 @@ def test_cluster_as_created(aws, cluster):
                 "PYSPARK_PYTHON": NODE_PY, "PYSPARK_DRIVER_PYTHON": NODE_PY}}]},
         {"Classification": "spark-defaults", "Properties": {
             "spark.pyspark.python": NODE_PY, "spark.pyspark.driver.python": NODE_PY,
-            "spark.executor.cores": "4", "spark.task.cpus": "1",
-            "spark.executor.memory": "4g", "spark.executor.memoryOverhead": "6144m",
+            "spark.executor.instances": "3", "spark.executor.cores": "4",
+            "spark.task.cpus": "1", "spark.executor.memory": "3g",
+            "spark.executor.memoryOverhead": "6144m", "spark.driver.memory": "1g",
+            "spark.driver.memoryOverhead": "1536m",
             "spark.python.worker.reuse": "true",
             "spark.dynamicAllocation.enabled": "false"}},
     ]
@@ -150,7 +152,7 @@ def test_cluster_as_created(aws, cluster):
 def test_submit_steps_and_artifacts(aws, cluster, weights_spec):
     s3, emr, tmp, common = aws
     make("submit", *common, f"INPUT={INPUT}", f"OUTPUT={OUTPUT}",
-         "JOB_ARGS=--pca-k 3 --batch-size 4")
+         "JOB_ARGS=--pca-k 3 --batch-size 4", "TRAIN_ARGS=--test-fraction=0.25")
     steps = list(reversed(emr.list_steps(ClusterId=cluster)["Steps"]))
     weights = (f"s3://featurize-emr-test/team/fz/weights/"
                + ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
@@ -167,7 +169,7 @@ def test_submit_steps_and_artifacts(aws, cluster, weights_spec):
             "--weights", weights, "--pca-k", "3", "--batch-size", "4"]),
         ("featurize-images train", "CANCEL_AND_WAIT", "command-runner.jar", head + [
             "s3://featurize-emr-test/team/fz/dist/jobs/train_classifier.py",
-            "--run", "s3://featurize-emr-test/runs/r1"]),
+            "--run", "s3://featurize-emr-test/runs/r1", "--test-fraction=0.25"]),
     ]
     # every artifact a step names is in S3, with the bytes of the local build
     dist = tmp / "dist"
@@ -215,26 +217,43 @@ def test_wait_completed(aws, cluster):
     assert "all 2 step(s) completed" in proc.stdout
 
 
-def test_wait_failed_prints_stderr_tail(aws, cluster):
+def test_wait_failed_prints_step_and_driver_log_tails(aws, cluster):
+    """Cluster deploy mode: the step's stderr.gz is spark-submit's YARN client output;
+    the traceback is in the driver's container log, found through the application id."""
     s3, _, tmp, _ = aws
     first, second = _set_steps(cluster, "FAILED", "CANCELLED")
-    log = "\n".join([f"line {i}" for i in range(100)]
-                    + ["Traceback (most recent call last):",
-                       "featurize.config.ConfigError: input s3://x/y holds no images"])
-    s3.put_object(Bucket=BUCKET, Key=f"team/fz/logs/{cluster}/steps/{first}/stderr.gz",
-                  Body=gzip.compress(log.encode()))
-    proc = emr_cli("wait", "--poll", "1", "--log-wait", "0", "--tail", "5",
+    app = "application_1700000000000_0007"
+    client_log = "\n".join([f"client line {i}" for i in range(50)]
+                           + [f"Exception in thread main: Application {app} finished with "
+                              f"failed status"])
+    driver_log = "\n".join([f"driver line {i}" for i in range(100)]
+                           + ["Traceback (most recent call last):",
+                              "featurize.config.ConfigError: input s3://x/y holds no images"])
+    logs = f"team/fz/logs/{cluster}"
+    s3.put_object(Bucket=BUCKET, Key=f"{logs}/steps/{first}/stderr.gz",
+                  Body=gzip.compress(client_log.encode()))
+    s3.put_object(Bucket=BUCKET, Key=f"{logs}/containers/{app}/container_1700000000000_0007_01"
+                  f"_000002/stderr.gz", Body=gzip.compress(b"an executor's log"))
+    s3.put_object(Bucket=BUCKET, Key=f"{logs}/containers/{app}/container_1700000000000_0007_01"
+                  f"_000001/stderr.gz", Body=gzip.compress(driver_log.encode()))
+    proc = emr_cli("wait", "--poll", "1", "--log-wait", "0", "--tail", "3",
                    state_dir=tmp / "state")
     assert proc.returncode == 1, proc.stderr
     out = proc.stdout
     assert f"step {first} featurize-images featurize: FAILED" in out
-    tail = out.split(f"--- last 5 lines of s3://{BUCKET}/team/fz/logs/{cluster}/steps/"
-                     f"{first}/stderr.gz ---\n")[1].split("\n--- end ---")[0]
-    assert tail.splitlines() == ["line 97", "line 98", "line 99",
-                                 "Traceback (most recent call last):",
-                                 "featurize.config.ConfigError: input s3://x/y holds no images"]
-    logs = make("logs", *aws[3], f"STEP_ID={first}")
-    assert logs.stdout.rstrip().endswith("holds no images")
+    step_tail = out.split(f"--- last 3 lines of s3://{BUCKET}/{logs}/steps/{first}/stderr.gz "
+                          f"---\n")[1].split("\n--- end ---")[0]
+    assert step_tail.splitlines() == [
+        "client line 48", "client line 49",
+        f"Exception in thread main: Application {app} finished with failed status"]
+    driver_tail = out.split(f"--- last 3 lines of the driver's log s3://{BUCKET}/{logs}/"
+                            f"containers/{app}/container_1700000000000_0007_01_000001/"
+                            f"stderr.gz ---\n")[1].split("\n--- end ---")[0]
+    assert driver_tail.splitlines() == [
+        "driver line 99", "Traceback (most recent call last):",
+        "featurize.config.ConfigError: input s3://x/y holds no images"]
+    logs_out = make("logs", *aws[3], f"STEP_ID={first}")
+    assert logs_out.stdout.rstrip().endswith("finished with failed status")
 
 
 def test_local_replay_of_the_featurize_step(aws, cluster, tmp_path):
@@ -286,12 +305,14 @@ def test_run_transient_cluster(aws):
 def test_dry_run_calls_nothing(aws):
     _, emr, tmp, common = aws
     before = len(emr.list_clusters()["Clusters"])
-    proc = make("cluster", *common, "DRY_RUN=1", "INSTANCE_TYPE=c6i.2xlarge",
+    proc = make("cluster", *common, "DRY_RUN=1", "INSTANCE_TYPE=c6i.2xlarge", "SPOT=0",
                 "EXECUTOR_CORES=8", env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
     request = json.loads(proc.stdout[proc.stdout.index("\n{") + 1:])
     assert request["Instances"]["InstanceGroups"][1]["InstanceType"] == "c6i.2xlarge"
     assert request["Configurations"][1]["Properties"]["spark.executor.memoryOverhead"] == \
         "12288m"
+    assert "spark.executor.instances" in request["Configurations"][1]["Properties"]
+    assert request["Instances"]["InstanceGroups"][1]["Market"] == "ON_DEMAND"  # SPOT=0
     assert request["AutoTerminationPolicy"] == {"IdleTimeout": 3600}
     assert request["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
     proc = make("submit", *common, "DRY_RUN=1", f"INPUT={INPUT}", "STEPS=featurize",
@@ -331,6 +352,17 @@ def test_make_emr_run_waits_for_the_steps(aws):
     assert "all 2 step(s) completed" in out
     assert [s.args[9].rsplit("/", 1)[1] for s in backend().clusters[cluster_id].steps] == \
         ["featurize_images.py", "train_classifier.py"]
+
+
+def test_second_cluster_refused_while_the_first_runs(aws, cluster):
+    _, emr, tmp, common = aws
+    before = len(emr.list_clusters()["Clusters"])
+    proc = make("cluster", *common, check=False)
+    assert proc.returncode == 2  # make's status for a failed recipe (the CLI exited 1)
+    state = emr.describe_cluster(ClusterId=cluster)["Cluster"]["Status"]["State"]
+    assert f"cluster {cluster} (remembered in" in proc.stderr
+    assert f"is still {state}: `make down` first" in proc.stderr
+    assert len(emr.list_clusters()["Clusters"]) == before
 
 
 def test_make_down_terminates(aws, cluster):
