@@ -12,6 +12,11 @@ from featurize.weights import DEFAULT_SEED
 #: Upper bound on images per Spark task unless --files-per-partition says otherwise.
 DEFAULT_FILES_PER_PARTITION = 1024
 
+#: Files larger than this go to errors/ as ``too_large`` without their bytes being read
+#: (``--max-file-bytes``; 0 = no limit). 128 MiB is far above any photo, and 16 of them
+#: fit in one Arrow batch of a Python worker.
+DEFAULT_MAX_FILE_BYTES = 128 * 1024 * 1024
+
 
 class ConfigError(ValueError):
     """Bad configuration: raised before any Spark work, with what to change."""
@@ -39,6 +44,9 @@ class FeaturizeConfig:
         Seed for ``--weights random``.
     overwrite : bool
         Replace an existing run directory.
+    resume : bool
+        Keep the features of inputs already in the run directory (same path, length and
+        modification time), featurize the rest, rebuild PCA over the union.
     extensions : tuple of str
         File extensions read (case-insensitive).
     max_pixels : int
@@ -48,6 +56,9 @@ class FeaturizeConfig:
     files_per_partition : int or None
         Upper bound on images per Spark partition; default
         :data:`DEFAULT_FILES_PER_PARTITION`.
+    max_file_bytes : int
+        Files larger than this go to ``errors/`` as ``too_large``, filtered on the
+        ``length`` column before any content is read; 0 = no limit.
     """
 
     input: str
@@ -58,10 +69,12 @@ class FeaturizeConfig:
     batch_size: int = 16
     seed: int = DEFAULT_SEED
     overwrite: bool = False
+    resume: bool = False
     extensions: tuple[str, ...] = field(default=DEFAULT_EXTENSIONS)
     max_pixels: int = DEFAULT_MAX_PIXELS
     tf_threads: int | None = None
     files_per_partition: int | None = None
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
     def __post_init__(self) -> None:
         if not self.input:
@@ -82,6 +95,12 @@ class FeaturizeConfig:
             raise ConfigError(f"--batch-size {self.batch_size} must be at least 1.")
         if self.max_pixels < 1:
             raise ConfigError(f"--max-pixels {self.max_pixels} must be at least 1.")
+        if self.max_file_bytes < 0:
+            raise ConfigError(f"--max-file-bytes {self.max_file_bytes} must be 0 (no limit) "
+                              f"or a positive number of bytes.")
+        if self.overwrite and self.resume:
+            raise ConfigError("--overwrite and --resume contradict each other: --overwrite "
+                              "starts the run again, --resume keeps what it holds.")
         if self.tf_threads is not None and self.tf_threads < 1:
             raise ConfigError(f"--tf-threads {self.tf_threads} must be at least 1.")
         if self.files_per_partition is not None and self.files_per_partition < 1:

@@ -28,7 +28,7 @@ DEFAULT_EXTENSIONS = ("jpg", "jpeg", "png")
 
 #: Machine-readable reasons a file can land in ``errors/``.
 ERROR_REASONS = ("empty", "not_an_image", "truncated", "too_many_pixels", "decode_error",
-                 "not_read")
+                 "not_read", "too_large")
 
 
 class ImageDecodeError(ValueError):
@@ -99,6 +99,12 @@ def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
+        if _has_image_signature(data):
+            # A known format's magic number, but Pillow cannot even read the header:
+            # a file cut off within its first bytes (e.g. a PNG's signature + IHDR only).
+            raise ImageDecodeError(
+                "truncated", f"starts like an image but ends inside its header "
+                             f"({len(data)} bytes)") from exc
         raise ImageDecodeError("not_an_image", str(exc)) from exc
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError("too_many_pixels", str(exc)) from exc
@@ -121,6 +127,19 @@ def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise _classified(exc) from exc
     return img
+
+
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM",
+               b"II*\x00", b"MM\x00*")
+
+
+def _has_image_signature(data: bytes) -> bool:
+    """True when ``data`` starts with the magic number of a common image format.
+
+    >>> _has_image_signature(b"\\x89PNG\\r\\n\\x1a\\n...."), _has_image_signature(b"<html>")
+    (True, False)
+    """
+    return data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
 
 def _classified(exc: Exception) -> ImageDecodeError:

@@ -24,6 +24,9 @@ class RunOutput:
         What the user gave as ``--output``.
     overwrite : bool
         Replace what is there.
+    resume : bool
+        Keep what is there (the job decides what to reuse); needs Spark's own
+        filesystem for the output's scheme.
 
     Attributes
     ----------
@@ -34,11 +37,18 @@ class RunOutput:
         Where Spark writes.
     """
 
-    def __init__(self, spark: SparkSession, uri: str, overwrite: bool) -> None:
+    def __init__(self, spark: SparkSession, uri: str, overwrite: bool,
+                 resume: bool = False) -> None:
         self.spark = spark
         self.uri = uri
         self.overwrite = overwrite
+        self.resume = resume
         self.mode = storage.io_mode(spark, uri, "--output")
+        if resume and self.mode == "boto3":
+            raise ConfigError(
+                f"--resume {uri}: this Spark has no filesystem for s3://, so the run would "
+                f"be rebuilt in a local folder and uploaded; resume a local copy of the run "
+                f"instead (or run on EMR, where Spark writes s3:// itself).")
         self._staging: str | None = None
         self.write_uri = uri
         if self.mode == "boto3" and not s3.S3Uri.parse(uri).prefix:
@@ -47,7 +57,7 @@ class RunOutput:
 
     def check(self) -> None:
         """Refuse a non-empty output unless ``overwrite`` (before any work)."""
-        if self.overwrite:
+        if self.overwrite or self.resume:
             return
         if self.mode == "spark":
             taken = storage.is_nonempty(self.spark, self.uri)
@@ -56,7 +66,8 @@ class RunOutput:
         if taken:
             raise ConfigError(
                 f"--output {self.uri} already exists and is not empty; pass --overwrite to "
-                f"replace it, or choose another --output.")
+                f"replace it, --resume to featurize only the inputs it does not hold yet, "
+                f"or choose another --output.")
 
     def prepare(self) -> None:
         """Clear the output if ``overwrite``; create the staging folder (boto3 mode)."""

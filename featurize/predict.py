@@ -15,7 +15,7 @@ from pyspark.sql import SparkSession
 
 from featurize import storage
 from featurize.classify import labels_of, predict
-from featurize.config import ConfigError, FeaturizeConfig
+from featurize.config import DEFAULT_MAX_FILE_BYTES, ConfigError, FeaturizeConfig
 from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, PREPROCESSING
 from featurize.job import (
     JobError, featurize_inputs, list_inputs, start_warm_up, task_cpus, write_errors,
@@ -48,6 +48,7 @@ class PredictConfig:
     extensions: tuple[str, ...] = field(default=DEFAULT_EXTENSIONS)
     max_pixels: int = DEFAULT_MAX_PIXELS
     tf_threads: int | None = None
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
     def featurize_config(self, manifest: dict[str, Any]) -> FeaturizeConfig:
         """The featurize settings for the new images: the run's weights, our I/O."""
@@ -59,7 +60,7 @@ class PredictConfig:
             input=self.input, output=self.output, weights=weights,
             seed=w.get("seed") or 0, batch_size=self.batch_size, overwrite=self.overwrite,
             extensions=self.extensions, max_pixels=self.max_pixels, tf_threads=self.tf_threads,
-            pca_k=None,
+            pca_k=None, max_file_bytes=self.max_file_bytes,
         )
 
 
@@ -87,6 +88,10 @@ def check_compatible(
             f"the weights resolved from {recorded['spec']!r} differ from those the run "
             f"used (sha256 {recorded.get('sha256')}); point KERAS_HOME / the weights path "
             f"at the same file, or re-featurize and retrain.")
+    if metrics.get("stale"):
+        raise ConfigError(
+            f"the classifier is stale: {metrics['stale'].get('reason', '')} "
+            f"(make train RUN=<run>).")
     fingerprint = model_fingerprint(pca_model)
     if metrics.get("pca_model_id") != fingerprint:
         raise ConfigError(

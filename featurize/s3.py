@@ -106,15 +106,28 @@ def explain(exc: Exception, what: str) -> S3Error:
     return S3Error(f"{what}: {exc}")
 
 
+def extension_of(path: str) -> str:
+    """Lower-case extension of a path's file name, with its dot; ``(none)`` without one.
+
+    >>> extension_of("s3://b/x/IMG_1.WebP"), extension_of("a/b/README"), extension_of("a/.x")
+    ('.webp', '(none)', '(none)')
+    """
+    name = path.rsplit("/", 1)[-1]
+    stem, dot, ext = name.rpartition(".")
+    return f".{ext.lower()}" if dot and stem and ext else "(none)"
+
+
 def _hidden(relative_key: str) -> bool:
     """Spark's file index skips names starting with '_' or '.'; so does this listing."""
     return any(part.startswith(("_", ".")) for part in relative_key.split("/") if part)
 
 
-def list_images(s3: Any, uri: str, extensions: tuple[str, ...]) -> list[tuple[str, int, int]]:
+def list_images(s3: Any, uri: str, extensions: tuple[str, ...],
+                skipped: dict[str, int] | None = None) -> list[tuple[str, int, int]]:
     """``(s3://bucket/key, size, last_modified_ms)`` for matching objects under a prefix.
 
-    Paginated and recursive; extension match is case-insensitive.
+    Paginated and recursive; extension match is case-insensitive. Objects the extension
+    filter leaves out are counted by extension into ``skipped`` when given.
 
     Raises
     ------
@@ -136,6 +149,9 @@ def list_images(s3: Any, uri: str, extensions: tuple[str, ...]) -> list[tuple[st
                 if key.lower().endswith(suffixes):
                     found.append((loc.uri(key), int(obj["Size"]),
                                   int(obj["LastModified"].timestamp() * 1000)))
+                elif skipped is not None:
+                    ext = extension_of(key)
+                    skipped[ext] = skipped.get(ext, 0) + 1
     except (ClientError, BotoCoreError) as exc:
         raise explain(exc, f"listing {uri}") from exc
     return found

@@ -112,6 +112,14 @@ def delete(spark: SparkSession, uri: str) -> None:
         fs.delete(path, True)
 
 
+def rename(spark: SparkSession, src: str, dst: str) -> None:
+    """Rename ``src`` to ``dst`` (same filesystem; ``dst`` must not exist)."""
+    fs, src_path = _filesystem(spark, src)
+    _, dst_path = _filesystem(spark, dst)
+    if not fs.rename(src_path, dst_path):
+        raise OSError(f"could not rename {src} to {dst}")
+
+
 def write_text(spark: SparkSession, uri: str, text: str) -> None:
     """Write (replace) a small UTF-8 text file."""
     fs, path = _filesystem(spark, uri)

@@ -35,6 +35,16 @@ def format_summary(m: dict[str, Any], run_dir: str) -> str:
         f"images        : {c.get('inputs')} listed, {c.get('featurized')} featurized, "
         f"{c.get('failed')} failed {c.get('failed_by_reason') or ''}",
     ]
+    if c.get("skipped_by_extension"):
+        lines.append("not read      : " + ", ".join(
+            f"{n} {e}" for e, n in c["skipped_by_extension"].items())
+            + " (extension not in --extensions)")
+    r = m.get("resume")
+    if r:
+        lines.append(f"resumed       : kept {r.get('kept_features')} features + "
+                     f"{r.get('kept_errors')} errors rows, dropped {r.get('dropped')}, "
+                     f"featurized {r.get('featurized_now')} now"
+                     + (" (classifier marked stale)" if r.get("classifier_marked_stale") else ""))
     if pca:
         lines.append(f"pca           : k={pca.get('k')} explaining "
                      f"{pca.get('total_explained_variance', 0):.3f} of the variance")
@@ -55,6 +65,8 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     lines = [f"classifier    : test accuracy {metrics['accuracy']:.4f}, macro-F1 "
              f"{metrics['macro_f1']:.4f} ({split['train']} train / {split['test']} test images, "
              f"{split['method']} split)"]
+    if metrics.get("stale"):
+        lines.append(f"classifier    : STALE: {metrics['stale'].get('reason')}")
     worst = sorted(test["per_class"].items(), key=lambda kv: kv[1]["f1"])[:3]
     lines.append("weakest labels: " + ", ".join(
         f"{label} (F1 {v['f1']:.2f}, {v['support']} images)" for label, v in worst))

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from featurize.config import ConfigError, FeaturizeConfig
+from featurize.config import DEFAULT_MAX_FILE_BYTES, ConfigError, FeaturizeConfig
 from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS
 from featurize.reduce import ReducerError
 from featurize.weights import DEFAULT_SEED, WeightsError
@@ -45,10 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed for --weights random")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --output if it already holds something")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the features of inputs already in --output (same path, "
+                        "length and modification time), featurize only the others, "
+                        "rebuild PCA over all of them")
     p.add_argument("--extensions", default=",".join(DEFAULT_EXTENSIONS),
                    help="comma-separated file extensions, any case (default jpg,jpeg,png)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="images with more pixels go to errors/ as too_many_pixels")
+    p.add_argument("--max-file-bytes", type=int, default=DEFAULT_MAX_FILE_BYTES,
+                   help="files larger than this go to errors/ as too_large, unread "
+                        f"(default {DEFAULT_MAX_FILE_BYTES}; 0 = no limit)")
     p.add_argument("--tf-threads", type=int, default=None,
                    help="TensorFlow threads per task (default: spark.task.cpus)")
     p.add_argument("--files-per-partition", type=int, default=None,
@@ -71,10 +78,12 @@ def config_from_args(argv: Sequence[str] | None = None) -> FeaturizeConfig:
         batch_size=args.batch_size,
         seed=args.seed,
         overwrite=args.overwrite,
+        resume=args.resume,
         extensions=tuple(e for e in args.extensions.split(",") if e),
         max_pixels=args.max_pixels,
         tf_threads=args.tf_threads,
         files_per_partition=args.files_per_partition,
+        max_file_bytes=args.max_file_bytes,
     )
 
 

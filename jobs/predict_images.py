@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from featurize.config import ConfigError
+from featurize.config import DEFAULT_MAX_FILE_BYTES, ConfigError
 from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS
 from featurize.weights import WeightsError
 
@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--extensions", default=",".join(DEFAULT_EXTENSIONS))
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    p.add_argument("--max-file-bytes", type=int, default=DEFAULT_MAX_FILE_BYTES,
+                   help="files larger than this go to errors/ as too_large, unread")
     p.add_argument("--tf-threads", type=int, default=None)
     p.add_argument("--log-level", default="INFO")
     return p
@@ -47,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run=args.run, input=args.input, output=args.output, batch_size=args.batch_size,
             overwrite=args.overwrite,
             extensions=tuple(e for e in args.extensions.split(",") if e),
-            max_pixels=args.max_pixels, tf_threads=args.tf_threads)
+            max_pixels=args.max_pixels, tf_threads=args.tf_threads,
+            max_file_bytes=args.max_file_bytes)
     except ConfigError as exc:
         print(f"predict_images: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,368 @@
+"""Reliability: a generated corpus of every kind of input a real bucket holds, with the
+exact outcome expected of each file; configuration failures; --resume."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from featurize.config import ConfigError, FeaturizeConfig
+from featurize.job import run
+from tests.helpers import image_bytes, pattern_image, write
+
+pytestmark = pytest.mark.spark
+
+MAX_FILE_BYTES = 1_000_000
+SPARSE_BYTES = 3 * 1024 ** 3  # over Java's 2 GiB array limit: reading it would fail the job
+
+
+def _png(img: Image.Image) -> bytes:
+    return image_bytes(img, "PNG")
+
+
+def _rgb_png_of(data: bytes, transpose=None) -> bytes:
+    """The plain 8-bit RGB equivalent of an image file, made independently of the
+    package: Pillow decode, optional transpose, RGB, PNG (lossless)."""
+    img = Image.open(io.BytesIO(data))
+    img = img.convert("RGB")
+    return _png(img.transpose(transpose) if transpose is not None else img)
+
+
+def _exif_rotated_jpeg(base: Image.Image) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    return image_bytes(base, "JPEG", quality=95, exif=exif.tobytes())
+
+
+def _bomb_png(width: int, height: int) -> bytes:
+    """A well-formed PNG header claiming width x height, with a few bytes of data."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 256)) + chunk(b"IEND", b""))
+
+
+def build_corpus(root: Path) -> dict:
+    """Write the corpus; return {relative path: expected reason or None}, the pairs
+    (odd image, its plain RGB equivalent) and the files the extension filter skips."""
+    expected: dict[str, str | None] = {}
+    pairs: dict[str, str] = {}
+
+    def add(rel: str, data: bytes, reason: str | None = None) -> None:
+        write(root / rel, data)
+        expected[rel] = reason
+
+    def odd(name: str, data: bytes, reference: bytes) -> None:
+        add(f"odd/{name}", data)
+        ref = f"ref/{Path(name).stem}.png"
+        add(ref, reference)
+        pairs[f"odd/{name}"] = ref
+
+    base = pattern_image(11, (120, 90))
+    gray = base.convert("L")
+    odd("gray.png", _png(gray), _png(Image.merge("RGB", (gray, gray, gray))))
+    cmyk = image_bytes(base.convert("CMYK"), "JPEG", quality=95)
+    odd("cmyk.jpg", cmyk, _rgb_png_of(cmyk))
+    rgba = base.copy()
+    rgba.putalpha(Image.linear_gradient("L").resize(base.size))
+    odd("rgba.png", _png(rgba), _png(base))
+    la = gray.copy()
+    la.putalpha(128)
+    odd("la.png", _png(la), _png(Image.merge("RGB", (gray, gray, gray))))
+    palette = base.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+    odd("palette.png", _png(palette), _png(palette.convert("RGB")))
+    arr16 = np.asarray(gray, dtype=np.uint16) * 257  # full 16-bit range, same picture
+    sixteen = Image.fromarray(arr16)
+    assert sixteen.mode.startswith("I;16")
+    odd("sixteen.png", _png(sixteen),
+        _png(Image.merge("RGB", (gray, gray, gray))))
+    rotated = _exif_rotated_jpeg(base)
+    odd("exif_rotated.jpg", rotated, _rgb_png_of(rotated, Image.Transpose.ROTATE_270))
+    tiny = image_bytes(pattern_image(12, (3, 3)), "JPEG", quality=95)
+    odd("tiny.JPG", tiny, _rgb_png_of(tiny))
+    wide = image_bytes(pattern_image(13, (2000, 20)), "JPEG", quality=95)
+    odd("wide.jpg", wide, _rgb_png_of(wide))
+    odd("naïve café 01.JPEG", image_bytes(pattern_image(14), "JPEG"),
+        _rgb_png_of(image_bytes(pattern_image(14), "JPEG")))
+    add("plain/deep/er/nested.png", _png(pattern_image(15)))
+    add("plain/UPPER.PNG", _png(pattern_image(16)))
+    for i in range(4):
+        add(f"plain/good{i}.jpg", image_bytes(pattern_image(20 + i), "JPEG"))
+
+    good_jpeg = image_bytes(pattern_image(30), "JPEG")
+    good_png = _png(pattern_image(31))
+    add("bad/truncated.jpg", good_jpeg[: len(good_jpeg) // 2], "truncated")
+    add("bad/header_only.png", good_png[:33], "truncated")  # signature + IHDR, no data
+    add("bad/zero.jpg", b"", "empty")
+    add("bad/random.png", bytes(np.random.default_rng(5).integers(0, 256, 5000, np.uint8)),
+        "not_an_image")
+    add("bad/text.jpg", b"<html><body>404 Not Found</body></html>\n" * 20, "not_an_image")
+    add("bad/bomb.png", _bomb_png(100_000, 100_000), "too_many_pixels")
+    big = root / "bad" / "huge.jpg"
+    with open(big, "wb") as fh:  # sparse: 3 GiB of length, no disk
+        fh.truncate(SPARSE_BYTES)
+    expected["bad/huge.jpg"] = "too_large"
+
+    skipped = {"a.webp": b"RIFF", "b.tif": b"II*\x00", "c.HEIC": b"x", "d.gif": b"GIF89a",
+               "README": b"notes"}
+    for name, data in skipped.items():
+        write(root / "other" / name, data)
+    write(root / "other" / ".hidden.jpg", good_jpeg)   # hidden: not an input at all
+    write(root / "_SUCCESS", b"")
+    return {"expected": expected, "pairs": pairs,
+            "skipped": {".webp": 1, ".tif": 1, ".heic": 1, ".gif": 1, "(none)": 1}}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reliability") / "images"
+    return root, build_corpus(root)
+
+
+@pytest.fixture(scope="module")
+def corpus_run(spark, corpus, weights_spec, tmp_path_factory):
+    root, _ = corpus
+    out = tmp_path_factory.mktemp("reliability_runs") / "run"
+    manifest = run(spark, FeaturizeConfig(input=str(root), output=str(out), weights=weights_spec,
+                                          pca_k=3, batch_size=4,
+                                          max_file_bytes=MAX_FILE_BYTES))
+    return out, manifest
+
+
+def _uri(root: Path, rel: str) -> str:
+    return "file:" + str(root / rel)
+
+
+def test_every_file_has_exactly_its_expected_outcome(spark, corpus, corpus_run):
+    root, spec = corpus
+    out, manifest = corpus_run
+    features = spark.read.parquet(str(out / "features")).select("path", "label").collect()
+    errors = spark.read.parquet(str(out / "errors")).collect()
+    feature_paths = [r["path"] for r in features]
+    error_paths = [r["path"] for r in errors]
+    assert len(feature_paths) == len(set(feature_paths))
+    assert len(error_paths) == len(set(error_paths))
+    assert not set(feature_paths) & set(error_paths)
+    expected = spec["expected"]
+    assert set(feature_paths) == {_uri(root, r) for r, why in expected.items() if why is None}
+    assert {r["path"]: r["error"] for r in errors} == {
+        _uri(root, r): why for r, why in expected.items() if why}
+    assert all(r["detail"] for r in errors)
+    huge = next(r for r in errors if r["error"] == "too_large")
+    assert huge["length"] == SPARSE_BYTES and huge["label"] == "bad"
+    assert {r["path"]: r["label"] for r in features}[_uri(root, "plain/deep/er/nested.png")] == "er"
+
+    counts = manifest["counts"]
+    assert counts["inputs"] == len(expected) == 33
+    assert counts["featurized"] == 26 and counts["failed"] == 7
+    assert counts["failed_by_reason"] == {"empty": 1, "not_an_image": 2, "too_large": 1,
+                                          "too_many_pixels": 1, "truncated": 2}
+    assert counts["skipped_by_extension"] == spec["skipped"]
+    assert json.loads((out / "manifest.json").read_text())["counts"] == counts
+
+
+def test_odd_images_match_their_plain_rgb_equivalents(spark, corpus, corpus_run):
+    root, spec = corpus
+    out, _ = corpus_run
+    rows = {r["path"]: np.asarray(r["features"], dtype=np.float32)
+            for r in spark.read.parquet(str(out / "features")).collect()}
+    assert len(spec["pairs"]) == 10
+    for odd, ref in spec["pairs"].items():
+        assert (root / odd).read_bytes() != (root / ref).read_bytes()
+        a, b = rows[_uri(root, odd)], rows[_uri(root, ref)]
+        err = np.abs(a - b).max()
+        assert err <= 1e-4 * np.abs(b).max(), f"{odd}: max|a-b| = {err}"
+    # and the pairs are not all alike: the comparison can fail
+    gray, wide = rows[_uri(root, "ref/gray.png")], rows[_uri(root, "ref/wide.png")]
+    assert np.abs(gray - wide).max() > 1e-2 * np.abs(gray).max()
+
+
+# --- configuration failures: before any Spark work, with what to change -----------------
+
+def test_config_failures_say_what_to_change(spark, corpus, corpus_run, weights_spec, tmp_path):
+    root, _ = corpus
+    out, _ = corpus_run
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="holds no files ending in .jpg, .jpeg, .png"):
+        run(spark, FeaturizeConfig(input=str(empty), output=str(tmp_path / "o1"),
+                                   weights="random"))
+    with pytest.raises(ConfigError, match=r"it holds 5 other file\(s\): 1 \(none\), 1 \.gif, "
+                                          r"1 \.heic, 1 \.tif, 1 \.webp"):
+        run(spark, FeaturizeConfig(input=str(root / "other"), output=str(tmp_path / "o2"),
+                                   weights="random"))
+    with pytest.raises(ConfigError, match="pass --overwrite to replace it, --resume to "):
+        run(spark, FeaturizeConfig(input=str(root), output=str(out), weights=weights_spec))
+    with pytest.raises(ConfigError, match="--overwrite and --resume contradict"):
+        FeaturizeConfig(input=str(root), output=str(out), overwrite=True, resume=True)
+    with pytest.raises(ConfigError, match="--max-file-bytes -1"):
+        FeaturizeConfig(input=str(root), output=str(out), max_file_bytes=-1)
+    not_a_run = tmp_path / "not_a_run"
+    write(not_a_run / "notes.txt", b"mine")
+    with pytest.raises(ConfigError, match="holds files but no manifest.json"):
+        run(spark, FeaturizeConfig(input=str(root), output=str(not_a_run), weights="random",
+                                   resume=True))
+    with pytest.raises(ConfigError, match="made with another weights"):
+        run(spark, FeaturizeConfig(input=str(root), output=str(out), weights="random",
+                                   resume=True, max_file_bytes=MAX_FILE_BYTES))
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+    assert (not_a_run / "notes.txt").read_bytes() == b"mine"
+
+
+def test_resume_into_s3_without_a_filesystem_is_refused(spark, moto_endpoint, corpus):
+    root, _ = corpus
+    with pytest.raises(ConfigError, match="--resume s3://bucket/run: this Spark has no "
+                                          "filesystem for s3://"):
+        run(spark, FeaturizeConfig(input=str(root), output="s3://bucket/run", weights="random",
+                                   resume=True))
+
+
+# --- --resume ------------------------------------------------------------------------------
+
+def _images(root: Path, n_per_class: int, classes=("a", "b"), seed0: int = 0) -> list[Path]:
+    files = []
+    for c, label in enumerate(classes):
+        for i in range(n_per_class):
+            files.append(write(root / label / f"{label}{i:03d}.jpg",
+                               image_bytes(pattern_image(seed0 + 100 * c + i), "JPEG")))
+    return files
+
+
+def _features(spark, run_dir: Path) -> dict[str, np.ndarray]:
+    rows = spark.read.parquet(str(run_dir / "features")).collect()
+    paths = [r["path"] for r in rows]
+    assert len(paths) == len(set(paths)), "an input appears twice in features/"
+    return {r["path"]: np.asarray(r["features"], dtype=np.float32) for r in rows}
+
+
+def _assert_close(got: dict, want: dict) -> None:
+    assert set(got) == set(want)
+    for path, ref in want.items():
+        err = np.abs(got[path] - ref).max()
+        assert err <= 1e-4 * np.abs(ref).max(), f"{path}: max|a-b| = {err}"
+
+
+def test_resume_after_a_run_stopped_partway(spark, weights_spec, tmp_path):
+    """spark-submit the job, SIGKILL it (driver, JVM, workers) once the first tasks'
+    features are committed, then --resume: only the rest is featurized, and the result
+    equals a clean run's."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    images = tmp_path / "images"
+    _images(images, 30)
+    out = tmp_path / "run"
+    cmd = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]",
+           "--conf", "spark.ui.enabled=false", str(REPO / "jobs" / "featurize_images.py"),
+           "--input", str(images), "--output", str(out), "--weights", weights_spec,
+           "--batch-size", "2", "--files-per-partition", "2", "--pca-k", "3"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    parts: list[Path] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        parts = list((out / "features").glob("part-*.parquet"))
+        if parts:
+            break
+        time.sleep(0.05)
+    assert parts, "no features were committed before the job ended or timed out"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "running"  # stopped: it does not look complete
+    committed = spark.read.parquet(str(out / "features")).count()
+    assert 0 < committed < 60, committed
+
+    resumed = run(spark, FeaturizeConfig(input=str(images), output=str(out),
+                                         weights=weights_spec, batch_size=2, pca_k=3,
+                                         resume=True))
+    assert resumed["status"] == "complete"
+    r = resumed["resume"]
+    assert r["previous_status"] == "running" and r["dropped"] == 0
+    assert r["kept_features"] == committed and r["featurized_now"] == 60 - committed
+    assert resumed["counts"]["featurized"] == 60 and resumed["counts"]["failed"] == 0
+    assert resumed["counts"]["model_images"] == 60 - committed  # the CNN ran only for the rest
+    clean = tmp_path / "clean"
+    run(spark, FeaturizeConfig(input=str(images), output=str(clean), weights=weights_spec,
+                               batch_size=2, pca_k=3))
+    _assert_close(_features(spark, out), _features(spark, clean))
+    assert spark.read.parquet(str(out / "pca")).count() == 60
+
+
+def test_resume_with_new_changed_and_removed_inputs(spark, weights_spec, tmp_path):
+    from featurize.predict import check_compatible
+    from featurize.train import TrainConfig
+    from featurize.train import run as train
+
+    images = tmp_path / "images"
+    files = _images(images, 12)
+    write(images / "a" / "broken.jpg", b"not an image")
+    out = tmp_path / "run"
+    config = FeaturizeConfig(input=str(images), output=str(out), weights=weights_spec,
+                             batch_size=4, pca_k=3)
+    first = run(spark, config)
+    assert first["counts"]["featurized"] == 24 and first["counts"]["failed"] == 1
+    train(spark, TrainConfig(run=str(out)))
+    assert "stale" not in json.loads((out / "metrics.json").read_text())
+
+    # nothing changed: nothing is done, nothing is rewritten
+    before = (out / "manifest.json").stat().st_mtime_ns
+    again = run(spark, FeaturizeConfig(**{**config.to_dict(), "extensions": config.extensions,
+                                          "resume": True}))
+    assert again == json.loads((out / "manifest.json").read_text())
+    assert (out / "manifest.json").stat().st_mtime_ns == before
+
+    # two new images, one changed (new bytes), one removed
+    _images(images, 1, classes=("c",), seed0=900)
+    new_c = images / "c" / "c000.jpg"
+    extra = write(images / "b" / "b_new.jpg", image_bytes(pattern_image(901), "JPEG"))
+    changed, removed = files[0], files[1]
+    changed.write_bytes(image_bytes(pattern_image(902, (90, 90)), "JPEG"))
+    os.utime(changed, (1_700_000_000, 1_700_000_000))
+    removed.unlink()
+
+    resumed = run(spark, FeaturizeConfig(input=str(images), output=str(out),
+                                         weights=weights_spec, batch_size=4, pca_k=3,
+                                         resume=True))
+    r = resumed["resume"]
+    assert (r["kept_features"], r["kept_errors"], r["dropped"]) == (22, 1, 2)
+    assert (r["featurized_now"], r["failed_now"]) == (3, 0)
+    assert r["classifier_marked_stale"] is True
+    counts = resumed["counts"]
+    assert (counts["inputs"], counts["featurized"], counts["failed"]) == (26, 25, 1)
+    assert counts["model_images"] == 3
+    got = _features(spark, out)
+    uri = {p: "file:" + str(p) for p in (new_c, extra, changed, removed)}
+    assert uri[removed] not in got and {uri[new_c], uri[extra], uri[changed]} <= set(got)
+    errors = spark.read.parquet(str(out / "errors")).collect()
+    assert [(e["path"], e["error"]) for e in errors] == [
+        ("file:" + str(images / "a" / "broken.jpg"), "not_an_image")]
+    clean = tmp_path / "clean"
+    run(spark, FeaturizeConfig(input=str(images), output=str(clean), weights=weights_spec,
+                               batch_size=4, pca_k=3))
+    _assert_close(got, _features(spark, clean))
+    assert spark.read.parquet(str(out / "pca")).count() == 25
+    assert not (out / "_features_next").exists()
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stale"]["pca_model_id_now"] == resumed["pca"]["model_id"]
+    from pyspark.ml import PipelineModel
+
+    from featurize.weights import resolve_weights
+    with pytest.raises(ConfigError, match="the classifier is stale"):
+        check_compatible(resumed, metrics, PipelineModel.load(str(out / "models" / "pca")),
+                         resolve_weights(weights_spec))
