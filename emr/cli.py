@@ -502,10 +502,15 @@ def cmd_wait(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def _described(args: argparse.Namespace) -> tuple[str, aws.Clients, dict[str, Any]]:
+    """The cluster a command is about: its id, clients in its region, its description."""
     cluster_id = _cluster_id(args)
     c = _clients(args)
-    cluster = aws.describe_cluster(c.emr, cluster_id)
+    return cluster_id, c, aws.describe_cluster(c.emr, cluster_id)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cluster_id, c, cluster = _described(args)
     st = cluster["Status"]
     _out(f"cluster {cluster_id} {cluster.get('Name', '')}: {st['State']}"
          f" {st.get('StateChangeReason', {}).get('Message', '')}".rstrip())
@@ -517,9 +522,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    cluster_id = _cluster_id(args)
-    c = _clients(args)
-    cluster = aws.describe_cluster(c.emr, cluster_id)
+    cluster_id, c, cluster = _described(args)
     step_id = args.step_id
     if not step_id:
         found = aws.list_steps(c.emr, cluster_id)

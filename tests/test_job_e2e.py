@@ -137,6 +137,8 @@ def test_manifest_counts_equal_what_was_written(spark, run_dir, corpus):
     assert counts["featurized"] == n_features == 9
     assert counts["failed"] == n_errors == 3
     assert counts["failed_by_reason"] == {"empty": 1, "not_an_image": 1, "truncated": 1}
+    # cats/notes.txt, dogs/pic.gif, dogs/jpg (no extension); dogs/.hidden.jpg is hidden
+    assert counts["skipped_by_extension"] == {"(none)": 1, ".gif": 1, ".txt": 1}
     # The CNN ran once per decodable image: never again for errors/ or PCA's passes.
     assert counts["model_images"] == n_features
     assert manifest["preprocessing"]["name"].startswith("pillow-exif-rgb-bilinear224")

@@ -63,6 +63,8 @@ def test_s3_run_matches_expectations_exactly(spark, s3_run):
     assert counts["inputs"] == len(EXPECTED)
     assert counts["featurized"] == 9 and counts["failed"] == 3
     assert counts["failed_by_reason"] == {"empty": 1, "not_an_image": 1, "truncated": 1}
+    # cats/notes.txt, dogs/pic.gif, dogs/jpg (no extension); dogs/.hidden.jpg is hidden
+    assert counts["skipped_by_extension"] == {"(none)": 1, ".gif": 1, ".txt": 1}
     feats = spark.read.parquet(str(local / "features"))
     errs = spark.read.parquet(str(local / "errors"))
     assert feats.schema.simpleString() == FEATURES_SCHEMA
