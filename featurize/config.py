@@ -17,6 +17,10 @@ DEFAULT_FILES_PER_PARTITION = 1024
 #: fit in one Arrow batch of a Python worker.
 DEFAULT_MAX_FILE_BYTES = 128 * 1024 * 1024
 
+#: The largest file Spark's binaryFile reader can hold (spark.sql.sources.binaryFile.
+#: maxLength, Int.MaxValue): larger files are too_large whatever --max-file-bytes says.
+BINARY_FILE_MAX_BYTES = 2**31 - 1
+
 
 class ConfigError(ValueError):
     """Bad configuration: raised before any Spark work, with what to change."""
@@ -114,6 +118,12 @@ class FeaturizeConfig:
                 f"e.g. jpg,jpeg,png."
             )
         object.__setattr__(self, "extensions", exts)
+
+    @property
+    def file_byte_limit(self) -> int:
+        """The byte limit in force: ``max_file_bytes`` (0: none), capped at what
+        ``binaryFile`` can read at all."""
+        return min(self.max_file_bytes or BINARY_FILE_MAX_BYTES, BINARY_FILE_MAX_BYTES)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view (for the manifest)."""

@@ -45,6 +45,12 @@ JOB_NAME = "featurize_images"
 #: rest and is ignored by readers).
 COMMIT_V2 = {"mapreduce.fileoutputcommitter.algorithm.version": "2"}
 
+FEATURES_DDL = ("path string, label string, length long, modification_time timestamp, "
+                "features array<float>")
+ERRORS_COLUMNS = ("path", "label", "length", "modification_time", "error", "detail")
+ERRORS_DDL = ("path string, label string, length long, modification_time timestamp, "
+              "error string, detail string")
+
 
 class JobError(RuntimeError):
     """The job stopped; the message says why and what to do."""
@@ -165,13 +171,7 @@ def list_inputs(spark: SparkSession, config: FeaturizeConfig, mode: str = "spark
     exts = ", ".join("." + e for e in config.extensions)
     objects = None
     skipped: dict[str, int] = {}
-    limit = config.max_file_bytes
     too_large: list[tuple[str, int, int, str, str]] = []
-
-    def over_limit(path: str, length: int, mtime_ms: int) -> tuple[str, int, int, str, str]:
-        return (path, length, mtime_ms, "too_large",
-                f"{length} bytes is more than --max-file-bytes {limit}; not read")
-
     if mode == "boto3":
         client = s3.client()
         objects = tuple(s3.list_images(client, config.input, config.extensions, skipped))
@@ -181,29 +181,18 @@ def list_inputs(spark: SparkSession, config: FeaturizeConfig, mode: str = "spark
         root = s3.S3Uri.parse(config.input).root
         listed = frozenset(o[0] for o in objects)
         n_bytes = sum(o[1] for o in objects)
-        if limit:
-            too_large = [over_limit(*o) for o in objects if o[1] > limit]
+        too_large = [_too_large(config, *o) for o in objects if o[1] > config.file_byte_limit]
     else:
         root = storage.qualify(spark, config.input)
         images = read_images(spark, config.input, config.extensions)
         listed = frozenset(listed_paths(images))
         n_bytes = listed_bytes(images) if listed else 0
         skipped = skipped_by_extension(spark, config.input, listed)
-        if limit and n_bytes > limit:
-            # A metadata-only scan: without the content column binaryFile reads no bytes.
-            big = (images.where(F.col("length") > limit)
-                   .select("path", "length", "modificationTime").collect())
-            too_large = [over_limit(r["path"], int(r["length"]),
-                                    int(r["modificationTime"].timestamp() * 1000))
-                         for r in big]
     if skipped:
         logger.warning(
             "not read because of their extension (add them with --extensions if they are "
             "images Pillow can decode): %s",
             ", ".join(f"{n} {e}" for e, n in sorted(skipped.items())))
-    if too_large:
-        logger.warning("%d file(s) larger than --max-file-bytes %d go to errors/ as too_large",
-                       len(too_large), limit)
     if not listed:
         other = (f"; it holds {sum(skipped.values())} other file(s): "
                  + ", ".join(f"{n} {e}" for e, n in sorted(skipped.items()))) if skipped else ""
@@ -216,6 +205,39 @@ def list_inputs(spark: SparkSession, config: FeaturizeConfig, mode: str = "spark
             f"--pca-k or add images."
         )
     return Listing(root, listed, n_bytes, objects, skipped, tuple(sorted(too_large)))
+
+
+def _too_large(config: FeaturizeConfig, path: str, length: int,
+               mtime_ms: int) -> tuple[str, int, int, str, str]:
+    limit = config.file_byte_limit
+    why = (f"more than --max-file-bytes {config.max_file_bytes}" if config.max_file_bytes
+           and config.max_file_bytes <= limit
+           else f"more than Spark's binaryFile reader can hold ({limit} bytes)")
+    return (path, length, mtime_ms, "too_large", f"{length} bytes is {why}; not read")
+
+
+def find_too_large(spark: SparkSession, config: FeaturizeConfig,
+                   listing: Listing) -> tuple[tuple[str, int, int, str, str], ...]:
+    """Inputs over the byte limit, as ``errors/`` tuples; their content is never read.
+
+    With Spark's filesystem: a metadata-only scan (without the content column
+    ``binaryFile`` reads no bytes), skipped when all inputs together are under the
+    limit. With boto3 the listing already has the sizes.
+    """
+    limit = config.file_byte_limit
+    found = listing.too_large
+    if listing.objects is None and listing.n_bytes > limit:
+        big = (read_images(spark, config.input, config.extensions)
+               .where(F.col("length") > limit)
+               .select("path", "length", F.expr("unix_millis(modificationTime)").alias("ms"))
+               .collect())
+        found = tuple(sorted(_too_large(config, r["path"], int(r["length"]), int(r["ms"]))
+                             for r in big))
+    found = tuple(t for t in found if t[0] not in listing.done)
+    if found:
+        logger.warning("%d file(s) over the byte limit go to errors/ as too_large, unread",
+                       len(found))
+    return found
 
 
 def skipped_by_extension(spark: SparkSession, input_uri: str,
@@ -290,22 +312,26 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
     if in_mode == "spark":
         check_input(spark, config)
     output.check()
-    threads = config.tf_threads or task_cpus(spark)
-    # Workers import TensorFlow, build and trace the model while the driver lists the
-    # inputs and resolves the weights (both driver-side, no Spark job).
-    warming = start_warm_up(spark, config.batch_size, threads)
+    # Configuration checks that need no Spark job come first: the listing (the file
+    # index is driver-side metadata) and what --resume would resume.
     with timer.stage("list_inputs"):
         listing = list_inputs(spark, config, in_mode)
+    previous = previous_run(spark, config) if config.resume else None
+    threads = config.tf_threads or task_cpus(spark)
+    # Workers import TensorFlow, build and trace the model while the driver resolves
+    # the weights.
+    warming = start_warm_up(spark, config.batch_size, threads)
     with timer.stage("resolve_weights"):
         weights = resolve_weights(config.weights, seed=config.seed)
     logger.info("input read by %s, output written by %s", in_mode, output.mode)
     plan: ResumePlan | None = None
     if config.resume:
         with timer.stage("plan_resume"):
-            plan = plan_resume(spark, config, listing, weights)
-        listing = replace(listing, done=plan.done, too_large=tuple(
-            t for t in listing.too_large if t[0] not in plan.done))
-        if plan.nothing_to_do(listing):
+            plan = plan_resume(spark, config, listing, weights, previous)
+        listing = replace(listing, done=plan.done)
+    listing = replace(listing, too_large=find_too_large(spark, config, listing))
+    if plan is not None:
+        if plan.nothing_to_do(listing, config):
             logger.info("--resume: %s already holds every input (%d featurized, %d failed) "
                         "and nothing changed; nothing to do", config.output,
                         len(plan.kept_features), len(plan.kept_errors))
@@ -388,9 +414,13 @@ class ResumePlan:
     def done(self) -> frozenset[str]:
         return frozenset([k[0] for k in self.kept_features] + [r["path"] for r in self.kept_errors])
 
-    def nothing_to_do(self, listing: Listing) -> bool:
+    def nothing_to_do(self, listing: Listing, config: FeaturizeConfig) -> bool:
+        before = (self.previous or {}).get("config", {})
+        same_pca = (before.get("pca_k"), before.get("pca_variance")) == (
+            config.pca_k, config.pca_variance)
         return (self.previous is not None and self.previous.get("status") == "complete"
-                and self.dropped == 0 and not listing.to_read and not listing.too_large)
+                and same_pca and self.dropped == 0 and not listing.to_read
+                and not listing.too_large)
 
     def to_manifest(self) -> dict[str, Any]:
         return {"kept_features": len(self.kept_features), "kept_errors": len(self.kept_errors),
@@ -429,37 +459,81 @@ def current_metadata(spark: SparkSession, config: FeaturizeConfig,
     return found
 
 
-def plan_resume(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
-                weights: ResolvedWeights) -> ResumePlan:
-    """Read what the run directory already holds and match it against the inputs.
+#: Settings that decide which inputs become errors: a resume must use the run's own.
+RESUME_SAME = ("max_file_bytes", "max_pixels")
+
+
+def previous_run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any] | None:
+    """The manifest of the run ``--resume`` resumes (None: nothing there yet).
 
     Raises
     ------
     ConfigError
-        The output holds something that is not a run, a run without a manifest, or a
-        run made with other weights, model or preprocessing.
+        The output holds files but no manifest, or the run used other limits.
     """
     out = config.output
-    features_uri, errors_uri = storage.join(out, "features"), storage.join(out, "errors")
     manifest_uri = storage.join(out, MANIFEST_NAME)
-    previous = (json.loads(storage.read_text(spark, manifest_uri))
-                if storage.exists(spark, manifest_uri) else None)
-    has_features = storage.exists(spark, features_uri)
-    if previous is None:
-        if has_features or storage.is_nonempty(spark, out):
+    if not storage.exists(spark, manifest_uri):
+        if storage.is_nonempty(spark, out):
             raise ConfigError(
                 f"--resume {out}: it holds files but no manifest.json, so what made them is "
                 f"unknown; use --overwrite to start again, or another --output.")
         logger.info("--resume: nothing at %s yet; featurizing every input", out)
+        return None
+    previous = json.loads(storage.read_text(spark, manifest_uri))
+    before = previous.get("config", {})
+    for key in RESUME_SAME:
+        if key in before and before[key] != getattr(config, key):
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(
+                f"--resume {out}: that run used {flag} {before[key]}, this one "
+                f"{getattr(config, key)}; which inputs are errors would differ. Resume with "
+                f"{flag} {before[key]}, or use --overwrite.")
+    return previous
+
+
+
+
+def _recover_swap(spark: SparkSession, out: str) -> None:
+    """Finish or undo a features/ swap that a stopped resume left halfway."""
+    features_uri, nxt = storage.join(out, "features"), storage.join(out, "_features_next")
+    if not storage.exists(spark, nxt):
+        return
+    if not storage.exists(spark, features_uri) and storage.exists(
+            spark, storage.join(nxt, "_SUCCESS")):
+        logger.info("--resume: completing the features/ swap a stopped resume left")
+        storage.rename(spark, nxt, features_uri)
+    else:
+        storage.delete(spark, nxt)
+
+
+def plan_resume(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
+                weights: ResolvedWeights, previous: dict[str, Any] | None) -> ResumePlan:
+    """Match what the run directory already holds against the inputs listed now.
+
+    Raises
+    ------
+    ConfigError
+        The run was made with other weights, model or preprocessing.
+    """
+    out = config.output
+    if previous is None:
         return ResumePlan(None)
     _check_resumable(previous, weights, out)
+    features_uri, errors_uri = storage.join(out, "features"), storage.join(out, "errors")
+    _recover_swap(spark, out)
     # A write stopped partway leaves its uncommitted attempts here; they are not rows.
     storage.delete(spark, storage.join(features_uri, "_temporary"))
+    storage.delete(spark, storage.join(errors_uri, "_temporary"))
     current = current_metadata(spark, config, listing)
     ms = F.expr("unix_millis(modification_time)").alias("ms")
-    old_features = (spark.read.parquet(features_uri).select("path", "length", ms).collect()
-                    if has_features else [])
-    old_errors = (spark.read.parquet(errors_uri).select("*", ms).collect()
+    # Explicit schemas: a folder a stopped write left empty is zero rows, not an error.
+    old_features = (spark.read.schema(FEATURES_DDL).parquet(features_uri)
+                    .select("path", "length", ms).collect()
+                    if storage.exists(spark, features_uri) else [])
+    old_errors = (spark.read.schema(ERRORS_DDL).parquet(errors_uri)
+                  .select(*[c for c in ERRORS_COLUMNS if c != "modification_time"], ms)
+                  .collect()
                   if storage.exists(spark, errors_uri) else [])
     seen: set[str] = set()
     kept_features = []
@@ -521,9 +595,12 @@ def featurize_inputs(
     """
     sc = spark.sparkContext
     cap = config.files_per_partition or DEFAULT_FILES_PER_PARTITION
-    n_read = len(listing.to_read)
+    # Spark's scan covers every listed file under the limit (--resume's kept ones are
+    # dropped after the scan); the boto3 path fetches only the files to read.
+    n_scan = len(listing.listed) - len(listing.too_large)
+    n_read = n_scan if listing.objects is None else len(listing.to_read)
     read_bytes = max(listing.n_bytes - sum(t[1] for t in listing.too_large), 0)
-    read_bytes = int(read_bytes * n_read / max(n_read + len(listing.done), 1))
+    read_bytes = int(read_bytes * n_read / max(n_scan, 1))
     plan = plan_partitions(n_read, read_bytes, sc.defaultParallelism, cap)
     manifest.setdefault("spark", {}).update(
         {"partitions_planned": plan.partitions, "tf_threads_per_task": threads})
@@ -540,10 +617,9 @@ def featurize_inputs(
     }
     if listing.objects is None:
         images = read_images(spark, config.input, config.extensions)
-        if config.max_file_bytes:
-            # binaryFile evaluates length filters on the file status, before opening the
-            # file: the bytes of a too-large file are never read.
-            images = images.where(F.col("length") <= F.lit(config.max_file_bytes))
+        # binaryFile evaluates length filters on the file status, before opening the
+        # file: the bytes of a too-large file are never read.
+        images = images.where(F.col("length") <= F.lit(config.file_byte_limit))
         if listing.done:
             done = spark.createDataFrame([(p,) for p in sorted(listing.done)], "path string")
             images = images.join(F.broadcast(done), "path", "left_anti")
@@ -589,8 +665,14 @@ def write_errors(
         frame = unscanned_frame(spark, missing, listing.root)
         errors = frame if errors is None else errors.unionByName(frame)
     if kept:
+        # mtime as epoch ms, back to a timestamp in Spark: no Python datetimes (and no
+        # time-zone or DST folding) between the old row and the new one
         frame = spark.createDataFrame(
-            [tuple(r[c] for c in ERRORS_COLUMNS) for r in kept], ERRORS_DDL)
+            [(r["path"], r["label"], r["length"], r["ms"], r["error"], r["detail"])
+             for r in kept],
+            "path string, label string, length long, ms long, error string, detail string",
+        ).select("path", "label", "length",
+                 F.expr("timestamp_millis(ms)").alias("modification_time"), "error", "detail")
         errors = frame if errors is None else errors.unionByName(frame)
     if errors is None:
         errors = spark.createDataFrame([], ERRORS_DDL)
@@ -598,9 +680,6 @@ def write_errors(
     return by_reason
 
 
-ERRORS_COLUMNS = ("path", "label", "length", "modification_time", "error", "detail")
-ERRORS_DDL = ("path string, label string, length long, modification_time timestamp, "
-              "error string, detail string")
 
 
 def write_features(spark: SparkSession, fz: Featurized | None, out: str,
@@ -615,8 +694,7 @@ def write_features(spark: SparkSession, fz: Featurized | None, out: str,
     new = features_rows(fz.observed) if fz is not None else None
     if plan is None or not storage.exists(spark, uri):
         if new is None:  # resume of nothing: an empty, typed features/
-            new = spark.createDataFrame([], "path string, label string, length long, "
-                                            "modification_time timestamp, features array<float>")
+            new = spark.createDataFrame([], FEATURES_DDL)
         new.write.mode("errorifexists").options(**COMMIT_V2).parquet(uri)
         return
     if plan.dropped == 0:
@@ -624,7 +702,7 @@ def write_features(spark: SparkSession, fz: Featurized | None, out: str,
             new.write.mode("append").options(**COMMIT_V2).parquet(uri)
         return
     keys = spark.createDataFrame(list(plan.kept_features), "path string, length long, ms long")
-    old = spark.read.parquet(uri)
+    old = spark.read.schema(FEATURES_DDL).parquet(uri)
     kept = old.join(keys, (old["path"] == keys["path"]) & (old["length"] == keys["length"])
                     & (F.expr("unix_millis(modification_time)") == keys["ms"]), "left_semi")
     rows = kept if new is None else kept.unionByName(new)

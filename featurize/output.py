@@ -13,6 +13,9 @@ from featurize.config import ConfigError
 
 logger = logging.getLogger(__name__)
 
+#: Files whose presence says a run (or its classifier) finished.
+MARKERS = ("manifest.json", "metrics.json")
+
 
 class RunOutput:
     """A job's output location.
@@ -73,10 +76,18 @@ class RunOutput:
         """Clear the output if ``overwrite``; create the staging folder (boto3 mode)."""
         if self.mode == "spark":
             if self.overwrite:
+                # The markers of a finished run go first: a delete stopped halfway must
+                # not leave "complete" beside half the old outputs.
+                for marker in MARKERS:
+                    storage.delete(self.spark, storage.join(self.uri, marker))
                 storage.delete(self.spark, self.uri)
             return
         if self.overwrite:
-            n = s3.delete_prefix(s3.client(), self.uri)
+            client = s3.client()
+            loc = s3.S3Uri.parse(self.uri)
+            for marker in MARKERS:
+                s3.delete_prefix(client, loc.uri(f"{loc.prefix.rstrip('/')}/{marker}"))
+            n = s3.delete_prefix(client, self.uri)
             logger.info("deleted %d objects under %s", n, self.uri)
         self._staging = tempfile.mkdtemp(prefix="featurize-run-")
         self.write_uri = "file:" + self._staging

@@ -191,6 +191,8 @@ def test_odd_images_match_their_plain_rgb_equivalents(spark, corpus, corpus_run)
 def test_config_failures_say_what_to_change(spark, corpus, corpus_run, weights_spec, tmp_path):
     root, _ = corpus
     out, _ = corpus_run
+    tracker = spark.sparkContext.statusTracker()
+    jobs_before = set(tracker.getJobIdsForGroup(None))
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ConfigError, match="holds no files ending in .jpg, .jpeg, .png"):
@@ -211,12 +213,35 @@ def test_config_failures_say_what_to_change(spark, corpus, corpus_run, weights_s
     with pytest.raises(ConfigError, match="holds files but no manifest.json"):
         run(spark, FeaturizeConfig(input=str(root), output=str(not_a_run), weights="random",
                                    resume=True))
+    with pytest.raises(ConfigError, match="that run used --max-file-bytes 1000000, this one "
+                                          "2000000"):
+        run(spark, FeaturizeConfig(input=str(root), output=str(out), weights=weights_spec,
+                                   resume=True, max_file_bytes=2_000_000))
+    with pytest.raises(ConfigError, match="--pca-k 40 is larger than the 33 input images"):
+        run(spark, FeaturizeConfig(input=str(root), output=str(tmp_path / "o3"),
+                                   weights="random", pca_k=40))
+    # all of the above failed before Spark ran a single job
+    assert set(tracker.getJobIdsForGroup(None)) == jobs_before
     with pytest.raises(ConfigError, match="made with another weights"):
         run(spark, FeaturizeConfig(input=str(root), output=str(out), weights="random",
                                    resume=True, max_file_bytes=MAX_FILE_BYTES))
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
     assert (not_a_run / "notes.txt").read_bytes() == b"mine"
+
+
+def test_no_limit_still_stops_at_what_binaryfile_can_hold(spark, weights_spec, tmp_path):
+    images = tmp_path / "images"
+    write(images / "a" / "ok.jpg", image_bytes(pattern_image(3), "JPEG"))
+    with open(images / "a" / "huge.png", "wb") as fh:
+        fh.truncate(SPARSE_BYTES)
+    out = tmp_path / "run"
+    manifest = run(spark, FeaturizeConfig(input=str(images), output=str(out), pca_k=1,
+                                          weights=weights_spec, max_file_bytes=0))
+    assert manifest["counts"]["failed_by_reason"] == {"too_large": 1}
+    [row] = spark.read.parquet(str(out / "errors")).collect()
+    assert row["length"] == SPARSE_BYTES
+    assert "more than Spark's binaryFile reader can hold (2147483647 bytes)" in row["detail"]
 
 
 def test_resume_into_s3_without_a_filesystem_is_refused(spark, moto_endpoint, corpus):
@@ -330,21 +355,22 @@ def test_resume_with_new_changed_and_removed_inputs(spark, weights_spec, tmp_pat
     _images(images, 1, classes=("c",), seed0=900)
     new_c = images / "c" / "c000.jpg"
     extra = write(images / "b" / "b_new.jpg", image_bytes(pattern_image(901), "JPEG"))
-    changed, removed = files[0], files[1]
+    changed, removed, touched = files[0], files[1], files[13]
     changed.write_bytes(image_bytes(pattern_image(902, (90, 90)), "JPEG"))
     os.utime(changed, (1_700_000_000, 1_700_000_000))
     removed.unlink()
+    os.utime(touched, (1_700_000_500, 1_700_000_500))  # same bytes, new mtime
 
     resumed = run(spark, FeaturizeConfig(input=str(images), output=str(out),
                                          weights=weights_spec, batch_size=4, pca_k=3,
                                          resume=True))
     r = resumed["resume"]
-    assert (r["kept_features"], r["kept_errors"], r["dropped"]) == (22, 1, 2)
-    assert (r["featurized_now"], r["failed_now"]) == (3, 0)
+    assert (r["kept_features"], r["kept_errors"], r["dropped"]) == (21, 1, 3)
+    assert (r["featurized_now"], r["failed_now"]) == (4, 0)
     assert r["classifier_marked_stale"] is True
     counts = resumed["counts"]
     assert (counts["inputs"], counts["featurized"], counts["failed"]) == (26, 25, 1)
-    assert counts["model_images"] == 3
+    assert counts["model_images"] == 4
     got = _features(spark, out)
     uri = {p: "file:" + str(p) for p in (new_c, extra, changed, removed)}
     assert uri[removed] not in got and {uri[new_c], uri[extra], uri[changed]} <= set(got)
@@ -366,3 +392,53 @@ def test_resume_with_new_changed_and_removed_inputs(spark, weights_spec, tmp_pat
     with pytest.raises(ConfigError, match="the classifier is stale"):
         check_compatible(resumed, metrics, PipelineModel.load(str(out / "models" / "pca")),
                          resolve_weights(weights_spec))
+
+    # other PCA settings: nothing to featurize, but PCA is rebuilt
+    repca = run(spark, FeaturizeConfig(input=str(images), output=str(out), weights=weights_spec,
+                                       batch_size=4, pca_k=2, resume=True))
+    assert repca["pca"]["k"] == 2 and repca["counts"]["model_images"] == 0
+    assert repca["resume"]["kept_features"] == 25 and repca["counts"]["featurized"] == 25
+    assert len(spark.read.parquet(str(out / "pca")).first()["pca_features"]) == 2
+
+
+def test_resume_recovers_from_writes_stopped_at_any_point(spark, weights_spec, tmp_path):
+    """States a stopped run or a stopped resume can leave, built by hand: a features/
+    write killed before its first task committed (only _temporary/), and a resume killed
+    between deleting features/ and renaming _features_next/ into its place."""
+    import shutil
+
+    images = tmp_path / "images"
+    _images(images, 4)
+    out = tmp_path / "run"
+    config = FeaturizeConfig(input=str(images), output=str(out), weights=weights_spec,
+                             batch_size=4, pca_k=2)
+    manifest = run(spark, config)
+    want = _features(spark, out)
+    resume = FeaturizeConfig(**{**config.to_dict(), "extensions": config.extensions,
+                                "resume": True})
+
+    # 1. killed before any features were committed
+    stopped = json.loads((out / "manifest.json").read_text())
+    stopped["status"] = "running"
+    (out / "manifest.json").write_text(json.dumps(stopped))
+    shutil.rmtree(out / "features")
+    shutil.rmtree(out / "errors")
+    write(out / "features" / "_temporary" / "0" / "_temporary" / "attempt_1" / "part-0.parquet",
+          b"half a file")
+    write(out / "errors" / "_temporary" / "0" / "junk", b"x")
+    first = run(spark, resume)
+    assert first["resume"]["kept_features"] == 0 and first["counts"]["model_images"] == 8
+    _assert_close(_features(spark, out), want)
+    assert not (out / "features" / "_temporary").exists()
+
+    # 2. a resume killed mid-swap: its manifest says running, features/ is gone, the
+    # complete _features_next/ is beside it
+    stopped = json.loads((out / "manifest.json").read_text())
+    stopped["status"] = "running"
+    (out / "manifest.json").write_text(json.dumps(stopped))
+    shutil.move(str(out / "features"), str(out / "_features_next"))
+    second = run(spark, resume)
+    assert second["resume"]["kept_features"] == 8 and second["counts"]["model_images"] == 0
+    _assert_close(_features(spark, out), want)
+    assert not (out / "_features_next").exists()
+    assert manifest["counts"]["featurized"] == second["counts"]["featurized"] == 8
