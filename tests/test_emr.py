@@ -24,7 +24,6 @@ from tests.helpers import image_bytes, pattern_image
 BUCKET = "featurize-emr-test"
 PREFIX = "team/fz"
 REGION = "us-east-1"
-ACCOUNT = "123456789012"  # moto's default account
 INPUT = f"s3://{BUCKET}/input images"  # a space: arguments must stay one argv element
 OUTPUT = f"s3://{BUCKET}/runs/r1"
 DIST_URI = f"s3://{BUCKET}/{PREFIX}/dist"
@@ -51,9 +50,11 @@ def emr_cli(*args: str, state_dir: Path) -> subprocess.CompletedProcess:
 
 
 def backend():
+    """moto's in-process EMR state (the server runs in this process)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
     from moto.emr.models import emr_backends
 
-    return emr_backends[ACCOUNT][REGION]
+    return emr_backends[DEFAULT_ACCOUNT_ID][REGION]
 
 
 @pytest.fixture(scope="module")
