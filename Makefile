@@ -48,6 +48,7 @@ RELEASE_LABEL ?= emr-7.13.0
 INSTANCE_TYPE ?= m5.xlarge
 MASTER_INSTANCE_TYPE ?=
 CORE_COUNT ?= 2
+TASK_COUNT ?= 0
 SPOT      ?=
 SUBNET_ID ?=
 KEY_NAME  ?=
@@ -70,7 +71,7 @@ EMR       := $(PY) -m emr --dist $(call q,$(DIST)) --state-dir $(call q,$(EMR_ST
 EMR_SETTINGS = --bucket $(call q,$(BUCKET)) --prefix $(call q,$(PREFIX)) \
   --release-label $(call q,$(RELEASE_LABEL)) --instance-type $(call q,$(INSTANCE_TYPE)) \
   $(if $(MASTER_INSTANCE_TYPE),--master-instance-type $(call q,$(MASTER_INSTANCE_TYPE))) \
-  --core-count $(call q,$(CORE_COUNT)) $(if $(filter 1 true yes,$(SPOT)),--spot) \
+  --core-count $(call q,$(CORE_COUNT)) --task-count $(call q,$(TASK_COUNT)) $(if $(filter 1 true yes,$(SPOT)),--spot) \
   $(if $(SUBNET_ID),--subnet-id $(call q,$(SUBNET_ID))) $(if $(KEY_NAME),--key-name $(call q,$(KEY_NAME))) \
   --service-role $(call q,$(SERVICE_ROLE)) --instance-profile $(call q,$(INSTANCE_PROFILE)) \
   --idle-timeout $(call q,$(IDLE_TIMEOUT)) --executor-cores $(call q,$(EXECUTOR_CORES))

@@ -67,7 +67,8 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
                    "(core nodes, and the master unless --master-instance-type)")
     g.add_argument("--master-instance-type", default=None, help="MASTER_INSTANCE_TYPE")
     g.add_argument("--core-count", type=int, default=DEFAULT_CORE_COUNT, help="CORE_COUNT")
-    g.add_argument("--spot", action="store_true", help="SPOT=1: core nodes on spot")
+    g.add_argument("--task-count", type=int, default=0, help="TASK_COUNT: task nodes")
+    g.add_argument("--spot", action="store_true", help="SPOT=1: core and task nodes on spot")
     g.add_argument("--subnet-id", default=None, help="SUBNET_ID")
     g.add_argument("--key-name", default=None, help="KEY_NAME: EC2 key pair for ssh")
     g.add_argument("--service-role", default=DEFAULT_SERVICE_ROLE, help="SERVICE_ROLE")
@@ -154,8 +155,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(
         bucket=args.bucket, prefix=args.prefix, release_label=args.release_label,
         instance_type=args.instance_type, master_instance_type=args.master_instance_type,
-        core_count=args.core_count, spot=args.spot, subnet_id=args.subnet_id or None,
-        key_name=args.key_name or None, service_role=args.service_role,
+        core_count=args.core_count, task_count=args.task_count, spot=args.spot,
+        subnet_id=args.subnet_id or None, key_name=args.key_name or None,
+        service_role=args.service_role,
         instance_profile=args.instance_profile, idle_timeout=args.idle_timeout,
         executor_cores=args.executor_cores, name=args.name)
 
@@ -273,8 +275,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     cluster_id = aws.run_job_flow(c.emr, request)
     state.save({"cluster_id": cluster_id, "region": c.region, "steps": []}, args.state_dir)
     _out(f"cluster {cluster_id} starting ({settings.release_label}, 1 x {settings.master} "
-         f"+ {settings.core_count} x {settings.instance_type}"
-         f"{' spot' if settings.spot else ''}); logs under {settings.log_uri}")
+         f"+ {settings.core_count} core"
+         f"{f' + {settings.task_count} task' if settings.task_count else ''} x "
+         f"{settings.instance_type}{' spot' if settings.spot else ''}); logs under "
+         f"{settings.log_uri}")
     _out(f"it terminates itself after {settings.idle_timeout} s idle; `make down` ends it now")
     return 0
 

@@ -55,7 +55,7 @@ def configurations(settings: Settings) -> list[dict[str, Any]]:
         {"Classification": "spark-defaults", "Properties": {
             "spark.pyspark.python": NODE_PYTHON,
             "spark.pyspark.driver.python": NODE_PYTHON,
-            "spark.executor.instances": str(settings.core_count),
+            "spark.executor.instances": str(settings.core_count + settings.task_count),
             "spark.executor.cores": str(cores),
             "spark.task.cpus": "1",
             "spark.executor.memory": "3g",
@@ -74,7 +74,14 @@ def _instance_groups(settings: Settings) -> list[dict[str, Any]]:
     core = {"Name": "core", "InstanceRole": "CORE",
             "Market": "SPOT" if settings.spot else "ON_DEMAND",
             "InstanceType": settings.instance_type, "InstanceCount": settings.core_count}
-    return [master, core]
+    groups = [master, core]
+    if settings.task_count:
+        # task nodes hold no HDFS data: the natural place for spot capacity
+        groups.append({"Name": "task", "InstanceRole": "TASK",
+                       "Market": "SPOT" if settings.spot else "ON_DEMAND",
+                       "InstanceType": settings.instance_type,
+                       "InstanceCount": settings.task_count})
+    return groups
 
 
 def run_job_flow(settings: Settings, steps: Sequence[dict[str, Any]] = (),

@@ -91,6 +91,7 @@ class Settings:
     instance_type: str = DEFAULT_INSTANCE_TYPE
     master_instance_type: str | None = None
     core_count: int = DEFAULT_CORE_COUNT
+    task_count: int = 0
     spot: bool = False
     subnet_id: str | None = None
     key_name: str | None = None
@@ -108,6 +109,8 @@ class Settings:
         check_instance_type(self.master, "MASTER_INSTANCE_TYPE")
         if self.core_count < 1:
             raise SettingsError(f"CORE_COUNT={self.core_count}: give at least 1")
+        if self.task_count < 0:
+            raise SettingsError(f"TASK_COUNT={self.task_count}: give 0 or more")
         if not 60 <= self.idle_timeout <= 7 * 24 * 3600:
             raise SettingsError(f"IDLE_TIMEOUT={self.idle_timeout}: EMR accepts 60 s to "
                                 f"7 days (604800 s)")

@@ -307,6 +307,7 @@ def test_dry_run_calls_nothing(aws):
     _, emr, tmp, common = aws
     before = len(emr.list_clusters()["Clusters"])
     proc = make("cluster", *common, "DRY_RUN=1", "INSTANCE_TYPE=c6i.2xlarge", "SPOT=0",
+                "TASK_COUNT=4",
                 "EXECUTOR_CORES=8", env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
     request = json.loads(proc.stdout[proc.stdout.index("\n{") + 1:])
     assert request["Instances"]["InstanceGroups"][1]["InstanceType"] == "c6i.2xlarge"
@@ -314,6 +315,10 @@ def test_dry_run_calls_nothing(aws):
         "12288m"
     assert "spark.executor.instances" in request["Configurations"][1]["Properties"]
     assert request["Instances"]["InstanceGroups"][1]["Market"] == "ON_DEMAND"  # SPOT=0
+    assert request["Instances"]["InstanceGroups"][2] == {
+        "Name": "task", "InstanceRole": "TASK", "Market": "ON_DEMAND",
+        "InstanceType": "c6i.2xlarge", "InstanceCount": 4}
+    assert request["Configurations"][1]["Properties"]["spark.executor.instances"] == "6"
     assert request["AutoTerminationPolicy"] == {"IdleTimeout": 3600}
     assert request["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
     proc = make("submit", *common, "DRY_RUN=1", f"INPUT={INPUT}", "STEPS=featurize",
