@@ -160,18 +160,20 @@ def terminate_job_flows(emr: Any, cluster_id: str) -> None:
           JobFlowIds=[cluster_id])
 
 
-def wait_once(emr: Any, waiter_name: str, delay: int, **kwargs: Any) -> tuple[bool, dict]:
-    """One poll of a boto3 waiter: (done, last response). Raises WaiterError when the
-    waiter's failure state is reached (e.g. a step FAILED)."""
+def wait_once(emr: Any, waiter_name: str, **kwargs: Any) -> dict[str, Any] | None:
+    """One poll of a boto3 waiter (the caller sleeps between polls and prints progress).
+
+    Returns None when the waiter's success state was reached (botocore returns no
+    response then); otherwise the describe response the waiter saw, in a pending state
+    or one of its failure states. API errors are re-raised.
+    """
     from botocore.exceptions import WaiterError
 
     waiter = emr.get_waiter(waiter_name)
     try:
-        waiter.wait(**kwargs, WaiterConfig={"Delay": delay, "MaxAttempts": 1})
-        return True, {}
+        waiter.wait(**kwargs, WaiterConfig={"Delay": 1, "MaxAttempts": 1})
+        return None
     except WaiterError as exc:
-        # botocore's reason for "no terminal state yet" (its failure states and API
-        # errors come with other reasons, and are re-raised)
-        if str(exc.kwargs.get("reason", "")).startswith("Max attempts exceeded"):
-            return False, exc.last_response or {}
+        if exc.last_response and "Error" not in exc.last_response:
+            return exc.last_response
         raise

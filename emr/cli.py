@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from emr import aws, package, requests, state
 from emr.settings import (DEFAULT_CORE_COUNT, DEFAULT_EXECUTOR_CORES, DEFAULT_IDLE_TIMEOUT,
@@ -455,14 +455,11 @@ def _report_failure(c: aws.Clients, cluster_id: str, step: dict,
 
 def _wait_cluster(c: aws.Clients, cluster_id: str, poll: int) -> int:
     while True:
-        try:
-            done, _ = aws.wait_once(c.emr, "cluster_running", poll, ClusterId=cluster_id)
-        except WaiterError:  # the waiter's failure states: TERMINATING / TERMINATED*
-            done = False
-        cluster = aws.describe_cluster(c.emr, cluster_id)
+        seen = aws.wait_once(c.emr, "cluster_running", ClusterId=cluster_id)
+        cluster = seen["Cluster"] if seen else aws.describe_cluster(c.emr, cluster_id)
         st = cluster["Status"]
         _out(f"[{_stamp()}] cluster {cluster_id}: {st['State']}")
-        if done:
+        if seen is None:
             return 0
         if st["State"].startswith("TERMINAT"):
             _out(f"cluster {cluster_id} {st['State']}: "
@@ -485,12 +482,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
     for step_id in step_ids:
         last = None
         while True:
-            try:
-                done, _ = aws.wait_once(c.emr, "step_complete", args.poll,
-                                        ClusterId=cluster_id, StepId=step_id)
-            except WaiterError:  # the waiter's failure states: FAILED / CANCELLED
-                done = False
-            step = aws.describe_step(c.emr, cluster_id, step_id)
+            seen = aws.wait_once(c.emr, "step_complete", ClusterId=cluster_id, StepId=step_id)
+            step = seen["Step"] if seen else aws.describe_step(c.emr, cluster_id, step_id)
             st = step["Status"]["State"]
             line = f"[{_stamp()}] step {step_id} {step.get('Name', '')}: {st}{_elapsed(step)}"
             if line != last:
@@ -551,14 +544,11 @@ def cmd_down(args: argparse.Namespace) -> int:
     _out(f"terminating {cluster_id}")
     if not args.no_wait:
         while True:
-            try:
-                done, _ = aws.wait_once(c.emr, "cluster_terminated", args.poll,
-                                        ClusterId=cluster_id)
-            except WaiterError:  # TERMINATED_WITH_ERRORS is the waiter's failure state
-                done = True
-            st = aws.describe_cluster(c.emr, cluster_id)["Status"]["State"]
+            seen = aws.wait_once(c.emr, "cluster_terminated", ClusterId=cluster_id)
+            cluster = seen["Cluster"] if seen else aws.describe_cluster(c.emr, cluster_id)
+            st = cluster["Status"]["State"]
             _out(f"[{_stamp()}] cluster {cluster_id}: {st}")
-            if done:
+            if st.startswith("TERMINATED"):  # TERMINATED, or the waiter's failure state
                 break
             time.sleep(args.poll)
     if state.load(args.state_dir).get("cluster_id") == cluster_id:
@@ -572,8 +562,6 @@ COMMANDS = {"package": cmd_package, "upload": cmd_upload, "up": cmd_up, "submit"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     from featurize.weights import WeightsError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

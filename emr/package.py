@@ -24,10 +24,10 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
-JOBS = ("featurize_images.py", "train_classifier.py", "predict_images.py")
 #: Job names (as `submit --steps` takes them) -> entry point file.
 JOB_FILES = {"featurize": "featurize_images.py", "train": "train_classifier.py",
              "predict": "predict_images.py"}
+JOBS = tuple(JOB_FILES.values())
 BOOTSTRAP_SCRIPT = "install-python-deps.sh"
 CODE_ZIP = "featurize.zip"
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)

@@ -124,13 +124,13 @@ class Settings:
     def master(self) -> str:
         return self.master_instance_type or self.instance_type
 
+    def key(self, *parts: str) -> str:
+        """``prefix/parts...`` (the object key under the bucket)."""
+        return posixpath.join(*(p for p in (self.prefix, *parts) if p))
+
     def uri(self, *parts: str) -> str:
         """``s3://bucket/prefix/parts...``"""
-        key = posixpath.join(*(p for p in (self.prefix, *parts) if p))
-        return f"s3://{self.bucket}/{key}"
-
-    def key(self, *parts: str) -> str:
-        return posixpath.join(*(p for p in (self.prefix, *parts) if p))
+        return f"s3://{self.bucket}/{self.key(*parts)}"
 
     @property
     def log_uri(self) -> str:

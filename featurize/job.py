@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from pyspark import StorageLevel
@@ -151,7 +152,7 @@ class Listing:
     def n_inputs(self) -> int:
         return len(self.listed)
 
-    @property
+    @cached_property  # a frozen dataclass keeps it: derived from fields set once
     def to_read(self) -> frozenset[str]:
         """The inputs this run reads and featurizes."""
         return self.listed - self.done - {t[0] for t in self.too_large}

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
 from featurize.config import DEFAULT_MAX_FILE_BYTES, ConfigError, FeaturizeConfig
+from featurize.entry import submit
 from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS
 from featurize.reduce import ReducerError
 from featurize.weights import DEFAULT_SEED, WeightsError
@@ -93,25 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"featurize_images: error: {exc}", file=sys.stderr)
         return 2
-    # Under `python jobs/...` pyspark starts workers with `python3` from PATH; use this
-    # interpreter instead unless the environment (spark-env on EMR) already chose one.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-
-    from pyspark.sql import SparkSession
-
     from featurize.job import run
 
-    spark = SparkSession.builder.appName("featurize_images").getOrCreate()
-    try:
-        manifest = run(spark, config)
-    except (ConfigError, WeightsError) as exc:
-        logger.error("%s", exc)
-        return 2
-    except ReducerError as exc:
-        logger.error("run failed: %s", exc)
-        return 1
-    finally:
-        spark.stop()
+    status, manifest = submit("featurize_images", run, config, (ConfigError, WeightsError),
+                              (ReducerError,))
+    if status:
+        return status
     logger.info("run directory: %s (status %s)", config.output, manifest["status"])
     return 0
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
 from featurize.config import DEFAULT_MAX_FILE_BYTES, ConfigError
+from featurize.entry import submit
 from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS
 from featurize.weights import WeightsError
 
@@ -54,19 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"predict_images: error: {exc}", file=sys.stderr)
         return 2
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
-
     from featurize.predict import run
 
-    spark = SparkSession.builder.appName("predict_images").getOrCreate()
-    try:
-        manifest = run(spark, config)
-    except (ConfigError, WeightsError) as exc:
-        logger.error("%s", exc)
-        return 2
-    finally:
-        spark.stop()
+    status, manifest = submit("predict_images", run, config, (ConfigError, WeightsError))
+    if status:
+        return status
     logger.info("predictions: %s/predictions (%d images, %d failed)", config.output,
                 manifest["counts"]["predicted"], manifest["counts"]["failed"])
     return 0

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
 from featurize.classify import ClassifierError
 from featurize.config import ConfigError
+from featurize.entry import submit
 from featurize.train import TrainConfig
 
 logger = logging.getLogger("featurize.jobs.train_classifier")
@@ -54,22 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"train_classifier: error: {exc}", file=sys.stderr)
         return 2
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
-
     from featurize.train import run
 
-    spark = SparkSession.builder.appName("train_classifier").getOrCreate()
-    try:
-        metrics = run(spark, config)
-    except ConfigError as exc:
-        logger.error("%s", exc)
-        return 2
-    except ClassifierError as exc:
-        logger.error("training failed: %s", exc)
-        return 1
-    finally:
-        spark.stop()
+    status, metrics = submit("train_classifier", run, config, (ConfigError,),
+                             (ClassifierError,), failed="training failed")
+    if status:
+        return status
     logger.info("test accuracy %.4f (macro-F1 %.4f); metrics in %s/metrics.json",
                 metrics["accuracy"], metrics["macro_f1"], config.run)
     return 0

@@ -155,7 +155,7 @@ def test_submit_steps_and_artifacts(aws, cluster, weights_spec):
     make("submit", *common, f"INPUT={INPUT}", f"OUTPUT={OUTPUT}",
          "JOB_ARGS=--pca-k 3 --batch-size 4", "TRAIN_ARGS=--test-fraction=0.25")
     steps = list(reversed(emr.list_steps(ClusterId=cluster)["Steps"]))
-    weights = (f"s3://featurize-emr-test/team/fz/weights/"
+    weights = ("s3://featurize-emr-test/team/fz/weights/"
                + ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
                   if weights_spec == "imagenet" else Path(weights_spec).name))
     head = ["spark-submit", "--deploy-mode", "cluster", "--master", "yarn",
