@@ -18,14 +18,12 @@ from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from featurize.errors import ClassifierError
+
 logger = logging.getLogger(__name__)
 
 _X = "_x"
 _Y = "_label_index"
-
-
-class ClassifierError(ValueError):
-    """The data cannot be split or classified as asked; the message says why."""
 
 
 @dataclass(frozen=True)

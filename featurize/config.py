@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from featurize.errors import ConfigError
 from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS
 from featurize.model import FEATURE_DIM
 from featurize.weights import DEFAULT_SEED
@@ -20,10 +21,6 @@ DEFAULT_MAX_FILE_BYTES = 128 * 1024 * 1024
 #: The largest file Spark's binaryFile reader can hold (spark.sql.sources.binaryFile.
 #: maxLength, Int.MaxValue): larger files are too_large whatever --max-file-bytes says.
 BINARY_FILE_MAX_BYTES = 2**31 - 1
-
-
-class ConfigError(ValueError):
-    """Bad configuration: raised before any Spark work, with what to change."""
 
 
 @dataclass(frozen=True)

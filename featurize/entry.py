@@ -1,23 +1,43 @@
-"""What the ``jobs/`` entry points share: a SparkSession around one job, and the exit
-status (0 done, 2 bad configuration the job found, 1 a failure it reports)."""
+"""What the ``jobs/`` entry points share: flags → config with the exit status of a usage
+error, and a SparkSession around one job with the exit status of its outcome.
+
+Exit status by base class only (:mod:`featurize.errors`): 0 done, 2 a
+:class:`~featurize.errors.UsageError` (nothing written), 1 a
+:class:`~featurize.errors.RunFailure` (the manifest says ``failed``); anything else
+propagates as a traceback, which Python exits with 1.
+"""
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from featurize.errors import FeaturizeError, UsageError
 
-def submit(app_name: str, job: Callable[[Any, Any], Any], config: Any,
-           usage_errors: tuple[type[Exception], ...],
-           failures: tuple[type[Exception], ...] = (),
-           failed: str = "run failed") -> tuple[int, Any]:
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+
+
+def build_config(prog: str, make: Callable[[], Any]) -> tuple[int, Any]:
+    """``(0, make())``, or ``(2, None)`` with the message on stderr for a usage error."""
+    try:
+        return 0, make()
+    except UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2, None
+
+
+def submit(app_name: str, job: Callable[[Any, Any], Any], config: Any) -> tuple[int, Any]:
     """Run ``job(spark, config)`` in a SparkSession named ``app_name``, then stop it.
 
-    Returns ``(0, result)``; ``(2, None)`` for ``usage_errors`` and ``(1, None)`` for
-    ``failures``, each logged on ``featurize.jobs.<app_name>``. Anything else propagates
-    (a traceback, exit status 1).
+    Returns ``(0, result)``, or the error's exit status and None, with the message
+    logged on ``featurize.jobs.<app_name>``.
     """
     logger = logging.getLogger(f"featurize.jobs.{app_name}")
     # Under `python jobs/...` pyspark starts workers with `python3` from PATH; use this
@@ -28,11 +48,27 @@ def submit(app_name: str, job: Callable[[Any, Any], Any], config: Any,
     spark = SparkSession.builder.appName(app_name).getOrCreate()
     try:
         return 0, job(spark, config)
-    except usage_errors as exc:
-        logger.error("%s", exc)
-        return 2, None
-    except failures as exc:
-        logger.error("%s: %s", failed, exc)
-        return 1, None
+    except FeaturizeError as exc:
+        what = "bad configuration" if isinstance(exc, UsageError) else "run failed"
+        logger.error("%s: %s", what, exc)
+        return exc.exit_status, None
     finally:
         spark.stop()
+
+
+def run_job(app_name: str, make_config: Callable[[], Any], job_module: str,
+            done: Callable[[Any, Any], None]) -> int:
+    """An entry point's whole life: config (exit 2 on a usage error), then
+    ``<job_module>.run(spark, config)`` in a session, then ``done(config, result)``.
+
+    The job module is imported only once the flags are good: a bad flag costs no Spark
+    or TensorFlow import.
+    """
+    status, config = build_config(app_name, make_config)
+    if status:
+        return status
+    status, result = submit(app_name, importlib.import_module(job_module).run, config)
+    if status:
+        return status
+    done(config, result)
+    return 0

@@ -1,7 +1,8 @@
 """The run manifest: what ran, with what, on what, and how it went.
 
-``manifest.json`` is written last, so its presence with ``status: complete`` is the
-mark of a finished run directory.
+``manifest.json`` is written first with ``status: running`` and rewritten last with
+``complete`` or ``failed`` (:meth:`featurize.output.RunOutput.recorded`), so its
+presence with ``status: complete`` is the mark of a finished run directory.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from importlib import metadata
 from typing import Any
 
 FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
 
 _PACKAGES = ("pyspark", "tensorflow-cpu", "tensorflow", "keras", "numpy", "pandas",
              "pyarrow", "pillow", "h5py", "featurize-images")
@@ -63,3 +63,29 @@ def to_json(manifest: dict[str, Any]) -> str:
 def command_line() -> list[str]:
     """The driver's argv (the job takes no secrets as flags)."""
     return list(sys.argv)
+
+
+def header(job: str, config: dict[str, Any], started: str) -> dict[str, Any]:
+    """The keys every job's manifest starts with."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "job": job,
+        "status": "running",
+        "started_at": started,
+        "finished_at": None,
+        "config": config,
+        "command": command_line(),
+        "versions": library_versions(),
+    }
+
+
+def first_error_line(exc: BaseException) -> str:
+    """``Type: first line`` of an exception, for a failed manifest.
+
+    Py4J errors carry whole JVM stack traces; those stay in the log.
+
+    >>> first_error_line(ValueError("bad thing\\n  at line 2"))
+    'ValueError: bad thing'
+    """
+    first = (str(exc).strip().splitlines() or [""])[0][:1000]
+    return f"{type(exc).__name__}: {first}"

@@ -1,20 +1,28 @@
-"""Where a job writes its run directory: through Spark's filesystem, or, for S3 where
-this Spark has none, into a local staging folder uploaded at the end (manifest last)."""
+"""Where a job writes its run directory, and the manifest that records the run.
+
+Through Spark's filesystem, or, for S3 where this Spark has none, into a local staging
+folder uploaded at the end (manifest last). :meth:`RunOutput.recorded` is the one way a
+job's manifest is written: ``running`` first, ``failed`` with the first error line on
+any exception, ``complete`` last, then the staged folder is published.
+"""
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from pyspark.sql import SparkSession
 
 from featurize import s3, storage
-from featurize.config import ConfigError
+from featurize.errors import ConfigError
+from featurize.manifest import StageTimer, first_error_line, to_json, utc_now
+from featurize.rundir import RunDir
 
 logger = logging.getLogger(__name__)
-
-#: Files whose presence says a run (or its classifier) finished.
-MARKERS = ("manifest.json", "metrics.json")
 
 
 class RunOutput:
@@ -78,21 +86,57 @@ class RunOutput:
             if self.overwrite:
                 # The markers of a finished run go first: a delete stopped halfway must
                 # not leave "complete" beside half the old outputs.
-                for marker in MARKERS:
-                    storage.delete(self.spark, storage.join(self.uri, marker))
+                for marker in RunDir.MARKERS:
+                    storage.delete(self.spark, RunDir(self.uri).at(marker))
                 storage.delete(self.spark, self.uri)
             return
         if self.overwrite:
             client = s3.client()
-            loc = s3.S3Uri.parse(self.uri)
-            for marker in MARKERS:
-                s3.delete_prefix(client, loc.uri(f"{loc.prefix.rstrip('/')}/{marker}"))
+            # One object each: as prefixes ("…/manifest.json/") they would match nothing.
+            for marker in RunDir.MARKERS:
+                s3.delete_key(client, RunDir(self.uri).at(marker))
             n = s3.delete_prefix(client, self.uri)
             logger.info("deleted %d objects under %s", n, self.uri)
         self._staging = tempfile.mkdtemp(prefix="featurize-run-")
         self.write_uri = "file:" + self._staging
         logger.info("output: writing locally in %s, then uploading to %s with boto3",
                     self._staging, self.uri)
+
+    @property
+    def run_dir(self) -> RunDir:
+        """Where Spark writes this run's files (the staging folder in boto3 mode)."""
+        return RunDir(self.write_uri)
+
+    @contextmanager
+    def recorded(self, manifest: dict[str, Any], timer: StageTimer) -> Iterator[RunDir]:
+        """Prepare the output and record the run in its manifest around the block.
+
+        Writes ``manifest`` with ``status: running`` before the block (a run stopped at
+        any point after this never looks complete, and ``--resume`` knows what made its
+        files); ``failed`` with the first error line if the block raises (then
+        re-raises); ``complete`` when it returns. Either way the staged folder is
+        published last. Yields the run directory to write into.
+        """
+        self.prepare()
+        uri = self.run_dir.manifest
+        manifest["status"] = "running"
+        try:
+            storage.write_text(self.spark, uri, to_json(manifest))
+            yield self.run_dir
+        except BaseException as exc:
+            manifest.update(status="failed", error=first_error_line(exc),
+                            finished_at=utc_now())
+            manifest["timings_seconds"]["total"] = timer.total()
+            try:
+                storage.write_text(self.spark, uri, to_json(manifest))
+                self.publish()
+            except Exception:  # noqa: BLE001 - never mask the run's own failure
+                logger.exception("could not write the failed manifest")
+            raise
+        manifest.update(status="complete", finished_at=utc_now())
+        manifest["timings_seconds"]["total"] = timer.total()
+        storage.write_text(self.spark, uri, to_json(manifest))
+        self.publish()
 
     def publish(self) -> None:
         """Upload the staged run directory (boto3 mode), manifest last; then clean up."""
@@ -104,3 +148,22 @@ class RunOutput:
         finally:
             shutil.rmtree(self._staging, ignore_errors=True)
             self._staging = None
+
+
+def read_finished_run(spark: SparkSession, run_dir: RunDir) -> dict[str, Any]:
+    """The manifest of a featurize run, refusing runs that did not complete.
+
+    Raises
+    ------
+    ConfigError
+        No manifest, or one whose status is not ``complete``.
+    """
+    if not storage.exists(spark, run_dir.manifest):
+        raise ConfigError(
+            f"{run_dir.uri} has no manifest.json: not a finished featurize run. Run "
+            f"jobs/featurize_images.py --output {run_dir.uri} first.")
+    manifest = json.loads(storage.read_text(spark, run_dir.manifest))
+    if manifest.get("status") != "complete":
+        raise ConfigError(f"{run_dir.uri}: the featurize run did not complete "
+                          f"(status {manifest.get('status')!r}); rerun it.")
+    return manifest

@@ -1,90 +1,16 @@
-"""Spark transforms of the featurize job: read, label, featurize, split.
+"""Spark transforms of the featurize pass: label, featurize, split into features and
+errors; and how the scan is cut into tasks.
 
-Readers take a SparkSession and a URI and return a DataFrame; transforms take and
-return DataFrames and never touch storage, so they can be tested on in-memory data.
+Transforms take and return DataFrames and never touch storage, so they can be tested on
+in-memory data (the readers are in :mod:`featurize.inputs`).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-
-
-def extension_glob(extensions: tuple[str, ...]) -> str:
-    """A case-insensitive Hadoop glob for file names, e.g. ``*.{[jJ][pP][gG],...}``.
-
-    Examples
-    --------
-    >>> extension_glob(("jpg", "png"))
-    '*.{[jJ][pP][gG],[pP][nN][gG]}'
-    """
-
-    def one(ext: str) -> str:
-        return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in ext)
-
-    return "*.{" + ",".join(one(e) for e in extensions) + "}"
-
-
-def read_images(spark: SparkSession, input_uri: str, extensions: tuple[str, ...]) -> DataFrame:
-    """Lazily read images under ``input_uri`` (recursively) with ``binaryFile``.
-
-    Returns ``path, modificationTime, length, content``; ``content`` is only read
-    from storage when a later action needs it.
-    """
-    return (
-        spark.read.format("binaryFile")
-        .option("recursiveFileLookup", "true")
-        .option("pathGlobFilter", extension_glob(extensions))
-        .load(input_uri)
-    )
-
-
-def spark_path(uri: str) -> str:
-    """The ``path`` column form of a URI from ``DataFrame.inputFiles()``.
-
-    ``inputFiles()`` gives escaped URIs (``file:///a%20b.jpg``); the ``binaryFile``
-    ``path`` column gives Hadoop's ``Path.toString()`` (``file:/a b.jpg``).
-
-    Examples
-    --------
-    >>> spark_path("file:///data/a%204.jpg")
-    'file:/data/a 4.jpg'
-    >>> spark_path("s3://bucket/x/%C3%BC.png")
-    's3://bucket/x/ü.png'
-    """
-    parts = urlsplit(uri)
-    authority = f"//{parts.netloc}" if parts.netloc else ""
-    return f"{parts.scheme}:{authority}{unquote(parts.path)}"
-
-
-def listed_paths(images: DataFrame) -> set[str]:
-    """Every file the reader's file index listed, in ``path`` column form.
-
-    Includes 0-byte files, which the ``binaryFile`` scan silently skips (Spark drops
-    empty files when it plans file splits); comparing this set with the scanned rows is
-    how they get into ``errors/`` instead of disappearing. Listing is driver-side
-    metadata: no Spark job, no content read.
-    """
-    return {spark_path(u) for u in images.inputFiles()}
-
-
-def listed_bytes(images: DataFrame) -> int:
-    """Total bytes of the listed files, from the reader's file index (no Spark job).
-
-    Falls back to an aggregation over the ``length`` column (metadata only) if the
-    index cannot be reached through this Spark's internals.
-    """
-    from py4j.protocol import Py4JError
-
-    try:
-        location = images._jdf.queryExecution().analyzed().relation().location()
-        return int(location.sizeInBytes())
-    except Py4JError:
-        row = images.agg(F.sum("length").alias("bytes")).first()
-        return int(row["bytes"] or 0)
 
 
 def label_column(path: Column, root: str) -> Column:

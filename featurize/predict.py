@@ -15,19 +15,17 @@ from pyspark.sql import SparkSession
 
 from featurize import storage
 from featurize.classify import labels_of, predict
-from featurize.config import DEFAULT_MAX_FILE_BYTES, ConfigError, FeaturizeConfig
+from featurize.config import DEFAULT_MAX_FILE_BYTES, FeaturizeConfig
+from featurize.errors import ConfigError, JobError
+from featurize.featurize_pass import start_pass, start_warm_up, write_errors
 from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, PREPROCESSING
-from featurize.job import (
-    JobError, featurize_inputs, list_inputs, start_warm_up, task_cpus, write_errors,
-)
-from featurize.output import RunOutput
-from featurize.manifest import (
-    FORMAT_VERSION, MANIFEST_NAME, StageTimer, command_line, library_versions, to_json,
-    utc_now,
-)
+from featurize.inputs import list_inputs
+from featurize.manifest import StageTimer, header, utc_now
+from featurize.output import RunOutput, read_finished_run
 from featurize.pipeline import features_rows
 from featurize.reduce import model_fingerprint, project
-from featurize.train import METRICS_NAME, read_manifest
+from featurize.rundir import PREDICTIONS_COLUMNS, RunDir
+from featurize.sparkconf import task_cpus
 from featurize.weights import ResolvedWeights, resolve_weights
 
 logger = logging.getLogger(__name__)
@@ -104,18 +102,18 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
     """Predict labels for ``config.input``; returns the manifest written to OUTPUT."""
     timer = StageTimer()
     started = utc_now()
-    manifest_run = read_manifest(spark, config.run)
-    metrics_uri = storage.join(config.run, METRICS_NAME)
-    if not storage.exists(spark, metrics_uri):
-        raise ConfigError(f"{config.run} has no trained classifier ({METRICS_NAME} missing); "
+    run_dir = RunDir(config.run)
+    manifest_run = read_finished_run(spark, run_dir)
+    if not storage.exists(spark, run_dir.metrics):
+        raise ConfigError(f"{config.run} has no trained classifier (metrics.json missing); "
                           f"run jobs/train_classifier.py --run {config.run} first.")
-    metrics = json.loads(storage.read_text(spark, metrics_uri))
+    metrics = json.loads(storage.read_text(spark, run_dir.metrics))
     fconfig = config.featurize_config(manifest_run)
     in_mode = storage.io_mode(spark, config.input, "--input")
     output = RunOutput(spark, config.output, config.overwrite)
     output.check()
-    pca_model = PipelineModel.load(storage.join(config.run, "models", "pca"))
-    classifier = PipelineModel.load(storage.join(config.run, "models", "classifier"))
+    pca_model = PipelineModel.load(run_dir.pca_model)
+    classifier = PipelineModel.load(run_dir.classifier)
     threads = config.tf_threads or task_cpus(spark)
     warming = start_warm_up(spark, config.batch_size, threads)
     with timer.stage("list_inputs"):
@@ -125,14 +123,9 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
     check_compatible(manifest_run, metrics, pca_model, weights)
 
     manifest: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "job": "predict_images",
-        "status": "running",
-        "started_at": started,
+        **header("predict_images", {**asdict(config), "extensions": list(config.extensions)},
+                 started),
         "run": config.run,
-        "config": {**asdict(config), "extensions": list(config.extensions)},
-        "command": command_line(),
-        "versions": library_versions(),
         "weights": weights.to_manifest(),
         "preprocessing": {"name": PREPROCESSING},
         "pca_model_id": metrics["pca_model_id"],
@@ -141,41 +134,20 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
         "io": {"input": in_mode, "output": output.mode},
         "counts": {"inputs": listing.n_inputs},
         "timings_seconds": timer.seconds,
-        "outputs": {"predictions": "predictions/", "errors": "errors/"},
+        "outputs": dict(RunDir.PREDICT_OUTPUTS),
     }
-    output.prepare()
-    out = output.write_uri
-    try:
-        fz = featurize_inputs(spark, fconfig, listing, weights, threads, warming, timer, manifest)
-        try:
+    with output.recorded(manifest, timer) as out:
+        with start_pass(spark, fconfig, listing, weights, threads=threads, warming=warming,
+                        timer=timer) as fz:
             with timer.stage("featurize_predict"), fz.confs():
                 scored = predict(classifier, project(pca_model, features_rows(fz.observed)))
-                scored.select("path", "predicted_label", "confidence", "probabilities").write \
-                    .mode("errorifexists").parquet(storage.join(out, "predictions"))
+                scored.select(*PREDICTIONS_COLUMNS).write.mode("errorifexists").parquet(
+                    out.predictions)
             with timer.stage("errors_write"):
-                by_reason = write_errors(spark, fz, listing, storage.join(out, "errors"))
-        finally:
-            fz.release()
-        n_ok = by_reason.pop(None, 0)
+                n_ok, by_reason = write_errors(spark, fz, listing, out.errors)
         manifest["counts"].update({"predicted": n_ok, "failed": sum(by_reason.values()),
                                    "failed_by_reason": dict(sorted(by_reason.items()))})
         if n_ok + manifest["counts"]["failed"] != listing.n_inputs:
             raise JobError("predicted + failed != inputs; the input changed during the run?")
-        manifest["status"] = "complete"
-    except BaseException as exc:
-        manifest["status"] = "failed"
-        manifest["error"] = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
-        raise
-    finally:
-        manifest["finished_at"] = utc_now()
-        manifest["timings_seconds"]["total"] = timer.total()
-        if manifest["status"] != "running":
-            try:
-                storage.write_text(spark, storage.join(out, MANIFEST_NAME), to_json(manifest))
-                output.publish()
-            except Exception:  # noqa: BLE001 - never mask the job's own failure
-                if manifest["status"] == "complete":
-                    raise
-                logger.exception("could not write the failed manifest")
-    logger.info("predicted %d images into %s", manifest["counts"]["predicted"], config.output)
+    logger.info("predicted %d images into %s", n_ok, config.output)
     return manifest

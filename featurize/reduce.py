@@ -13,6 +13,7 @@ from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from featurize.errors import ReducerError
 from featurize.model import FEATURE_DIM
 
 logger = logging.getLogger(__name__)
@@ -20,10 +21,6 @@ logger = logging.getLogger(__name__)
 _VEC = "_features_vec"
 _SCALED = "_scaled"
 _PCA = "_pca_vec"
-
-
-class ReducerError(ValueError):
-    """PCA cannot be fitted as asked (e.g. more components than rows)."""
 
 
 @dataclass(frozen=True)

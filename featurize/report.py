@@ -18,9 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from featurize.manifest import MANIFEST_NAME
-
-METRICS_NAME = "metrics.json"
+from featurize.rundir import METRICS, RunDir
 
 
 @dataclass
@@ -49,18 +47,19 @@ def _read_parquet(folder: str) -> pd.DataFrame | None:
 def load_run(run_dir: str) -> RunData:
     """Load manifest, ``pca/``, and (after training) metrics and test predictions."""
     run_dir = _local(run_dir)
-    with open(os.path.join(run_dir, MANIFEST_NAME), encoding="utf-8") as fh:
+    paths = RunDir(run_dir)
+    with open(paths.manifest, encoding="utf-8") as fh:
         manifest = json.load(fh)
     metrics = None
-    metrics_path = os.path.join(run_dir, METRICS_NAME)
+    metrics_path = paths.metrics
     if os.path.exists(metrics_path):
         with open(metrics_path, encoding="utf-8") as fh:
             metrics = json.load(fh)
-    pca = _read_parquet(os.path.join(run_dir, "pca"))
+    pca = _read_parquet(paths.pca)
     if pca is None:
         raise FileNotFoundError(f"{run_dir}/pca is missing: not a finished run")
     return RunData(run_dir, manifest, pca, metrics,
-                   _read_parquet(os.path.join(run_dir, "test_predictions")))
+                   _read_parquet(paths.test_predictions))
 
 
 def _figure(width: float = 6.0, height: float = 4.5) -> Any:
@@ -120,7 +119,7 @@ def plot_projection(run: RunData, max_points: int = 5000) -> Any:
 def plot_confusion(run: RunData) -> Any:
     """Confusion matrix of the test split (rows: true label, columns: predicted)."""
     if run.metrics is None:
-        raise FileNotFoundError(f"{run.path}/{METRICS_NAME} is missing: train a classifier first")
+        raise FileNotFoundError(f"{run.path}/{METRICS} is missing: train a classifier first")
     labels = run.metrics["labels"]
     matrix = np.asarray(run.metrics["test"]["confusion_matrix"])
     fig = _figure(1.2 + 0.55 * len(labels), 1.0 + 0.5 * len(labels))
@@ -182,7 +181,7 @@ def plot_mistakes(run: RunData, n: int = 12) -> Any:
 def write_report(run_dir: str) -> list[str]:
     """Write PNGs and ``index.html`` / ``index.md`` into ``RUN/report/``; returns paths."""
     run = load_run(run_dir)
-    out = os.path.join(run.path, "report")
+    out = RunDir(run.path).report
     os.makedirs(out, exist_ok=True)
     figures = [("explained_variance.png", "Cumulative explained variance", plot_explained_variance),
                ("projection.png", "First two principal components", plot_projection)]

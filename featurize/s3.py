@@ -17,15 +17,12 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from featurize.config import ConfigError
+from featurize.errors import S3AccessError, S3Error, S3WriteError, explain_aws
+from featurize.rundir import MANIFEST
 
 logger = logging.getLogger(__name__)
 
 S3_SCHEMES = ("s3", "s3a", "s3n")
-
-
-class S3Error(ConfigError):
-    """An S3 location cannot be used; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +41,7 @@ class S3Uri:
         """
         parts = urlsplit(uri)
         if parts.scheme not in S3_SCHEMES or not parts.netloc:
-            raise S3Error(f"{uri}: not an s3://bucket/prefix URI")
+            raise S3AccessError(f"{uri}: not an s3://bucket/prefix URI")
         return cls(parts.scheme, parts.netloc, parts.path.lstrip("/"))
 
     @property
@@ -75,35 +72,11 @@ def client() -> Any:
     return boto3.session.Session().client("s3")
 
 
-def explain(exc: Exception, what: str) -> S3Error:
-    """Turn boto3/botocore failures into messages that say what to do."""
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
-
-    if isinstance(exc, NoCredentialsError):
-        return S3Error(
-            f"{what}: no AWS credentials found. Configure them the usual way (AWS_PROFILE / "
-            f"~/.aws/credentials, AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY, or an instance "
-            f"role).")
-    if isinstance(exc, EndpointConnectionError):
-        return S3Error(f"{what}: cannot reach the S3 endpoint ({exc}); check AWS_ENDPOINT_URL "
-                       f"/ the region and the network.")
-    if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code == "NoSuchBucket":
-            return S3Error(f"{what}: the bucket does not exist (or is in another account); "
-                           f"check the bucket name.")
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return S3Error(f"{what}: not found; check the bucket and key.")
-        if code in ("AccessDenied", "403", "AllAccessDisabled", "AccountProblem"):
-            return S3Error(f"{what}: access denied; the credentials in use need s3:ListBucket, "
-                           f"s3:GetObject (input) and s3:PutObject/s3:DeleteObject (output) "
-                           f"on it.")
-        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
-                    "InvalidToken", "TokenRefreshRequired"):
-            return S3Error(f"{what}: the AWS credentials were rejected ({code}); refresh or "
-                           f"fix them.")
-        return S3Error(f"{what}: S3 error {code}: {exc}")
-    return S3Error(f"{what}: {exc}")
+def explain(exc: Exception, what: str,
+            kind: type[S3Error] = S3AccessError) -> S3Error:
+    """A boto3/botocore failure as ``kind`` (:class:`S3AccessError` before the run,
+    :class:`S3WriteError` for its outputs), with what to do from the shared hints."""
+    return kind(f"{what}: {explain_aws(exc)}")
 
 
 def extension_of(path: str) -> str:
@@ -183,15 +156,26 @@ def delete_prefix(s3: Any, uri: str) -> int:
                                          Delete={"Objects": keys, "Quiet": True})
                 if done.get("Errors"):
                     first = done["Errors"][0]
-                    raise S3Error(f"deleting {uri}: {len(done['Errors'])} objects could not be "
+                    raise S3WriteError(f"deleting {uri}: {len(done['Errors'])} objects could not be "
                                   f"deleted (first: {first.get('Key')}: {first.get('Code')})")
                 n += len(keys)
     except (ClientError, BotoCoreError) as exc:
-        raise explain(exc, f"deleting {uri}") from exc
+        raise explain(exc, f"deleting {uri}", S3WriteError) from exc
     return n
 
 
-def upload_tree(s3: Any, local_dir: str, uri: str, last: str = "manifest.json") -> int:
+def delete_key(s3: Any, uri: str) -> None:
+    """Delete one object (no error when it does not exist)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    loc = S3Uri.parse(uri)
+    try:
+        s3.delete_object(Bucket=loc.bucket, Key=loc.key)
+    except (ClientError, BotoCoreError) as exc:
+        raise explain(exc, f"deleting {uri}", S3WriteError) from exc
+
+
+def upload_tree(s3: Any, local_dir: str, uri: str, last: str = MANIFEST) -> int:
     """Upload a local folder under an S3 prefix, ``last`` after everything else.
 
     Hadoop's ``.crc`` side files are skipped. Returns the number of objects written.
@@ -212,7 +196,7 @@ def upload_tree(s3: Any, local_dir: str, uri: str, last: str = "manifest.json") 
             key = loc.prefix + os.path.relpath(path, local_dir).replace(os.sep, "/")
             s3.upload_file(path, loc.bucket, key)
     except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
-        raise explain(exc, f"uploading to {uri}") from exc
+        raise explain(exc, f"uploading to {uri}", S3WriteError) from exc
     return len(files)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
 
-from featurize.config import ConfigError
+from featurize.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -140,11 +140,3 @@ def read_text(spark: SparkSession, uri: str) -> str:
     finally:
         stream.close()
     return bytes(data).decode("utf-8")
-
-
-def join(base: str, *parts: str) -> str:
-    """Join URI segments with single slashes."""
-    out = base.rstrip("/")
-    for part in parts:
-        out += "/" + part.strip("/")
-    return out

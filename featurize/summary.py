@@ -11,11 +11,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from featurize.manifest import MANIFEST_NAME
+from featurize.rundir import MANIFEST, RunDir
 
 
 def load_manifest(run_dir: str) -> dict[str, Any]:
-    path = os.path.join(run_dir, MANIFEST_NAME)
+    path = RunDir(run_dir).manifest
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
 
@@ -78,11 +78,12 @@ def format_predictions(pred_dir: str, n: int = 8) -> str:
     import pyarrow.parquet as pq
 
     m = load_manifest(pred_dir)
-    table = pq.read_table(os.path.join(pred_dir, "predictions")).to_pandas()
+    where = RunDir(pred_dir).predictions
+    table = pq.read_table(where).to_pandas()
     table = table.sort_values("path").head(n)
     c = m["counts"]
     lines = [f"predictions   : {c['predicted']} predicted, {c['failed']} failed "
-             f"{c.get('failed_by_reason') or ''} -> {os.path.join(pred_dir, 'predictions')}"]
+             f"{c.get('failed_by_reason') or ''} -> {where}"]
     for row in table.itertuples():
         name = "/".join(row.path.split("/")[-2:])
         lines.append(f"  {name:<32} {row.predicted_label:<16} confidence {row.confidence:.3f}")
@@ -97,10 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         manifest = load_manifest(args.run_dir)
     except FileNotFoundError:
-        print(f"no {MANIFEST_NAME} in {args.run_dir}: the run did not finish", file=sys.stderr)
+        print(f"no {MANIFEST} in {args.run_dir}: the run did not finish", file=sys.stderr)
         return 1
     print(format_summary(manifest, args.run_dir))
-    metrics_path = os.path.join(args.run_dir, "metrics.json")
+    metrics_path = RunDir(args.run_dir).metrics
     if os.path.exists(metrics_path):
         with open(metrics_path, encoding="utf-8") as fh:
             print(format_metrics(json.load(fh)))

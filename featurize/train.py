@@ -11,18 +11,17 @@ from pyspark.sql import SparkSession
 
 from featurize import storage
 from featurize.classify import (
-    ClassifierError, ClassifierParams, evaluate, fit_classifier, labelled_only, labels_of,
-    predict, split_by_file, stratified_split,
+    ClassifierParams, evaluate, fit_classifier, labelled_only, labels_of, predict,
+    split_by_file, stratified_split,
 )
-from featurize.config import ConfigError
-from featurize.job import sql_conf
-from featurize.manifest import FORMAT_VERSION, MANIFEST_NAME, StageTimer, utc_now
+from featurize.errors import ClassifierError, ConfigError
+from featurize.manifest import FORMAT_VERSION, StageTimer, utc_now
+from featurize.output import read_finished_run
 from featurize.reduce import model_fingerprint
+from featurize.rundir import TEST_PREDICTIONS_COLUMNS, RunDir
+from featurize.sparkconf import sql_conf
 
 logger = logging.getLogger(__name__)
-
-METRICS_NAME = "metrics.json"
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -48,28 +47,15 @@ class TrainConfig:
             raise ConfigError("--max-iter must be at least 1.")
 
 
-def read_manifest(spark: SparkSession, run_dir: str) -> dict[str, Any]:
-    """The run's manifest, refusing runs that did not complete."""
-    uri = storage.join(run_dir, MANIFEST_NAME)
-    if not storage.exists(spark, uri):
-        raise ConfigError(
-            f"{run_dir} has no {MANIFEST_NAME}: not a finished featurize run. Run "
-            f"jobs/featurize_images.py --output {run_dir} first.")
-    manifest = json.loads(storage.read_text(spark, uri))
-    if manifest.get("status") != "complete":
-        raise ConfigError(f"{run_dir}: the featurize run did not complete "
-                          f"(status {manifest.get('status')!r}); rerun it.")
-    return manifest
-
-
 def run(spark: SparkSession, config: TrainConfig) -> dict[str, Any]:
     """Train, evaluate and save; returns the metrics written to ``RUN/metrics.json``."""
     timer = StageTimer()
-    manifest = read_manifest(spark, config.run)
+    run_dir = RunDir(config.run)
+    manifest = read_finished_run(spark, run_dir)
     # metrics.json marks a trained run, so it goes first and comes back last: a retrain
     # that fails halfway never leaves a new classifier beside old metrics.
-    storage.delete(spark, storage.join(config.run, METRICS_NAME))
-    pca_model = PipelineModel.load(storage.join(config.run, "models", "pca"))
+    storage.delete(spark, run_dir.metrics)
+    pca_model = PipelineModel.load(run_dir.pca_model)
     # The PCA table is small (k floats per image): Spark's default 200 shuffle partitions
     # for the split's window and the evaluation's groupBy would be 200 near-empty tasks
     # per stage (most of this job's time on a laptop).
@@ -80,7 +66,10 @@ def run(spark: SparkSession, config: TrainConfig) -> dict[str, Any]:
 
 def _train(spark: SparkSession, config: TrainConfig, manifest: dict[str, Any],
            pca_model: PipelineModel, timer: StageTimer) -> dict[str, Any]:
-    pca = labelled_only(spark.read.parquet(storage.join(config.run, "pca"))).cache()
+    # Long because it is one job read top to bottom: split, fit, evaluate, write, and
+    # the metrics.json that records all of it.
+    run_dir = RunDir(config.run)
+    pca = labelled_only(spark.read.parquet(run_dir.pca)).cache()
     try:
         with timer.stage("split"):
             unlisted = 0
@@ -108,9 +97,9 @@ def _train(spark: SparkSession, config: TrainConfig, manifest: dict[str, Any],
             train_metrics = evaluate(predict(model, train), labels)
         missing = sorted(set(labels) - {r["label"] for r in test.select("label").distinct().collect()})
         with timer.stage("write"):
-            model.write().overwrite().save(storage.join(config.run, "models", "classifier"))
-            test_pred.select("path", "label", "predicted_label", "confidence").write.mode(
-                "overwrite").parquet(storage.join(config.run, "test_predictions"))
+            model.write().overwrite().save(run_dir.classifier)
+            test_pred.select(*TEST_PREDICTIONS_COLUMNS).write.mode("overwrite").parquet(
+                run_dir.test_predictions)
         for frame in (train, test, test_pred):
             frame.unpersist()
     finally:
@@ -134,8 +123,7 @@ def _train(spark: SparkSession, config: TrainConfig, manifest: dict[str, Any],
         "train": train_metrics,
         "timings_seconds": {**timer.seconds, "total": timer.total()},
     }
-    storage.write_text(spark, storage.join(config.run, METRICS_NAME),
-                       json.dumps(metrics, indent=2) + "\n")
+    storage.write_text(spark, run_dir.metrics, json.dumps(metrics, indent=2) + "\n")
     logger.info("classifier: test accuracy %.4f, macro-F1 %.4f on %d images",
                 metrics["accuracy"], metrics["macro_f1"], n_test)
     return metrics

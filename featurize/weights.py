@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from featurize.errors import WeightsError
+
 logger = logging.getLogger(__name__)
 
 #: Where Keras downloads MobileNetV2 weights from (module constant so tests can point
@@ -27,10 +29,6 @@ IMAGENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.
 
 #: Seed used by ``--weights random`` unless ``--seed`` says otherwise.
 DEFAULT_SEED = 0
-
-
-class WeightsError(RuntimeError):
-    """The weights spec cannot be resolved; the message says what to do."""
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from featurize.config import DEFAULT_MAX_FILE_BYTES, ConfigError, FeaturizeConfig
-from featurize.entry import submit
+from featurize.config import DEFAULT_MAX_FILE_BYTES, FeaturizeConfig
+from featurize.entry import configure_logging, run_job
 from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS
-from featurize.reduce import ReducerError
-from featurize.weights import DEFAULT_SEED, WeightsError
+from featurize.weights import DEFAULT_SEED
 
 logger = logging.getLogger("featurize.jobs.featurize_images")
 
@@ -67,8 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(argv: Sequence[str] | None = None) -> FeaturizeConfig:
     """Parse flags into a validated config (raises ConfigError or SystemExit)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     return FeaturizeConfig(
         input=args.input,
         output=args.output,
@@ -88,19 +87,10 @@ def config_from_args(argv: Sequence[str] | None = None) -> FeaturizeConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        config = config_from_args(argv)
-    except ConfigError as exc:
-        print(f"featurize_images: error: {exc}", file=sys.stderr)
-        return 2
-    from featurize.job import run
+    def done(config: FeaturizeConfig, manifest: dict[str, Any]) -> None:
+        logger.info("run directory: %s (status %s)", config.output, manifest["status"])
 
-    status, manifest = submit("featurize_images", run, config, (ConfigError, WeightsError),
-                              (ReducerError,))
-    if status:
-        return status
-    logger.info("run directory: %s (status %s)", config.output, manifest["status"])
-    return 0
+    return run_job("featurize_images", lambda: config_from_args(argv), "featurize.job", done)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from featurize.config import DEFAULT_MAX_FILE_BYTES, ConfigError
-from featurize.entry import submit
+from featurize.config import DEFAULT_MAX_FILE_BYTES
+from featurize.entry import configure_logging, run_job
 from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS
-from featurize.weights import WeightsError
 
 logger = logging.getLogger("featurize.jobs.predict_images")
 
@@ -40,28 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     from featurize.predict import PredictConfig
 
-    try:
-        config = PredictConfig(
-            run=args.run, input=args.input, output=args.output, batch_size=args.batch_size,
-            overwrite=args.overwrite,
-            extensions=tuple(e for e in args.extensions.split(",") if e),
-            max_pixels=args.max_pixels, tf_threads=args.tf_threads,
-            max_file_bytes=args.max_file_bytes)
-    except ConfigError as exc:
-        print(f"predict_images: error: {exc}", file=sys.stderr)
-        return 2
-    from featurize.predict import run
+    def done(config: Any, manifest: dict[str, Any]) -> None:
+        logger.info("predictions: %s/predictions (%d images, %d failed)", config.output,
+                    manifest["counts"]["predicted"], manifest["counts"]["failed"])
 
-    status, manifest = submit("predict_images", run, config, (ConfigError, WeightsError))
-    if status:
-        return status
-    logger.info("predictions: %s/predictions (%d images, %d failed)", config.output,
-                manifest["counts"]["predicted"], manifest["counts"]["failed"])
-    return 0
+    return run_job("predict_images", lambda: PredictConfig(
+        run=args.run, input=args.input, output=args.output, batch_size=args.batch_size,
+        overwrite=args.overwrite, extensions=tuple(e for e in args.extensions.split(",") if e),
+        max_pixels=args.max_pixels, tf_threads=args.tf_threads,
+        max_file_bytes=args.max_file_bytes), "featurize.predict", done)
 
 
 if __name__ == "__main__":

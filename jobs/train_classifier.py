@@ -13,10 +13,9 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from featurize.classify import ClassifierError
-from featurize.config import ConfigError
-from featurize.entry import submit
+from featurize.entry import configure_logging, run_job
 from featurize.train import TrainConfig
 
 logger = logging.getLogger("featurize.jobs.train_classifier")
@@ -44,25 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = TrainConfig(run=args.run, test_fraction=args.test_fraction, seed=args.seed,
-                             split_file=args.split_file, reg_param=args.reg_param,
-                             elastic_net_param=args.elastic_net_param, max_iter=args.max_iter,
-                             standardize=args.standardize)
-    except ConfigError as exc:
-        print(f"train_classifier: error: {exc}", file=sys.stderr)
-        return 2
-    from featurize.train import run
+    configure_logging(args.log_level)
+    def done(config: TrainConfig, metrics: dict[str, Any]) -> None:
+        logger.info("test accuracy %.4f (macro-F1 %.4f); metrics in %s/metrics.json",
+                    metrics["accuracy"], metrics["macro_f1"], config.run)
 
-    status, metrics = submit("train_classifier", run, config, (ConfigError,),
-                             (ClassifierError,), failed="training failed")
-    if status:
-        return status
-    logger.info("test accuracy %.4f (macro-F1 %.4f); metrics in %s/metrics.json",
-                metrics["accuracy"], metrics["macro_f1"], config.run)
-    return 0
+    return run_job("train_classifier", lambda: TrainConfig(
+        run=args.run, test_fraction=args.test_fraction, seed=args.seed,
+        split_file=args.split_file, reg_param=args.reg_param,
+        elastic_net_param=args.elastic_net_param, max_iter=args.max_iter,
+        standardize=args.standardize), "featurize.train", done)
 
 
 if __name__ == "__main__":

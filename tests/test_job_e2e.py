@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from featurize.config import ConfigError, FeaturizeConfig
+from featurize.config import FeaturizeConfig
+from featurize.errors import ConfigError
 from featurize.job import run
 from tests.helpers import image_bytes, independent_listing, pattern_image, write
 
@@ -186,7 +187,7 @@ def test_existing_output_needs_overwrite_then_variance_mode_runs(spark, run_dir,
     ids=["k-too-large", "missing-input", "input-scheme", "output-scheme", "weights-file"],
 )
 def test_bad_configuration_fails_before_any_output(spark, corpus, tmp_path, kwargs, message):
-    from featurize.weights import WeightsError
+    from featurize.errors import WeightsError
 
     out = tmp_path / "never"
     base = dict(input=str(corpus), output=str(out), weights="random")
@@ -212,7 +213,7 @@ def test_config_validation(kwargs):
 
 
 def test_failed_run_leaves_a_failed_manifest(spark, tmp_path):
-    from featurize.reduce import ReducerError
+    from featurize.errors import ReducerError
 
     write(tmp_path / "in" / "a" / "x.jpg", b"not an image")
     write(tmp_path / "in" / "a" / "y.png", b"")

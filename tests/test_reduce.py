@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from featurize.model import FEATURE_DIM
-from featurize.reduce import MomentStats, ReducerError, choose_k, fit_reducer, project
+from featurize.errors import ReducerError
+from featurize.reduce import MomentStats, choose_k, fit_reducer, project
 
 pytestmark = pytest.mark.spark
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featurize.config import ConfigError, FeaturizeConfig
+from featurize.config import FeaturizeConfig
+from featurize.errors import ConfigError
 from featurize.job import run
 from tests.helpers import image_bytes, pattern_image, write
 

@@ -12,7 +12,8 @@ import pytest
 from botocore.exceptions import ClientError, NoCredentialsError
 
 from featurize import s3
-from featurize.config import ConfigError, FeaturizeConfig
+from featurize.config import FeaturizeConfig
+from featurize.errors import ConfigError
 from featurize.job import run
 from tests.test_job_e2e import ERRORS_SCHEMA, EXPECTED, FEATURES_SCHEMA, make_corpus
 
@@ -150,11 +151,23 @@ def test_missing_credentials_are_explained(spark, bucket, tmp_path, monkeypatch)
     ("AllAccessDisabled", "access denied"),
     ("InvalidAccessKeyId", "credentials were rejected"),
     ("ExpiredToken", "credentials were rejected"),
-    ("SlowDown", "S3 error SlowDown"),
+    ("SlowDown", "throttled by AWS"),
+    ("InternalError", "listing s3://b/p: ListObjectsV2 failed: InternalError: x"),
 ])
 def test_client_errors_become_messages(code, message):
     exc = ClientError({"Error": {"Code": code, "Message": "x"}}, "ListObjectsV2")
     assert message in str(s3.explain(exc, "listing s3://b/p"))
+
+
+def test_s3_errors_before_and_after_the_run_have_their_own_exit_status():
+    from featurize.errors import RunFailure, S3AccessError, S3WriteError, UsageError
+
+    exc = ClientError({"Error": {"Code": "AccessDenied", "Message": "x"}}, "PutObject")
+    read, written = s3.explain(exc, "listing"), s3.explain(exc, "uploading", S3WriteError)
+    assert isinstance(read, S3AccessError) and isinstance(read, UsageError)
+    assert read.exit_status == 2
+    assert isinstance(written, RunFailure) and not isinstance(written, UsageError)
+    assert written.exit_status == 1
 
 
 def test_no_credentials_becomes_a_message():

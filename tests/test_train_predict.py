@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from featurize.config import ConfigError, FeaturizeConfig
+from featurize.config import FeaturizeConfig
+from featurize.errors import ConfigError
 from featurize.sample import write_sample
 from tests.conftest import REPO, imagenet_available
 from tests.helpers import write
@@ -50,7 +51,7 @@ def test_metrics_and_model(spark, trained_run):
 
 
 def test_predict_new_images(spark, trained_run, tmp_path):
-    from featurize import predict
+    from featurize import predict, rundir
 
     run_dir, _ = trained_run
     new = tmp_path / "new"
@@ -62,7 +63,7 @@ def test_predict_new_images(spark, trained_run, tmp_path):
     assert manifest["counts"] == {"inputs": 51, "predicted": 50, "failed": 1,
                                   "failed_by_reason": {"truncated": 1}}
     df = spark.read.parquet(str(out / "predictions"))
-    assert df.schema.simpleString() == predict.PREDICTIONS_SCHEMA
+    assert df.schema.simpleString() == rundir.PREDICTIONS_SCHEMA
     rows = df.collect()
     assert len(rows) == 50
     for r in rows:

@@ -1,0 +1,199 @@
+"""One featurization pass over the inputs, shared by the featurize and predict jobs.
+
+:func:`start_warm_up` prepares the Python workers while the driver lists inputs and
+resolves weights; :func:`start_pass` plans the partitions, broadcasts the weights and
+persists the UDF's output (lazily: the CNN runs once per image, at the first action);
+:func:`write_errors` writes ``errors/`` after that action and counts the outcomes.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
+
+from featurize.config import DEFAULT_FILES_PER_PARTITION, FeaturizeConfig
+from featurize.errors import JobError
+from featurize.images import ERROR_REASONS
+from featurize.inputs import Listing, read_contents, unscanned
+from featurize.manifest import StageTimer
+from featurize.pipeline import (
+    PartitionPlan, apply_featurizer, error_rows, label_column, plan_partitions, with_labels,
+)
+from featurize.rundir import ERROR_RECORD_DDL, ERRORS_DDL, ErrorRecord
+from featurize.sparkconf import sql_conf
+from featurize.udf import make_featurize_udf
+from featurize.weights import ResolvedWeights
+
+logger = logging.getLogger(__name__)
+
+
+def start_warm_up(spark: SparkSession, batch_size: int, threads: int) -> threading.Thread:
+    """Prepare the Python workers (TensorFlow import, model build, trace) in the background.
+
+    One task per core, run while the driver lists inputs and resolves weights; with
+    worker reuse the UDF's tasks then find warm workers. A failure here is logged only:
+    the UDF builds what it needs itself.
+    """
+    sc = spark.sparkContext
+    n = max(sc.defaultParallelism, 1)
+
+    def warm(batches: Iterator[Any]) -> Iterator[Any]:
+        from featurize import model as model_cache
+
+        model_cache.warm_up(batch_size, threads)
+        yield from batches
+
+    def job() -> None:
+        try:
+            sc.setJobDescription("featurize: warm up Python workers")
+            # A pandas (Arrow) job, not an RDD one: Spark keeps separate Python worker
+            # pools for the two, and the UDF runs in the Arrow pool.
+            spark.range(0, n, numPartitions=n).mapInPandas(warm, "id long").collect()
+        except Exception:  # noqa: BLE001 - an optimisation must never fail the run
+            logger.warning("worker warm-up failed; workers will build the model on demand",
+                           exc_info=True)
+
+    thread = threading.Thread(target=job, name="featurize-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def outcome_counts(featurized: DataFrame, name: str) -> tuple[DataFrame, Observation]:
+    """Attach per-outcome row counts, computed by whichever action runs first.
+
+    ``observe`` metrics come from successful task attempts only, so retries do not
+    double count, and they cost no extra pass over the data.
+    """
+    observation = Observation(name)
+    error = F.col("result.error")
+    metrics = [F.count(F.lit(1)).alias("rows"),
+               F.count_if(error.isNull()).alias("featurized")]
+    metrics += [F.count_if(error == F.lit(r)).alias(r) for r in ERROR_REASONS]
+    return featurized.observe(observation, *metrics), observation
+
+
+@dataclass
+class FeaturizePass:
+    """The persisted UDF output of one pass, and what goes with it.
+
+    Run the first action on ``observed`` inside :meth:`confs`; then call
+    :func:`write_errors`. Used as a context manager, it releases the cached rows and the
+    broadcast weights on exit.
+    """
+
+    spark: SparkSession
+    frame: DataFrame
+    observed: DataFrame
+    observation: Observation
+    broadcast: Any
+    counter: Any
+    conf_values: dict[str, str]
+    plan: PartitionPlan
+    threads: int
+
+    def confs(self) -> Any:
+        return sql_conf(self.spark, self.conf_values)
+
+    @property
+    def model_images(self) -> int:
+        """Images the CNN ran on (an accumulator: counts retried tasks again)."""
+        return int(self.counter.value)
+
+    def spark_manifest(self) -> dict[str, int]:
+        """The pass's entries in the manifest's ``spark`` section."""
+        return {"partitions_planned": self.plan.partitions, "tf_threads_per_task": self.threads,
+                "partitions_used": self.frame.rdd.getNumPartitions()}
+
+    def __enter__(self) -> "FeaturizePass":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.frame.unpersist()
+        self.broadcast.unpersist()
+
+
+def start_pass(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
+               weights: ResolvedWeights, *, threads: int, warming: threading.Thread,
+               timer: StageTimer) -> FeaturizePass:
+    """Plan partitions, broadcast the weights and persist the UDF's output (lazily)."""
+    sc = spark.sparkContext
+    cap = config.files_per_partition or DEFAULT_FILES_PER_PARTITION
+    # Spark's scan covers every listed file under the limit (--resume's kept ones are
+    # dropped after the scan); the boto3 path fetches only the files to read.
+    n_scan = len(listing.listed) - len(listing.too_large)
+    n_read = n_scan if listing.mode == "spark" else len(listing.to_read)
+    read_bytes = max(listing.n_bytes - sum(t.length for t in listing.too_large), 0)
+    read_bytes = int(read_bytes * n_read / max(n_scan, 1))
+    plan = plan_partitions(n_read, read_bytes, sc.defaultParallelism, cap)
+    broadcast = sc.broadcast(weights.arrays)
+    counter = sc.accumulator(0)
+    featurizer = make_featurize_udf(
+        broadcast, weights.digest, config.batch_size, threads,
+        max_pixels=config.max_pixels, images_counter=counter,
+    )
+    conf_values = {
+        "spark.sql.files.maxPartitionBytes": str(plan.max_partition_bytes),
+        # One Arrow batch = one model batch: memory per worker stays flat.
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(config.batch_size),
+    }
+    labelled = with_labels(read_contents(spark, listing, config, plan.partitions),
+                           listing.root)
+    with timer.stage("wait_warm_up"):
+        warming.join()
+    with sql_conf(spark, conf_values):
+        # Persisted so every output comes from one CNN pass. persist() plans the
+        # query, so it must happen while the partitioning and Arrow confs are set.
+        frame = apply_featurizer(labelled, featurizer(F.col("content"))).persist(
+            StorageLevel.MEMORY_AND_DISK)
+    observed, observation = outcome_counts(frame, "featurize_outcomes")
+    return FeaturizePass(spark, frame, observed, observation, broadcast, counter, conf_values,
+                         plan, threads)
+
+
+def records_frame(spark: SparkSession, records: Sequence[ErrorRecord], root: str) -> DataFrame:
+    """Driver-side error records in the ``errors/`` schema (labels from their paths)."""
+    return spark.createDataFrame(list(records), ERROR_RECORD_DDL).select(
+        "path", label_column(F.col("path"), root).alias("label"), "length",
+        F.expr("timestamp_millis(mtime_ms)").alias("modification_time"), "error", "detail",
+    )
+
+
+def write_errors(spark: SparkSession, fz: FeaturizePass | None, listing: Listing,
+                 errors_uri: str, kept: Sequence[ErrorRecord] = ()) -> tuple[int, dict[str, int]]:
+    """Write ``errors/``: this pass's decode failures, unscanned and too-large files, and
+    the ``kept`` records of a resumed run. Call after the pass's first action.
+
+    Returns this pass's ``(featurized, failed by reason)``; ``kept`` is not counted.
+
+    Raises
+    ------
+    JobError
+        The pass produced a reason that is not in the taxonomy.
+    """
+    by_reason: dict[str, int] = {}
+    n_ok = 0
+    records = list(listing.too_large)
+    errors = None
+    if fz is not None:
+        metrics = fz.observation.get
+        by_reason.update({r: int(metrics[r]) for r in ERROR_REASONS if metrics[r]})
+        n_ok = int(metrics["featurized"])
+        if int(metrics["rows"]) != n_ok + sum(by_reason.values()):
+            raise JobError(f"unknown error reason among {metrics}")
+        records += unscanned(spark, fz.frame, listing, int(metrics["rows"]))
+        errors = error_rows(fz.frame)
+    for record in records:
+        by_reason[record.error] = by_reason.get(record.error, 0) + 1
+    if records or kept:
+        frame = records_frame(spark, records + list(kept), listing.root)
+        errors = frame if errors is None else errors.unionByName(frame)
+    if errors is None:
+        errors = spark.createDataFrame([], ERRORS_DDL)
+    errors.coalesce(1).write.mode("errorifexists").parquet(errors_uri)
+    return n_ok, by_reason

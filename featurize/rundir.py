@@ -1,0 +1,153 @@
+"""The run directory: every path inside it and every table schema, in one place.
+
+::
+
+    RUN/manifest.json        what ran, with what, how it went (status last)
+    RUN/features/            path, label, length, modification_time, features[1280]
+    RUN/errors/              path, label, length, modification_time, error, detail
+    RUN/pca/                 path, label, pca_features[k]
+    RUN/models/pca/          StandardScaler + PCA PipelineModel
+    RUN/models/classifier/   after train: the classifier PipelineModel
+    RUN/metrics.json         after train: accuracy, macro-F1, per class, confusion matrix
+    RUN/test_predictions/    after train: the test split's predictions
+    RUN/report/              after ``make report``: PNGs and index.html
+    OUT/predictions/         a predict job's output folder: path, predicted_label, ...
+
+Paths are URIs joined with ``/`` (``file:``, plain local paths, ``s3://`` alike); a local
+run directory's paths are ordinary file paths.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+MANIFEST = "manifest.json"
+METRICS = "metrics.json"
+
+#: ``features/`` rows (and the resume reader's explicit schema: a folder a stopped write
+#: left empty reads as zero rows, not an error).
+FEATURES_DDL = ("path string, label string, length long, modification_time timestamp, "
+                "features array<float>")
+ERRORS_COLUMNS = ("path", "label", "length", "modification_time", "error", "detail")
+ERRORS_DDL = ("path string, label string, length long, modification_time timestamp, "
+              "error string, detail string")
+#: :class:`ErrorRecord` as a Spark row: the modification time as epoch milliseconds, so
+#: no Python datetime (time zone, DST folding) sits between a file's status and its row.
+ERROR_RECORD_DDL = "path string, length long, mtime_ms long, error string, detail string"
+#: The key of a listed file: what ``--resume`` matches old rows on.
+FILE_KEY_DDL = "path string, length long, mtime_ms long"
+PREDICTIONS_COLUMNS = ("path", "predicted_label", "confidence", "probabilities")
+PREDICTIONS_SCHEMA = ("struct<path:string,predicted_label:string,confidence:double,"
+                      "probabilities:map<string,double>>")
+TEST_PREDICTIONS_COLUMNS = ("path", "label", "predicted_label", "confidence")
+
+
+class FileKey(NamedTuple):
+    """A listed input file: its path (as Spark's ``path`` column has it), size and
+    modification time in epoch milliseconds."""
+
+    path: str
+    length: int
+    mtime_ms: int
+
+
+class ErrorRecord(NamedTuple):
+    """One ``errors/`` row known on the driver (too large, not scanned, kept by resume);
+    the label is derived from the path when it is written."""
+
+    path: str
+    length: int
+    mtime_ms: int
+    error: str
+    detail: str
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI segments with single slashes.
+
+    >>> join("s3://b/runs/x/", "models", "pca")
+    's3://b/runs/x/models/pca'
+    """
+    out = base.rstrip("/")
+    for part in parts:
+        out += "/" + part.strip("/")
+    return out
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The paths of one run directory (or of a predict job's output folder).
+
+    >>> RunDir("runs/local").pca_model
+    'runs/local/models/pca'
+    """
+
+    uri: str
+
+    def at(self, *parts: str) -> str:
+        return join(self.uri, *parts)
+
+    @property
+    def manifest(self) -> str:
+        return self.at(MANIFEST)
+
+    @property
+    def metrics(self) -> str:
+        return self.at(METRICS)
+
+    @property
+    def features(self) -> str:
+        return self.at("features")
+
+    @property
+    def features_next(self) -> str:
+        """Where a resume that drops rows writes kept + new features before swapping."""
+        return self.at("_features_next")
+
+    @property
+    def errors(self) -> str:
+        return self.at("errors")
+
+    @property
+    def pca(self) -> str:
+        return self.at("pca")
+
+    @property
+    def pca_model(self) -> str:
+        return self.at("models", "pca")
+
+    @property
+    def classifier(self) -> str:
+        return self.at("models", "classifier")
+
+    @property
+    def test_predictions(self) -> str:
+        return self.at("test_predictions")
+
+    @property
+    def predictions(self) -> str:
+        return self.at("predictions")
+
+    @property
+    def report(self) -> str:
+        return self.at("report")
+
+    @staticmethod
+    def committed(table: str) -> str:
+        """Hadoop's mark of a table folder whose write job committed."""
+        return join(table, "_SUCCESS")
+
+    @staticmethod
+    def uncommitted(table: str) -> str:
+        """Where a table's write keeps task attempts until they commit; a write stopped
+        partway leaves them behind, and they are not rows."""
+        return join(table, "_temporary")
+
+    #: Files whose presence says a run (or its classifier) finished: deleted first when
+    #: a run directory is replaced, written last.
+    MARKERS = (MANIFEST, METRICS)
+
+    #: The ``outputs`` section of each job's manifest (folders relative to the run).
+    FEATURIZE_OUTPUTS = {"features": "features/", "errors": "errors/", "pca": "pca/",
+                         "pca_model": "models/pca/"}
+    PREDICT_OUTPUTS = {"predictions": "predictions/", "errors": "errors/"}
