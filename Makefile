@@ -38,50 +38,32 @@ SUBMIT    := $(VENV)/bin/spark-submit --master "local[*]" --driver-memory 4g --c
 BENCH_N   ?= 5000
 BENCH_ARGS ?=
 
-# --- EMR (python -m emr; README "On EMR") -------------------------------------------------
-# Nothing account-specific has a default: BUCKET is required by every AWS target.
-BUCKET    ?=
-PREFIX    ?= featurize-images
-REGION    ?=
-PROFILE   ?=
-RELEASE_LABEL ?= emr-7.13.0
-INSTANCE_TYPE ?= m5.xlarge
-MASTER_INSTANCE_TYPE ?=
-CORE_COUNT ?= 2
-TASK_COUNT ?= 0
-SPOT      ?=
-SUBNET_ID ?=
-KEY_NAME  ?=
-SERVICE_ROLE ?= EMR_DefaultRole
-INSTANCE_PROFILE ?= EMR_EC2_DefaultRole
-IDLE_TIMEOUT ?= 3600
-EXECUTOR_CORES ?= 4
-CLUSTER_ID ?=
-STEPS     ?= featurize train
-DRY_RUN   ?=
-POLL      ?= 30
-DIST      ?= dist
-EMR_STATE ?= .emr
+# --- EMR (python -m emr; docs/emr.md) ------------------------------------------------------
+# One source of defaults: emr/settings.py and emr/requests.py. A variable reaches the CLI
+# only when you set it (on the command line or in the environment); BUCKET is required by
+# every AWS target. Variables: BUCKET PREFIX REGION PROFILE RELEASE_LABEL INSTANCE_TYPE
+# MASTER_INSTANCE_TYPE CORE_COUNT TASK_COUNT SPOT SUBNET_ID KEY_NAME SERVICE_ROLE
+# INSTANCE_PROFILE IDLE_TIMEOUT EXECUTOR_CORES CLUSTER_ID STEPS POLL DIST EMR_STATE DRY_RUN
+# (and INPUT OUTPUT WEIGHTS PREDICT_INPUT PREDICT_OUTPUT JOB_ARGS TRAIN_ARGS for the steps).
 
 q = '$(subst ','"'"',$(1))'
-# INPUT/OUTPUT/PREDICT_* have local defaults; EMR steps only take them when you give them.
 given = $(filter command line environment environment override override,$(origin $(1)))
-EMR       := $(PY) -m emr --dist $(call q,$(DIST)) --state-dir $(call q,$(EMR_STATE)) \
-  $(if $(PROFILE),--profile $(call q,$(PROFILE))) $(if $(REGION),--region $(call q,$(REGION)))
-EMR_SETTINGS = --bucket $(call q,$(BUCKET)) --prefix $(call q,$(PREFIX)) \
-  --release-label $(call q,$(RELEASE_LABEL)) --instance-type $(call q,$(INSTANCE_TYPE)) \
-  $(if $(MASTER_INSTANCE_TYPE),--master-instance-type $(call q,$(MASTER_INSTANCE_TYPE))) \
-  --core-count $(call q,$(CORE_COUNT)) --task-count $(call q,$(TASK_COUNT)) $(if $(filter 1 true yes,$(SPOT)),--spot) \
-  $(if $(SUBNET_ID),--subnet-id $(call q,$(SUBNET_ID))) $(if $(KEY_NAME),--key-name $(call q,$(KEY_NAME))) \
-  --service-role $(call q,$(SERVICE_ROLE)) --instance-profile $(call q,$(INSTANCE_PROFILE)) \
-  --idle-timeout $(call q,$(IDLE_TIMEOUT)) --executor-cores $(call q,$(EXECUTOR_CORES))
-EMR_STEPS = --steps $(call q,$(STEPS)) --weights $(call q,$(WEIGHTS)) \
-  $(if $(call given,INPUT),--input $(call q,$(INPUT))) \
-  $(if $(call given,OUTPUT),--output $(call q,$(OUTPUT))) \
-  $(if $(call given,PREDICT_INPUT),--predict-input $(call q,$(PREDICT_INPUT))) \
-  $(if $(call given,PREDICT_OUTPUT),--predict-output $(call q,$(PREDICT_OUTPUT))) \
+# $(call opt,VAR,--flag): "--flag 'value'" when VAR was given, else nothing
+opt = $(if $(call given,$(1)),$(2) $(call q,$($(1))))
+EMR       := $(PY) -m emr $(call opt,DIST,--dist) $(call opt,EMR_STATE,--state-dir) \
+  $(call opt,PROFILE,--profile) $(call opt,REGION,--region)
+EMR_SETTINGS = $(call opt,BUCKET,--bucket) $(call opt,PREFIX,--prefix) \
+  $(call opt,RELEASE_LABEL,--release-label) $(call opt,INSTANCE_TYPE,--instance-type) \
+  $(call opt,MASTER_INSTANCE_TYPE,--master-instance-type) $(call opt,CORE_COUNT,--core-count) \
+  $(call opt,TASK_COUNT,--task-count) $(if $(filter 1 true yes,$(SPOT)),--spot) \
+  $(call opt,SUBNET_ID,--subnet-id) $(call opt,KEY_NAME,--key-name) \
+  $(call opt,SERVICE_ROLE,--service-role) $(call opt,INSTANCE_PROFILE,--instance-profile) \
+  $(call opt,IDLE_TIMEOUT,--idle-timeout) $(call opt,EXECUTOR_CORES,--executor-cores)
+EMR_STEPS = $(call opt,STEPS,--steps) $(call opt,WEIGHTS,--weights) \
+  $(call opt,INPUT,--input) $(call opt,OUTPUT,--output) \
+  $(call opt,PREDICT_INPUT,--predict-input) $(call opt,PREDICT_OUTPUT,--predict-output) \
   $(if $(JOB_ARGS),--job-args=$(call q,$(JOB_ARGS))) $(if $(TRAIN_ARGS),--train-args=$(call q,$(TRAIN_ARGS)))
-EMR_CLUSTER = $(if $(CLUSTER_ID),--cluster-id $(call q,$(CLUSTER_ID)))
+EMR_CLUSTER = $(call opt,CLUSTER_ID,--cluster-id)
 UPLOAD_FIRST = $(if $(DRY_RUN),,upload)
 
 .PHONY: help install sample run-local featurize train predict report test bench bench-levers clean
@@ -155,7 +137,7 @@ package: $(STAMP) ## EMR: build dist/ (code zip, job entry points, bootstrap scr
 	$(EMR) package
 
 upload: require-bucket package ## EMR: put dist/ and the weights (WEIGHTS=imagenet) under s3://BUCKET/PREFIX/
-	$(EMR) upload $(EMR_SETTINGS) --weights $(call q,$(WEIGHTS))
+	$(EMR) upload $(EMR_SETTINGS) $(call opt,WEIGHTS,--weights)
 
 cluster: require-bucket $(STAMP) $(UPLOAD_FIRST) ## EMR: upload, then start a cluster (BUCKET= INSTANCE_TYPE= CORE_COUNT= SPOT=1 DRY_RUN=1 ...)
 	$(EMR) up $(EMR_SETTINGS) $(if $(DRY_RUN),--dry-run)
@@ -164,20 +146,20 @@ submit: require-bucket $(STAMP) $(UPLOAD_FIRST) ## EMR: add steps (STEPS="featur
 	$(EMR) submit $(EMR_SETTINGS) $(EMR_STEPS) $(EMR_CLUSTER) $(if $(DRY_RUN),--dry-run)
 
 wait: $(STAMP) ## EMR: follow the submitted steps; on failure print the tail of stderr
-	$(EMR) wait $(EMR_CLUSTER) --poll $(call q,$(POLL))
+	$(EMR) wait $(EMR_CLUSTER) $(call opt,POLL,--poll)
 
 status: $(STAMP) ## EMR: the cluster and its steps
 	$(EMR) status $(EMR_CLUSTER)
 
 logs: $(STAMP) ## EMR: print the last step's stderr (STEP_ID=, LOG=stdout)
-	$(EMR) logs $(EMR_CLUSTER) $(if $(STEP_ID),--step-id $(call q,$(STEP_ID))) --file $(or $(LOG),stderr)
+	$(EMR) logs $(EMR_CLUSTER) $(call opt,STEP_ID,--step-id) $(call opt,LOG,--file)
 
 down: $(STAMP) ## EMR: terminate the cluster (and wait until it is gone)
 	$(EMR) down $(EMR_CLUSTER)
 
 emr-run: require-bucket $(STAMP) $(UPLOAD_FIRST) ## EMR: transient cluster that runs STEPS, waits, terminates itself
 	$(EMR) run $(EMR_SETTINGS) $(EMR_STEPS) $(if $(DRY_RUN),--dry-run)
-	$(if $(DRY_RUN),,$(EMR) wait --poll $(call q,$(POLL)))
+	$(if $(DRY_RUN),,$(EMR) wait $(call opt,POLL,--poll))
 
 clean: ## remove build output, runs and the venv
 	rm -rf build runs dist $(VENV) .pytest_cache spark-warehouse

@@ -4,7 +4,7 @@ Clients come from :func:`clients`, i.e. boto3's own configuration: the credentia
 ``--profile``/``AWS_PROFILE``, the region, and ``AWS_ENDPOINT_URL`` /
 ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL_EMR`` (how the tests reach moto), plus
 ``AWS_MAX_ATTEMPTS`` for retries. Each function logs a failed call with its context and
-re-raises; :func:`explain` turns the exception into a message for the CLI.
+re-raises; :func:`featurize.errors.explain_aws` turns the exception into a message.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
 logger = logging.getLogger(__name__)
 
@@ -33,34 +33,6 @@ def clients(profile: str | None = None, region: str | None = None) -> Clients:
         raise NoRegionError()
     return Clients(emr=session.client("emr"), s3=session.client("s3"),
                    region=session.region_name)
-
-
-def explain(exc: Exception) -> str:
-    """A one-paragraph message for an AWS failure: what happened, what to change."""
-    if isinstance(exc, NoRegionError):
-        return ("no AWS region: give REGION=us-east-1 (or --region), or set "
-                "AWS_DEFAULT_REGION / a region in your AWS profile")
-    if isinstance(exc, NoCredentialsError):
-        return ("no AWS credentials found: configure them the usual way (aws configure, "
-                "AWS_PROFILE / PROFILE=, AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY, SSO)")
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        code, message = err.get("Code", ""), err.get("Message", "")
-        op = exc.operation_name
-        hints = {
-            "NoSuchBucket": "the bucket does not exist: create it (aws s3 mb s3://BUCKET) "
-                            "or fix BUCKET",
-            "AccessDenied": "access denied: the credentials in use need this permission",
-            "ValidationException": "EMR rejected the request: check the variables it names",
-            "InvalidRequestException": "EMR rejected the request (wrong or finished "
-                                       "CLUSTER_ID?)",
-            "ThrottlingException": "throttled by AWS: retry in a minute",
-        }
-        hint = hints.get(code, "")
-        return f"{op} failed: {code}: {message}" + (f" ({hint})" if hint else "")
-    if isinstance(exc, BotoCoreError):
-        return f"AWS call failed: {exc}"
-    return str(exc)
 
 
 def _call(what: str, fn: Any, **kwargs: Any) -> Any:

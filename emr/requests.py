@@ -18,6 +18,8 @@ from emr.package import BOOTSTRAP_SCRIPT, CODE_ZIP, JOB_FILES
 from emr.settings import NODE_PYTHON, Settings, SettingsError, check_s3_uri
 
 PROJECT_TAG = "featurize-images"
+#: The steps ``submit`` and ``run`` add unless STEPS says otherwise.
+DEFAULT_STEPS = ("featurize", "train")
 
 
 def weights_uri(settings: Settings, spec: str) -> str:
@@ -84,7 +86,7 @@ def _instance_groups(settings: Settings) -> list[dict[str, Any]]:
     return groups
 
 
-def run_job_flow(settings: Settings, steps: Sequence[dict[str, Any]] = (),
+def run_job_flow(settings: Settings, steps: Sequence[Step] = (),
                  keep_alive: bool = True) -> dict[str, Any]:
     """``run_job_flow`` kwargs: a long-lived cluster (``up``), or a transient one that
     runs ``steps`` and terminates itself (``run``: ``keep_alive=False``)."""
@@ -121,7 +123,7 @@ def run_job_flow(settings: Settings, steps: Sequence[dict[str, Any]] = (),
         "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
     }
     if steps:
-        request["Steps"] = list(steps)
+        request["Steps"] = [s.request for s in steps]
     return request
 
 
@@ -146,14 +148,34 @@ def spark_submit_args(settings: Settings, job: str, job_args: Sequence[str]) -> 
             f"{settings.dist_uri}/jobs/{JOB_FILES[job]}", *job_args]
 
 
-def step(settings: Settings, job: str, job_args: Sequence[str],
-         action_on_failure: str) -> dict[str, Any]:
-    return {
+@dataclass(frozen=True)
+class Step:
+    """One step: the ``add_job_flow_steps`` entry, and what must exist before it is sent."""
+
+    job: str
+    request: dict[str, Any]
+    #: ``s3://`` artifacts the step names: the code zip, the entry point, the weights.
+    artifacts: tuple[str, ...]
+    #: The images it reads (featurize and predict), or None.
+    input: str | None = None
+
+    @property
+    def command_line(self) -> str:
+        """The step as one shell-quoted line, to paste on the master node."""
+        return shlex.join(self.request["HadoopJarStep"]["Args"])
+
+
+def step(settings: Settings, job: str, job_args: Sequence[str], action_on_failure: str, *,
+         weights: str | None = None, input_uri: str | None = None) -> Step:
+    code = (f"{settings.dist_uri}/{CODE_ZIP}", f"{settings.dist_uri}/jobs/{JOB_FILES[job]}")
+    s3_weights = (weights,) if weights and weights.startswith(("s3://", "s3a://")) else ()
+    request = {
         "Name": f"featurize-images {job}",
         "ActionOnFailure": action_on_failure,
         "HadoopJarStep": {"Jar": "command-runner.jar",
                           "Args": spark_submit_args(settings, job, job_args)},
     }
+    return Step(job, request, code + s3_weights, input_uri)
 
 
 def default_output(settings: Settings, input_uri: str) -> str:
@@ -163,7 +185,7 @@ def default_output(settings: Settings, input_uri: str) -> str:
 
 
 def steps(settings: Settings, jobs: Sequence[str], args: JobArgs,
-          action_on_failure: str = "CANCEL_AND_WAIT") -> list[dict[str, Any]]:
+          action_on_failure: str = "CANCEL_AND_WAIT") -> list[Step]:
     """Steps for ``jobs`` (in the order featurize, train, predict), validated.
 
     ``CANCEL_AND_WAIT`` (the default for a long-lived cluster) cancels the later steps
@@ -184,34 +206,23 @@ def steps(settings: Settings, jobs: Sequence[str], args: JobArgs,
         if job not in jobs:
             continue
         if job == "featurize":
-            job_args = ["--input", args.input, "--output", output,
-                        "--weights", weights_uri(settings, args.weights),
-                        *args.featurize_args]
+            weights = weights_uri(settings, args.weights)
+            built.append(step(settings, job, ["--input", args.input, "--output", output,
+                                              "--weights", weights, *args.featurize_args],
+                              action_on_failure, weights=weights, input_uri=args.input))
         elif job == "train":
-            job_args = ["--run", output, *args.train_args]
+            built.append(step(settings, job, ["--run", output, *args.train_args],
+                              action_on_failure))
         else:
             predict_in = check_s3_uri(args.predict_input, "PREDICT_INPUT")
             predict_out = check_s3_uri(args.predict_output or f"{output}-predictions",
                                        "PREDICT_OUTPUT")
-            job_args = ["--run", output, "--input", predict_in, "--output", predict_out]
-        built.append(step(settings, job, job_args, action_on_failure))
+            built.append(step(settings, job, ["--run", output, "--input", predict_in,
+                                              "--output", predict_out],
+                              action_on_failure, input_uri=predict_in))
     return built
 
 
-def s3_artifacts(step_list: Sequence[dict[str, Any]]) -> list[str]:
-    """Every artifact the steps name: the ``--py-files`` zip, the entry point and an
-    ``s3://`` ``--weights`` file. Each must exist before ``submit`` sends the steps."""
-    found: list[str] = []
-    for s in step_list:
-        args = s["HadoopJarStep"]["Args"]
-        i = args.index("--py-files")
-        wanted = [args[i + 1], args[i + 2]]
-        if "--weights" in args:
-            wanted.append(args[args.index("--weights") + 1])
-        found += [u for u in wanted if u.startswith(("s3://", "s3a://")) and u not in found]
-    return found
-
-
-def command_line(step_dict: dict[str, Any]) -> str:
-    """The step as one shell-quoted line, to paste on the master node."""
-    return shlex.join(step_dict["HadoopJarStep"]["Args"])
+def s3_artifacts(built: Sequence[Step]) -> list[str]:
+    """Every artifact the steps name, once each, in order."""
+    return list(dict.fromkeys(uri for s in built for uri in s.artifacts))

@@ -10,6 +10,8 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
+from featurize.errors import SettingsError
+
 #: The EMR release whose Spark (3.5.6) the local pyspark pin matches.
 DEFAULT_RELEASE_LABEL = "emr-7.13.0"
 DEFAULT_PREFIX = "featurize-images"
@@ -31,10 +33,6 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # g4dn/g5 (x86 GPU) do not match.
 _GRAVITON = re.compile(r"^[a-z]+\d+g[a-z]*\.", re.IGNORECASE)
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
-
-
-class SettingsError(ValueError):
-    """A setting is missing or wrong; the message names the make variable to change."""
 
 
 def is_graviton(instance_type: str) -> bool:

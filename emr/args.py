@@ -1,0 +1,132 @@
+"""The command line of ``python -m emr``: flags → :class:`Settings` and :class:`JobArgs`.
+
+No default is set here: a flag the user did not give is left out, and the dataclasses'
+defaults apply (the Makefile likewise passes only the variables that were set).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+from typing import Any
+
+from emr import requests, state
+from emr.settings import Settings
+
+
+def _settings_args(p: argparse.ArgumentParser) -> None:
+    """Flags of :class:`Settings`; each default is the dataclass's (none is set here)."""
+    g = p.add_argument_group("where and what (make variables in capitals)")
+    g.add_argument("--bucket", help="BUCKET: S3 bucket for artifacts, logs and default "
+                                    "outputs (required)")
+    g.add_argument("--prefix", help="PREFIX: key prefix in BUCKET")
+    g.add_argument("--release-label", help="RELEASE_LABEL")
+    g.add_argument("--instance-type", help="INSTANCE_TYPE (core and task nodes, and the "
+                                           "master unless --master-instance-type)")
+    g.add_argument("--master-instance-type", help="MASTER_INSTANCE_TYPE")
+    g.add_argument("--core-count", type=int, help="CORE_COUNT")
+    g.add_argument("--task-count", type=int, help="TASK_COUNT: task nodes")
+    g.add_argument("--spot", action="store_true", default=None,
+                   help="SPOT=1: core and task nodes on spot")
+    g.add_argument("--subnet-id", help="SUBNET_ID")
+    g.add_argument("--key-name", help="KEY_NAME: EC2 key pair for ssh")
+    g.add_argument("--service-role", help="SERVICE_ROLE")
+    g.add_argument("--instance-profile", help="INSTANCE_PROFILE")
+    g.add_argument("--idle-timeout", type=int,
+                   help="IDLE_TIMEOUT seconds before an idle cluster terminates itself")
+    g.add_argument("--executor-cores", type=int,
+                   help="EXECUTOR_CORES: Spark executor cores (= vCPUs of a core node)")
+    g.add_argument("--name", help="cluster name")
+
+
+def _job_args(p: argparse.ArgumentParser) -> None:
+    """Flags of :class:`requests.JobArgs`; defaults are the dataclass's."""
+    g = p.add_argument_group("steps")
+    g.add_argument("--steps", help="STEPS: any of 'featurize train predict' (default: "
+                                   f"{' '.join(requests.DEFAULT_STEPS)})")
+    g.add_argument("--input", help="INPUT: s3:// folder of images")
+    g.add_argument("--output", help="OUTPUT: s3:// run directory (default s3://BUCKET/"
+                                    "PREFIX/runs/<last folder of INPUT>)")
+    g.add_argument("--weights", help="WEIGHTS as given to `upload` (imagenet, a file, "
+                                     "s3://..., random; default imagenet)")
+    g.add_argument("--job-args", help="JOB_ARGS: extra featurize arguments")
+    g.add_argument("--train-args", help="TRAIN_ARGS: extra train arguments")
+    g.add_argument("--predict-input", help="PREDICT_INPUT: s3:// images")
+    g.add_argument("--predict-output", help="PREDICT_OUTPUT: s3:// folder")
+
+
+def _cluster_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cluster-id", default=None,
+                   help="CLUSTER_ID (default: the last cluster, from .emr/state.json)")
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m emr", description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default=None, help="PROFILE: AWS profile")
+    parser.add_argument("--region", default=None, help="REGION: AWS region")
+    parser.add_argument("--dist", default="dist", help="DIST: the package folder")
+    parser.add_argument("--state-dir", default=state.DEFAULT_DIR,
+                        help="EMR_STATE: where the last cluster id is remembered")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("package", help="build dist/")
+    p = sub.add_parser("upload", help="upload dist/ and the weights")
+    _settings_args(p)
+    p.add_argument("--weights", default=requests.JobArgs.weights,
+                   help="WEIGHTS: imagenet (from the Keras cache, downloaded once if "
+                        "needed), a local weights file, s3://... or random (no upload)")
+    p = sub.add_parser("up", help="start a long-lived cluster")
+    _settings_args(p)
+    p.add_argument("--dry-run", action="store_true", help="print the request, call nothing")
+    p = sub.add_parser("submit", help="add steps to the cluster")
+    _settings_args(p)
+    _job_args(p)
+    _cluster_arg(p)
+    p.add_argument("--dry-run", action="store_true", help="print the request, call nothing")
+    p = sub.add_parser("run", help="transient cluster: run the steps, then terminate")
+    _settings_args(p)
+    _job_args(p)
+    p.add_argument("--dry-run", action="store_true", help="print the request, call nothing")
+    p = sub.add_parser("wait", help="wait for the submitted steps (or the cluster start)")
+    _cluster_arg(p)
+    p.add_argument("--step-id", action="append", default=None, help="step(s) to wait for")
+    p.add_argument("--poll", type=int, default=30, help="seconds between polls")
+    p.add_argument("--log-wait", type=int, default=300,
+                   help="seconds to wait for a failed step's stderr.gz to reach LogUri")
+    p.add_argument("--tail", type=int, default=40, help="log lines to print on failure")
+    p = sub.add_parser("status", help="the cluster and its steps")
+    _cluster_arg(p)
+    p = sub.add_parser("logs", help="print a step's log from LogUri")
+    _cluster_arg(p)
+    p.add_argument("--step-id", default=None, help="default: the last step")
+    p.add_argument("--file", default="stderr", choices=("stderr", "stdout", "controller"))
+    p.add_argument("--tail", type=int, default=0, help="last N lines (0: all)")
+    p = sub.add_parser("down", help="terminate the cluster")
+    _cluster_arg(p)
+    p.add_argument("--no-wait", action="store_true", help="do not wait for TERMINATED")
+    p.add_argument("--poll", type=int, default=30, help="seconds between polls")
+    return parser
+
+
+def _given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The dataclass fields the user gave a flag for: the rest keep the class defaults."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+            if getattr(args, f.name, None) is not None}
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return Settings(**_given(args, Settings))
+
+
+def job_args_from(args: argparse.Namespace) -> requests.JobArgs:
+    given = _given(args, requests.JobArgs)
+    if args.job_args:
+        given["featurize_args"] = tuple(shlex.split(args.job_args))
+    if args.train_args:
+        given["train_args"] = tuple(shlex.split(args.train_args))
+    return requests.JobArgs(**given)
+
+
+def jobs(args: argparse.Namespace) -> list[str]:
+    return args.steps.replace(",", " ").split() if args.steps else list(requests.DEFAULT_STEPS)
