@@ -7,6 +7,7 @@ predictions).
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -79,25 +80,27 @@ def stratified_split(df: DataFrame, test_fraction: float, seed: int) -> tuple[Da
     return ranked.where(~is_test).select(*cols), ranked.where(is_test).select(*cols)
 
 
-def read_split_file(path: str) -> dict[tuple[str, str], str]:
-    """``Training|Test,<label>,<file name>`` lines → {(label, file): "train"|"test"}."""
+def parse_split_file(text: str, source: str) -> dict[tuple[str, str], str]:
+    """``Training|Test,<label>,<file name>`` lines → {(label, file): "train"|"test"}.
+
+    >>> parse_split_file("Training,a,1.jpg\\nTest,b,2.jpg\\n", "s.csv")
+    {('a', '1.jpg'): 'train', ('b', '2.jpg'): 'test'}
+    """
     mapping: dict[tuple[str, str], str] = {}
-    with open(path, newline="", encoding="utf-8") as fh:
-        for n, row in enumerate(csv.reader(fh), start=1):
-            if not row or row[0].strip().lower() in ("split", "#"):
-                continue
-            if len(row) != 3 or row[0] not in ("Training", "Test"):
-                raise ClassifierError(
-                    f"{path}:{n}: expected 'Training|Test,<label>,<file>', got {row!r}")
-            mapping[(row[1], row[2])] = "train" if row[0] == "Training" else "test"
+    for n, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+        if not row or row[0].strip().lower() in ("split", "#"):
+            continue
+        if len(row) != 3 or row[0] not in ("Training", "Test"):
+            raise ClassifierError(
+                f"{source}:{n}: expected 'Training|Test,<label>,<file>', got {row!r}")
+        mapping[(row[1], row[2])] = "train" if row[0] == "Training" else "test"
     return mapping
 
 
 def split_by_file(
-    spark: SparkSession, df: DataFrame, split_path: str
+    spark: SparkSession, df: DataFrame, mapping: dict[tuple[str, str], str]
 ) -> tuple[DataFrame, DataFrame, int]:
-    """Split by a split file; returns (train, test, rows not named in the file)."""
-    mapping = read_split_file(split_path)
+    """Split by a split file's mapping; returns (train, test, rows not named in it)."""
     keys = spark.createDataFrame(
         [(label, name, side) for (label, name), side in mapping.items()],
         "_key_label string, _key_file string, _side string")

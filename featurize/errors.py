@@ -120,6 +120,11 @@ def explain_aws(exc: BaseException) -> str:
         NoRegionError,
     )
 
+    if not isinstance(exc, (ClientError, BotoCoreError)) and isinstance(
+            exc.__context__, (ClientError, BotoCoreError)):
+        # boto3's managed transfers wrap the call's error (S3UploadFailedError)
+        return explain_aws(exc.__context__)
+
     if isinstance(exc, NoRegionError):
         return ("no AWS region: give REGION=us-east-1 (or --region), or set "
                 "AWS_DEFAULT_REGION / a region in your AWS profile")

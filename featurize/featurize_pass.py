@@ -23,7 +23,7 @@ from featurize.images import ERROR_REASONS
 from featurize.inputs import Listing, read_contents, unscanned
 from featurize.manifest import StageTimer
 from featurize.pipeline import (
-    PartitionPlan, apply_featurizer, error_rows, label_column, plan_partitions, with_labels,
+    PartitionPlan, apply_featurizer, error_rows, plan_partitions, with_labels,
 )
 from featurize.rundir import ERROR_RECORD_DDL, ERRORS_DDL, ErrorRecord
 from featurize.sparkconf import sql_conf
@@ -105,10 +105,14 @@ class FeaturizePass:
         """Images the CNN ran on (an accumulator: counts retried tasks again)."""
         return int(self.counter.value)
 
-    def spark_manifest(self) -> dict[str, int]:
-        """The pass's entries in the manifest's ``spark`` section."""
-        return {"partitions_planned": self.plan.partitions, "tf_threads_per_task": self.threads,
-                "partitions_used": self.frame.rdd.getNumPartitions()}
+    def planned(self) -> dict[str, int]:
+        """The pass's plan, for the manifest's ``spark`` section (recorded before it runs,
+        so a failed run's manifest has it too)."""
+        return {"partitions_planned": self.plan.partitions, "tf_threads_per_task": self.threads}
+
+    @property
+    def partitions_used(self) -> int:
+        return self.frame.rdd.getNumPartitions()
 
     def __enter__(self) -> "FeaturizePass":
         return self
@@ -152,14 +156,15 @@ def start_pass(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
         frame = apply_featurizer(labelled, featurizer(F.col("content"))).persist(
             StorageLevel.MEMORY_AND_DISK)
     observed, observation = outcome_counts(frame, "featurize_outcomes")
-    return FeaturizePass(spark, frame, observed, observation, broadcast, counter, conf_values,
-                         plan, threads)
+    return FeaturizePass(spark=spark, frame=frame, observed=observed, observation=observation,
+                         broadcast=broadcast, counter=counter, conf_values=conf_values,
+                         plan=plan, threads=threads)
 
 
-def records_frame(spark: SparkSession, records: Sequence[ErrorRecord], root: str) -> DataFrame:
-    """Driver-side error records in the ``errors/`` schema (labels from their paths)."""
+def records_frame(spark: SparkSession, records: Sequence[ErrorRecord]) -> DataFrame:
+    """Driver-side error records in the ``errors/`` schema."""
     return spark.createDataFrame(list(records), ERROR_RECORD_DDL).select(
-        "path", label_column(F.col("path"), root).alias("label"), "length",
+        "path", "label", "length",
         F.expr("timestamp_millis(mtime_ms)").alias("modification_time"), "error", "detail",
     )
 
@@ -191,7 +196,7 @@ def write_errors(spark: SparkSession, fz: FeaturizePass | None, listing: Listing
     for record in records:
         by_reason[record.error] = by_reason.get(record.error, 0) + 1
     if records or kept:
-        frame = records_frame(spark, records + list(kept), listing.root)
+        frame = records_frame(spark, records + list(kept))
         errors = frame if errors is None else errors.unionByName(frame)
     if errors is None:
         errors = spark.createDataFrame([], ERRORS_DDL)

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from featurize import s3, storage
 from featurize.config import FeaturizeConfig
 from featurize.errors import ConfigError
-from featurize.rundir import ErrorRecord, FileKey
+from featurize.rundir import ErrorRecord, FileKey, label_of
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,8 @@ class Listing:
         return binary_files(spark, self.uri, self.extensions)
 
 
-def list_inputs(spark: SparkSession, config: FeaturizeConfig, mode: str) -> Listing:
+def list_inputs(spark: SparkSession, config: FeaturizeConfig, mode: str, *,
+                folder: bool = True) -> Listing:
     """List the inputs on the driver and check the configuration against them.
 
     ``mode`` ``spark``: the ``binaryFile`` reader's file index (metadata, no Spark job).
@@ -135,7 +136,8 @@ def list_inputs(spark: SparkSession, config: FeaturizeConfig, mode: str) -> List
     Raises
     ------
     ConfigError
-        Not a folder, no matching files, or ``--pca-k`` larger than the number of inputs.
+        Not a folder (a missing path, or with ``folder`` a file), no matching files, or
+        ``--pca-k`` larger than the number of inputs.
     """
     skipped: dict[str, int] = {}
     objects: tuple[FileKey, ...] = ()
@@ -150,10 +152,11 @@ def list_inputs(spark: SparkSession, config: FeaturizeConfig, mode: str) -> List
         root = s3.S3Uri.parse(config.input).root
         listed = frozenset(o.path for o in objects)
         n_bytes = sum(o.length for o in objects)
-        too_large = [too_large_record(config, o) for o in objects
+        too_large = [too_large_record(config, o, root) for o in objects
                      if o.length > config.file_byte_limit]
     else:
-        if not storage.is_directory(spark, config.input):
+        if not (storage.is_directory(spark, config.input) if folder
+                else storage.exists(spark, config.input)):
             raise ConfigError(
                 f"--input {config.input} is not a folder (or does not exist); give the "
                 f"folder that holds the images (<label>/<file>.jpg).")
@@ -163,8 +166,9 @@ def list_inputs(spark: SparkSession, config: FeaturizeConfig, mode: str) -> List
         n_bytes = listed_bytes(images) if listed else 0
         skipped = skipped_by_extension(spark, config.input, listed)
     _check_listing(config, listed, skipped)
-    return Listing(config.input, root, mode, config.extensions, listed, n_bytes, objects,
-                   skipped, tuple(sorted(too_large)))
+    return Listing(uri=config.input, root=root, mode=mode, extensions=config.extensions,
+                   listed=listed, n_bytes=n_bytes, objects=objects, skipped=skipped,
+                   too_large=tuple(sorted(too_large)))
 
 
 def _check_listing(config: FeaturizeConfig, listed: frozenset[str],
@@ -185,13 +189,13 @@ def _check_listing(config: FeaturizeConfig, listed: frozenset[str],
             f"--pca-k or add images.")
 
 
-def too_large_record(config: FeaturizeConfig, key: FileKey) -> ErrorRecord:
+def too_large_record(config: FeaturizeConfig, key: FileKey, root: str) -> ErrorRecord:
     limit = config.file_byte_limit
     why = (f"more than --max-file-bytes {config.max_file_bytes}" if config.max_file_bytes
            and config.max_file_bytes <= limit
            else f"more than Spark's binaryFile reader can hold ({limit} bytes)")
-    return ErrorRecord(key.path, key.length, key.mtime_ms, "too_large",
-                       f"{key.length} bytes is {why}; not read")
+    return ErrorRecord(key.path, label_of(key.path, root), key.length, key.mtime_ms,
+                       "too_large", f"{key.length} bytes is {why}; not read")
 
 
 def file_keys(spark: SparkSession, listing: Listing, min_length: int = -1) -> list[FileKey]:
@@ -217,7 +221,7 @@ def find_too_large(spark: SparkSession, config: FeaturizeConfig,
     limit = config.file_byte_limit
     found = listing.too_large
     if listing.mode == "spark" and listing.n_bytes > limit:
-        found = tuple(sorted(too_large_record(config, k)
+        found = tuple(sorted(too_large_record(config, k, listing.root)
                              for k in file_keys(spark, listing, min_length=limit)))
     found = tuple(t for t in found if t.path not in listing.done)
     if found:
@@ -264,10 +268,11 @@ def unscanned(spark: SparkSession, scanned: DataFrame, listing: Listing,
     for path in sorted(listing.to_read - seen):
         length, mtime_ms = storage.stat(spark, path)
         if length == 0:
-            records.append(ErrorRecord(path, 0, mtime_ms, "empty", "file has 0 bytes"))
+            records.append(ErrorRecord(path, label_of(path, listing.root), 0, mtime_ms,
+                                       "empty", "file has 0 bytes"))
         else:
             records.append(ErrorRecord(
-                path, length, mtime_ms, "not_read",
+                path, label_of(path, listing.root), length, mtime_ms, "not_read",
                 "listed but not returned by the reader (changed during the run?)"))
     return records
 

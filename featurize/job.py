@@ -82,6 +82,7 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
         if listing.to_read or plan is None:
             fz = start_pass(spark, config, listing, weights, threads=threads,
                             warming=warming, timer=timer)
+            manifest["spark"].update(fz.planned())
         # The CNN runs here, once per image, at the features/ write.
         with fz or nullcontext():
             with timer.stage("featurize"), (fz.confs() if fz else nullcontext()):
@@ -93,7 +94,7 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
                 n_new_ok, by_reason = write_errors(spark, fz, listing, run_dir.errors,
                                                    plan.kept_errors if plan else ())
             if fz is not None:
-                manifest["spark"].update(fz.spark_manifest())
+                manifest["spark"]["partitions_used"] = fz.partitions_used
         record_counts(manifest, listing, plan, n_new_ok, by_reason,
                       model_images=fz.model_images if fz else 0)
         n_read = len(listing.to_read)

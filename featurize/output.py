@@ -117,10 +117,10 @@ class RunOutput:
         re-raises); ``complete`` when it returns. Either way the staged folder is
         published last. Yields the run directory to write into.
         """
-        self.prepare()
-        uri = self.run_dir.manifest
         manifest["status"] = "running"
         try:
+            self.prepare()
+            uri = self.run_dir.manifest
             storage.write_text(self.spark, uri, to_json(manifest))
             yield self.run_dir
         except BaseException as exc:
@@ -128,7 +128,7 @@ class RunOutput:
                             finished_at=utc_now())
             manifest["timings_seconds"]["total"] = timer.total()
             try:
-                storage.write_text(self.spark, uri, to_json(manifest))
+                storage.write_text(self.spark, self.run_dir.manifest, to_json(manifest))
                 self.publish()
             except Exception:  # noqa: BLE001 - never mask the run's own failure
                 logger.exception("could not write the failed manifest")

@@ -117,7 +117,8 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
     threads = config.tf_threads or task_cpus(spark)
     warming = start_warm_up(spark, config.batch_size, threads)
     with timer.stage("list_inputs"):
-        listing = list_inputs(spark, fconfig, in_mode)
+        # A single image is a valid input to predict (not to featurize: no labels).
+        listing = list_inputs(spark, fconfig, in_mode, folder=False)
     with timer.stage("resolve_weights"):
         weights = resolve_weights(fconfig.weights, seed=fconfig.seed)
     check_compatible(manifest_run, metrics, pca_model, weights)
@@ -132,6 +133,7 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
         "labels": labels_of(classifier),
         "input": {"uri": config.input, "root": listing.root},
         "io": {"input": in_mode, "output": output.mode},
+        "spark": {},
         "counts": {"inputs": listing.n_inputs},
         "timings_seconds": timer.seconds,
         "outputs": dict(RunDir.PREDICT_OUTPUTS),
@@ -139,12 +141,14 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
     with output.recorded(manifest, timer) as out:
         with start_pass(spark, fconfig, listing, weights, threads=threads, warming=warming,
                         timer=timer) as fz:
+            manifest["spark"].update(fz.planned())
             with timer.stage("featurize_predict"), fz.confs():
                 scored = predict(classifier, project(pca_model, features_rows(fz.observed)))
                 scored.select(*PREDICTIONS_COLUMNS).write.mode("errorifexists").parquet(
                     out.predictions)
             with timer.stage("errors_write"):
                 n_ok, by_reason = write_errors(spark, fz, listing, out.errors)
+            manifest["spark"]["partitions_used"] = fz.partitions_used
         manifest["counts"].update({"predicted": n_ok, "failed": sum(by_reason.values()),
                                    "failed_by_reason": dict(sorted(by_reason.items()))})
         if n_ok + manifest["counts"]["failed"] != listing.n_inputs:

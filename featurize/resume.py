@@ -152,7 +152,7 @@ def plan_resume(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
     current = current_keys(spark, listing)
     old_features = _old_rows(spark, run_dir.features, FEATURES_DDL, ["path", "length"])
     old_errors = _old_rows(spark, run_dir.errors, ERRORS_DDL,
-                           ["path", "length", "error", "detail"])
+                           ["path", "label", "length", "error", "detail"])
     seen: set[str] = set()
     kept_features = []
     for r in old_features:
@@ -163,8 +163,8 @@ def plan_resume(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
     for r in old_errors:
         if (r["path"] not in seen and r["error"] != "not_read"
                 and current.get(r["path"]) == (r["length"], r["ms"])):
-            kept_errors.append(ErrorRecord(r["path"], int(r["length"]), int(r["ms"]),
-                                           r["error"], r["detail"]))
+            kept_errors.append(ErrorRecord(r["path"], r["label"], int(r["length"]),
+                                           int(r["ms"]), r["error"], r["detail"]))
             seen.add(r["path"])
     dropped = len(old_features) + len(old_errors) - len(kept_features) - len(kept_errors)
     logger.info("--resume: keeping %d features rows and %d errors rows of %s; %d dropped "

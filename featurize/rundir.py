@@ -33,7 +33,8 @@ ERRORS_DDL = ("path string, label string, length long, modification_time timesta
               "error string, detail string")
 #: :class:`ErrorRecord` as a Spark row: the modification time as epoch milliseconds, so
 #: no Python datetime (time zone, DST folding) sits between a file's status and its row.
-ERROR_RECORD_DDL = "path string, length long, mtime_ms long, error string, detail string"
+ERROR_RECORD_DDL = ("path string, label string, length long, mtime_ms long, error string, "
+                    "detail string")
 #: The key of a listed file: what ``--resume`` matches old rows on.
 FILE_KEY_DDL = "path string, length long, mtime_ms long"
 PREDICTIONS_COLUMNS = ("path", "predicted_label", "confidence", "probabilities")
@@ -52,14 +53,25 @@ class FileKey(NamedTuple):
 
 
 class ErrorRecord(NamedTuple):
-    """One ``errors/`` row known on the driver (too large, not scanned, kept by resume);
-    the label is derived from the path when it is written."""
+    """One ``errors/`` row known on the driver (too large, not scanned, kept by resume)."""
 
     path: str
+    label: str | None
     length: int
     mtime_ms: int
     error: str
     detail: str
+
+
+def label_of(path: str, root: str) -> str | None:
+    """The label of a file: its immediate parent folder's name, None directly under
+    ``root``. The driver-side twin of :func:`featurize.pipeline.label_column`.
+
+    >>> label_of("file:/data/cats/1.jpg", "file:/data"), label_of("s3://b/in/1.jpg", "s3://b/in/")
+    ('cats', None)
+    """
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    return None if parent == root.rstrip("/") else parent.rsplit("/", 1)[-1]
 
 
 def join(base: str, *parts: str) -> str:

@@ -212,6 +212,17 @@ def download(s3: Any, uri: str, dest: str) -> str:
     return dest
 
 
+def read_text(s3: Any, uri: str) -> str:
+    """A small UTF-8 object's text."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    loc = S3Uri.parse(uri)
+    try:
+        return s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read().decode("utf-8")
+    except (ClientError, BotoCoreError) as exc:
+        raise explain(exc, f"reading {uri}") from exc
+
+
 def fetch_contents(paths: Iterator[pd.Series]) -> Iterator[pd.Series]:
     """Scalar-iterator pandas UDF body: ``s3://`` paths → object bytes.
 

@@ -42,7 +42,11 @@ def has_filesystem(spark: SparkSession, uri: str) -> bool:
     try:
         jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, conf)
     except Py4JJavaError as exc:
-        if "UnsupportedFileSystemException" not in str(exc.java_exception):
+        # No mapping for the scheme at all, or one naming a class that is not on the
+        # classpath: pyspark's own Hadoop config maps s3a:// to S3AFileSystem without
+        # bundling hadoop-aws (a RuntimeException wrapping ClassNotFoundException).
+        if not any(name in str(exc.java_exception) for name in
+                   ("UnsupportedFileSystemException", "ClassNotFoundException")):
             raise
         return False
     return True
@@ -140,3 +144,21 @@ def read_text(spark: SparkSession, uri: str) -> str:
     finally:
         stream.close()
     return bytes(data).decode("utf-8")
+
+
+def fetch_text(spark: SparkSession, uri: str, flag: str) -> str:
+    """A small UTF-8 text file from wherever it is: through Spark's filesystem (local,
+    ``s3://`` on EMR, ``hdfs://``), or with boto3 for S3 where this Spark has none.
+
+    Raises
+    ------
+    ConfigError
+        The file does not exist (or S3 refuses it).
+    """
+    if io_mode(spark, uri, flag) == "boto3":
+        from featurize import s3
+
+        return s3.read_text(s3.client(), uri)
+    if not exists(spark, uri):
+        raise ConfigError(f"{flag} {uri}: no such file")
+    return read_text(spark, uri)

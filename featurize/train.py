@@ -11,8 +11,8 @@ from pyspark.sql import SparkSession
 
 from featurize import storage
 from featurize.classify import (
-    ClassifierParams, evaluate, fit_classifier, labelled_only, labels_of, predict,
-    split_by_file, stratified_split,
+    ClassifierParams, evaluate, fit_classifier, labelled_only, labels_of, parse_split_file,
+    predict, split_by_file, stratified_split,
 )
 from featurize.errors import ClassifierError, ConfigError
 from featurize.manifest import FORMAT_VERSION, StageTimer, utc_now
@@ -52,6 +52,9 @@ def run(spark: SparkSession, config: TrainConfig) -> dict[str, Any]:
     timer = StageTimer()
     run_dir = RunDir(config.run)
     manifest = read_finished_run(spark, run_dir)
+    # Read before anything changes: a missing split file is a usage error (exit 2).
+    split_map = (parse_split_file(storage.fetch_text(spark, config.split_file, "--split-file"),
+                                  config.split_file) if config.split_file else None)
     # metrics.json marks a trained run, so it goes first and comes back last: a retrain
     # that fails halfway never leaves a new classifier beside old metrics.
     storage.delete(spark, run_dir.metrics)
@@ -61,11 +64,12 @@ def run(spark: SparkSession, config: TrainConfig) -> dict[str, Any]:
     # per stage (most of this job's time on a laptop).
     shuffle = {"spark.sql.shuffle.partitions": str(max(spark.sparkContext.defaultParallelism, 2))}
     with sql_conf(spark, shuffle):
-        return _train(spark, config, manifest, pca_model, timer)
+        return _train(spark, config, manifest, pca_model, timer, split_map=split_map)
 
 
 def _train(spark: SparkSession, config: TrainConfig, manifest: dict[str, Any],
-           pca_model: PipelineModel, timer: StageTimer) -> dict[str, Any]:
+           pca_model: PipelineModel, timer: StageTimer, *,
+           split_map: dict[tuple[str, str], str] | None) -> dict[str, Any]:
     # Long because it is one job read top to bottom: split, fit, evaluate, write, and
     # the metrics.json that records all of it.
     run_dir = RunDir(config.run)
@@ -73,8 +77,8 @@ def _train(spark: SparkSession, config: TrainConfig, manifest: dict[str, Any],
     try:
         with timer.stage("split"):
             unlisted = 0
-            if config.split_file:
-                train, test, unlisted = split_by_file(spark, pca, config.split_file)
+            if split_map is not None:
+                train, test, unlisted = split_by_file(spark, pca, split_map)
                 split = {"method": "file", "file": config.split_file}
             else:
                 train, test = stratified_split(pca, config.test_fraction, config.seed)

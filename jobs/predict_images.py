@@ -17,6 +17,7 @@ from typing import Any
 
 from featurize.config import DEFAULT_MAX_FILE_BYTES
 from featurize.entry import configure_logging, run_job
+from featurize.rundir import RunDir
 from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS
 
 logger = logging.getLogger("featurize.jobs.predict_images")
@@ -44,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from featurize.predict import PredictConfig
 
     def done(config: Any, manifest: dict[str, Any]) -> None:
-        logger.info("predictions: %s/predictions (%d images, %d failed)", config.output,
+        logger.info("predictions: %s (%d images, %d failed)", RunDir(config.output).predictions,
                     manifest["counts"]["predicted"], manifest["counts"]["failed"])
 
     return run_job("predict_images", lambda: PredictConfig(

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from featurize.entry import configure_logging, run_job
+from featurize.rundir import RunDir
 from featurize.train import TrainConfig
 
 logger = logging.getLogger("featurize.jobs.train_classifier")
@@ -45,8 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
     def done(config: TrainConfig, metrics: dict[str, Any]) -> None:
-        logger.info("test accuracy %.4f (macro-F1 %.4f); metrics in %s/metrics.json",
-                    metrics["accuracy"], metrics["macro_f1"], config.run)
+        logger.info("test accuracy %.4f (macro-F1 %.4f); metrics in %s",
+                    metrics["accuracy"], metrics["macro_f1"], RunDir(config.run).metrics)
 
     return run_job("train_classifier", lambda: TrainConfig(
         run=args.run, test_fraction=args.test_fraction, seed=args.seed,

@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from featurize.errors import ClassifierError
 from featurize.classify import (
-    ClassifierError, ClassifierParams, evaluate, fit_classifier, predict, read_split_file,
-    split_by_file, stratified_split,
+    ClassifierParams, evaluate, fit_classifier, parse_split_file, predict, split_by_file,
+    stratified_split,
 )
 
 pytestmark = pytest.mark.spark
@@ -47,20 +48,17 @@ def test_stratified_split_refuses_singleton_labels(spark):
         stratified_split(df, 0.2, seed=0)
 
 
-def test_split_file(spark, tmp_path):
-    split = tmp_path / "split.csv"
-    split.write_text("Training,a,0.jpg\nTest,a,1.jpg\nTraining,b,0.jpg\nTest,b,1.jpg\n"
-                     "Test,c,0.jpg\n")
-    assert read_split_file(str(split))[("a", "1.jpg")] == "test"
-    train, test, missing = split_by_file(spark, pca_frame(spark), str(split))
+def test_split_file(spark):
+    mapping = parse_split_file("Training,a,0.jpg\nTest,a,1.jpg\nTraining,b,0.jpg\n"
+                               "Test,b,1.jpg\nTest,c,0.jpg\n", "split.csv")
+    assert mapping[("a", "1.jpg")] == "test"
+    train, test, missing = split_by_file(spark, pca_frame(spark), mapping)
     assert sorted(r["path"] for r in train.collect()) == ["file:/x/a/0.jpg", "file:/x/b/0.jpg"]
     assert sorted(r["path"] for r in test.collect()) == [
         "file:/x/a/1.jpg", "file:/x/b/1.jpg", "file:/x/c/0.jpg"]
     assert missing == sum(LABEL_SIZES.values()) - 5
-    bad = tmp_path / "bad.csv"
-    bad.write_text("Validation,a,0.jpg\n")
-    with pytest.raises(ClassifierError, match="expected 'Training\\|Test"):
-        read_split_file(str(bad))
+    with pytest.raises(ClassifierError, match="bad.csv:1: expected 'Training\\|Test"):
+        parse_split_file("Validation,a,0.jpg\n", "bad.csv")
 
 
 def test_evaluate_matches_scikit_learn(spark):

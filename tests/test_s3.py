@@ -184,3 +184,30 @@ def test_bucket_root_output_is_refused(spark):
 def test_other_schemes_without_a_filesystem_fail_with_what_to_add(spark, tmp_path):
     with pytest.raises(ConfigError, match="add a Hadoop FileSystem implementation for 'gs'"):
         run(spark, FeaturizeConfig(input="gs://bucket/x", output=str(tmp_path / "o")))
+
+
+def test_small_files_are_read_from_s3_and_from_spark_filesystems(spark, bucket, tmp_path):
+    """--split-file (and any small file) comes through boto3 for s3:// here, through
+    Spark's filesystem for local paths (and for s3:// on EMR)."""
+    from featurize import storage
+
+    client, _ = bucket
+    client.put_object(Bucket=BUCKET, Key="splits/split.csv", Body=b"Training,a,1.jpg\n")
+    assert storage.fetch_text(spark, f"s3://{BUCKET}/splits/split.csv",
+                              "--split-file") == "Training,a,1.jpg\n"
+    (tmp_path / "s.csv").write_text("Test,b,2.jpg\n")
+    assert storage.fetch_text(spark, str(tmp_path / "s.csv"), "--split-file") == "Test,b,2.jpg\n"
+    with pytest.raises(ConfigError, match="--split-file .*: no such file"):
+        storage.fetch_text(spark, str(tmp_path / "absent.csv"), "--split-file")
+    with pytest.raises(ConfigError, match="not found"):
+        storage.fetch_text(spark, f"s3://{BUCKET}/splits/absent.csv", "--split-file")
+
+
+def test_s3a_without_hadoop_aws_is_s3_through_boto3(spark):
+    """pyspark's Hadoop config maps s3a:// to a class it does not bundle; that is "no
+    filesystem", not a crash."""
+    from featurize import storage
+
+    assert storage.io_mode(spark, f"s3a://{BUCKET}/in", "--input") == "boto3"
+    with pytest.raises(ConfigError, match="no filesystem for the 'gs://' scheme"):
+        storage.io_mode(spark, "gs://b/in", "--input")
