@@ -43,13 +43,14 @@ BENCH_ARGS ?=
 # only when you set it (on the command line or in the environment); BUCKET is required by
 # every AWS target. Variables: BUCKET PREFIX REGION PROFILE RELEASE_LABEL INSTANCE_TYPE
 # MASTER_INSTANCE_TYPE CORE_COUNT TASK_COUNT SPOT SUBNET_ID KEY_NAME SERVICE_ROLE
-# INSTANCE_PROFILE IDLE_TIMEOUT EXECUTOR_CORES CLUSTER_ID STEPS POLL DIST EMR_STATE DRY_RUN
+# INSTANCE_PROFILE IDLE_TIMEOUT EXECUTOR_CORES EXECUTOR_MEMORY CLUSTER_ID STEPS POLL DIST EMR_STATE
+# DRY_RUN SKIP_PREFLIGHT
 # (and INPUT OUTPUT WEIGHTS PREDICT_INPUT PREDICT_OUTPUT JOB_ARGS TRAIN_ARGS for the steps).
 
 q = '$(subst ','"'"',$(1))'
 given = $(filter command line environment environment override override,$(origin $(1)))
-# $(call opt,VAR,--flag): "--flag 'value'" when VAR was given, else nothing
-opt = $(if $(call given,$(1)),$(2) $(call q,$($(1))))
+# $(call opt,VAR,--flag): "--flag 'value'" when VAR was given a value, else nothing
+opt = $(if $(and $(call given,$(1)),$($(1))),$(2) $(call q,$($(1))))
 EMR       := $(PY) -m emr $(call opt,DIST,--dist) $(call opt,EMR_STATE,--state-dir) \
   $(call opt,PROFILE,--profile) $(call opt,REGION,--region)
 EMR_SETTINGS = $(call opt,BUCKET,--bucket) $(call opt,PREFIX,--prefix) \
@@ -58,16 +59,18 @@ EMR_SETTINGS = $(call opt,BUCKET,--bucket) $(call opt,PREFIX,--prefix) \
   $(call opt,TASK_COUNT,--task-count) $(if $(filter 1 true yes,$(SPOT)),--spot) \
   $(call opt,SUBNET_ID,--subnet-id) $(call opt,KEY_NAME,--key-name) \
   $(call opt,SERVICE_ROLE,--service-role) $(call opt,INSTANCE_PROFILE,--instance-profile) \
-  $(call opt,IDLE_TIMEOUT,--idle-timeout) $(call opt,EXECUTOR_CORES,--executor-cores)
+  $(call opt,IDLE_TIMEOUT,--idle-timeout) $(call opt,EXECUTOR_CORES,--executor-cores) \
+  $(call opt,EXECUTOR_MEMORY,--executor-memory)
 EMR_STEPS = $(call opt,STEPS,--steps) $(call opt,WEIGHTS,--weights) \
   $(call opt,INPUT,--input) $(call opt,OUTPUT,--output) \
   $(call opt,PREDICT_INPUT,--predict-input) $(call opt,PREDICT_OUTPUT,--predict-output) \
   $(if $(JOB_ARGS),--job-args=$(call q,$(JOB_ARGS))) $(if $(TRAIN_ARGS),--train-args=$(call q,$(TRAIN_ARGS)))
 EMR_CLUSTER = $(call opt,CLUSTER_ID,--cluster-id)
 UPLOAD_FIRST = $(if $(DRY_RUN),,upload)
+PREFLIGHT = $(if $(filter 1 true yes,$(SKIP_PREFLIGHT)),--skip-preflight)
 
 .PHONY: help install sample run-local featurize train predict report test bench bench-levers clean
-.PHONY: require-bucket package upload cluster submit wait status logs down emr-run
+.PHONY: require-bucket package upload cluster submit wait status logs down emr-run estimate
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -77,7 +80,7 @@ install: $(STAMP) ## create .venv/ and install the package with pinned local+tes
 
 $(STAMP): setup.py constraints.txt
 	$(PYTHON_BOOT) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[local,test]"
 	@touch $@
 
@@ -140,7 +143,7 @@ upload: require-bucket package ## EMR: put dist/ and the weights (WEIGHTS=imagen
 	$(EMR) upload $(EMR_SETTINGS) $(call opt,WEIGHTS,--weights)
 
 cluster: require-bucket $(STAMP) $(UPLOAD_FIRST) ## EMR: upload, then start a cluster (BUCKET= INSTANCE_TYPE= CORE_COUNT= SPOT=1 DRY_RUN=1 ...)
-	$(EMR) up $(EMR_SETTINGS) $(if $(DRY_RUN),--dry-run)
+	$(EMR) up $(EMR_SETTINGS) $(if $(DRY_RUN),--dry-run) $(PREFLIGHT)
 
 submit: require-bucket $(STAMP) $(UPLOAD_FIRST) ## EMR: add steps (STEPS="featurize train" INPUT=s3://... OUTPUT=s3://...)
 	$(EMR) submit $(EMR_SETTINGS) $(EMR_STEPS) $(EMR_CLUSTER) $(if $(DRY_RUN),--dry-run)
@@ -158,8 +161,14 @@ down: $(STAMP) ## EMR: terminate the cluster (and wait until it is gone)
 	$(EMR) down $(EMR_CLUSTER)
 
 emr-run: require-bucket $(STAMP) $(UPLOAD_FIRST) ## EMR: transient cluster that runs STEPS, waits, terminates itself
-	$(EMR) run $(EMR_SETTINGS) $(EMR_STEPS) $(if $(DRY_RUN),--dry-run)
+	$(EMR) run $(EMR_SETTINGS) $(EMR_STEPS) $(if $(DRY_RUN),--dry-run) $(PREFLIGHT)
 	$(if $(DRY_RUN),,$(EMR) wait $(call opt,POLL,--poll))
+
+estimate: $(STAMP) ## EMR: time and cost of featurizing INPUT=s3://... (INSTANCE_TYPE= CORE_COUNT= PRICE_PER_HOUR= TARGET_MINUTES=)
+	$(EMR) estimate --input $(call q,$(INPUT)) $(call opt,INSTANCE_TYPE,--instance-type) \
+	  $(call opt,CORE_COUNT,--core-count) $(call opt,TASK_COUNT,--task-count) \
+	  $(call opt,EXECUTOR_CORES,--executor-cores) $(call opt,EXECUTOR_MEMORY,--executor-memory) \
+	  $(call opt,PRICE_PER_HOUR,--price-per-hour) $(call opt,TARGET_MINUTES,--target-minutes)
 
 clean: ## remove build output, runs and the venv
 	rm -rf build runs dist $(VENV) .pytest_cache spark-warehouse

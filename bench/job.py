@@ -45,6 +45,8 @@ def main() -> int:
         "stages": manifest["timings_seconds"], "pca_k": manifest["pca"]["k"],
         "featurized": manifest["counts"]["featurized"], "start": start,
         "partitions": manifest["spark"]["partitions_used"],
+        "featurize_images_per_second": manifest["images_per_second"]["featurize"],
+        "cores": manifest["spark"]["default_parallelism"],
     }))
     return 0
 

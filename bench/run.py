@@ -92,6 +92,21 @@ def run_child(module: str, args: list[str], sample_rss: bool = False) -> tuple[d
     return json.loads(last), rss
 
 
+def write_rate(job: dict) -> None:
+    """The featurize stage's images/second per core, for ``make estimate``
+    (emr/estimate.py reads it)."""
+    from emr.estimate import RATE_FILE
+
+    per_core = job["featurize_images_per_second"] / job["cores"]
+    RATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    RATE_FILE.write_text(json.dumps({
+        "images_per_second_per_core": round(per_core, 2), "engine": "tensorflow",
+        "measured": f"make bench on {time.strftime('%Y-%m-%d')}, {job['images']} images, "
+                    f"{job['cores']} cores, {RATE_FILE.relative_to(REPO)}",
+    }, indent=2) + "\n")
+    print(f"featurize rate {per_core:.1f} images/s per core -> {RATE_FILE} (make estimate)")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=5000)
@@ -134,6 +149,7 @@ def main() -> int:
     print(f"job Python workers peak RSS: {rss['max_mb']:.0f} MB at {job['images']} images"
           + (f", {small[1]['max_mb']:.0f} MB at {small[0]['images']} images "
              f"(ratio {rss['max_mb'] / small[1]['max_mb']:.2f})" if small else ""))
+    write_rate(job)
     ratio = job["images_per_second"] / ceiling["images_per_second"]
     print(f"ratio job/ceiling: {ratio:.2f}")
     return 0

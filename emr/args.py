@@ -1,7 +1,9 @@
 """The command line of ``python -m emr``: flags → :class:`Settings` and :class:`JobArgs`.
 
-No default is set here: a flag the user did not give is left out, and the dataclasses'
-defaults apply (the Makefile likewise passes only the variables that were set).
+No default of a :class:`Settings` or :class:`JobArgs` field is set here: a flag the user
+did not give is left out and the dataclass's default applies (the Makefile likewise
+passes only the variables that were set). The CLI's own options (``--dist``,
+``--state-dir``, ``--poll``, ``--tail`` …) keep their defaults here.
 """
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ import shlex
 from typing import Any
 
 from emr import requests, state
+from emr.estimate import RATE_FILE
 from emr.settings import Settings
+from featurize.images import DEFAULT_EXTENSIONS
 
 
 def _settings_args(p: argparse.ArgumentParser) -> None:
@@ -35,7 +39,10 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--idle-timeout", type=int,
                    help="IDLE_TIMEOUT seconds before an idle cluster terminates itself")
     g.add_argument("--executor-cores", type=int,
-                   help="EXECUTOR_CORES: Spark executor cores (= vCPUs of a core node)")
+                   help="EXECUTOR_CORES: cores per executor (default: from the instance type)")
+    g.add_argument("--executor-memory",
+                   help="EXECUTOR_MEMORY: heap per executor, e.g. 4g (default: from the "
+                        "instance type; required for a type not in emr/sizing.py)")
     g.add_argument("--name", help="cluster name")
 
 
@@ -53,6 +60,12 @@ def _job_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--train-args", help="TRAIN_ARGS: extra train arguments")
     g.add_argument("--predict-input", help="PREDICT_INPUT: s3:// images")
     g.add_argument("--predict-output", help="PREDICT_OUTPUT: s3:// folder")
+
+
+def _preflight_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--skip-preflight", action="store_true",
+                   help="SKIP_PREFLIGHT=1: do not check the bucket, roles, network and input "
+                        "first (for credentials that may not read IAM or EC2)")
 
 
 def _cluster_arg(p: argparse.ArgumentParser) -> None:
@@ -79,6 +92,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="start a long-lived cluster")
     _settings_args(p)
     p.add_argument("--dry-run", action="store_true", help="print the request, call nothing")
+    _preflight_arg(p)
     p = sub.add_parser("submit", help="add steps to the cluster")
     _settings_args(p)
     _job_args(p)
@@ -88,6 +102,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     _settings_args(p)
     _job_args(p)
     p.add_argument("--dry-run", action="store_true", help="print the request, call nothing")
+    _preflight_arg(p)
     p = sub.add_parser("wait", help="wait for the submitted steps (or the cluster start)")
     _cluster_arg(p)
     p.add_argument("--step-id", action="append", default=None, help="step(s) to wait for")
@@ -95,6 +110,23 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--log-wait", type=int, default=300,
                    help="seconds to wait for a failed step's stderr.gz to reach LogUri")
     p.add_argument("--tail", type=int, default=40, help="log lines to print on failure")
+    p = sub.add_parser("estimate", help="time and cost of featurizing INPUT on a cluster")
+    p.add_argument("--input", required=True, help="INPUT: s3:// folder of images")
+    p.add_argument("--instance-type", default=Settings.instance_type, help="INSTANCE_TYPE")
+    p.add_argument("--core-count", type=int, default=Settings.core_count, help="CORE_COUNT")
+    p.add_argument("--task-count", type=int, default=Settings.task_count, help="TASK_COUNT")
+    p.add_argument("--executor-cores", type=int, help="EXECUTOR_CORES")
+    p.add_argument("--executor-memory", help="EXECUTOR_MEMORY")
+    p.add_argument("--price-per-hour", type=float,
+                   help="PRICE_PER_HOUR: USD per instance-hour, EC2 + EMR (default: the "
+                        "dated table in emr/estimate.py)")
+    p.add_argument("--target-minutes", type=float,
+                   help="TARGET_MINUTES: also print the CORE_COUNT that featurizes within it")
+    p.add_argument("--extensions", default=",".join(DEFAULT_EXTENSIONS),
+                   help="which files are images (as the job's --extensions)")
+    p.add_argument("--rate-file", default=str(RATE_FILE),
+                   help="the images/second per core that `make bench` recorded (default: "
+                        "build/bench-rate.json, else the rate in emr/estimate.py)")
     p = sub.add_parser("status", help="the cluster and its steps")
     _cluster_arg(p)
     p = sub.add_parser("logs", help="print a step's log from LogUri")
@@ -129,4 +161,6 @@ def job_args_from(args: argparse.Namespace) -> requests.JobArgs:
 
 
 def jobs(args: argparse.Namespace) -> list[str]:
-    return args.steps.replace(",", " ").split() if args.steps else list(requests.DEFAULT_STEPS)
+    if args.steps is None:
+        return list(requests.DEFAULT_STEPS)
+    return args.steps.replace(",", " ").split()

@@ -21,18 +21,33 @@ logger = logging.getLogger(__name__)
 class Clients:
     emr: Any
     s3: Any
+    iam: Any
+    ec2: Any
     region: str
 
 
 def clients(profile: str | None = None, region: str | None = None) -> Clients:
-    """EMR and S3 clients from one fresh boto3 session (no cached default session)."""
+    """EMR, S3, IAM and EC2 clients from one fresh boto3 session (no cached default)."""
     import boto3
 
     session = boto3.session.Session(profile_name=profile or None, region_name=region or None)
     if not session.region_name:
         raise NoRegionError()
     return Clients(emr=session.client("emr"), s3=session.client("s3"),
+                   iam=session.client("iam"), ec2=session.client("ec2"),
                    region=session.region_name)
+
+
+def s3_client(profile: str | None = None, region: str | None = None) -> Any:
+    """An S3 client alone (S3 needs no region: the global endpoint answers)."""
+    import boto3
+
+    return boto3.session.Session(profile_name=profile or None,
+                                 region_name=region or None).client("s3")
+
+
+def _code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
 
 
 def _call(what: str, fn: Any, **kwargs: Any) -> Any:
@@ -49,12 +64,26 @@ def head_bucket(s3: Any, bucket: str) -> None:
     _call(f"head_bucket {bucket}", s3.head_bucket, Bucket=bucket)
 
 
-def upload_file(s3: Any, path: str, bucket: str, key: str) -> None:
+def upload_file(s3: Any, path: str, bucket: str, key: str, sha256: str | None = None) -> None:
+    """Upload a file; ``sha256`` is kept as the object's metadata (see object_sha256)."""
     # upload_file is boto3's managed (multipart) transfer, not a single API call
+    extra = {"Metadata": {"sha256": sha256}} if sha256 else None
     try:
-        s3.upload_file(path, bucket, key)
+        s3.upload_file(path, bucket, key, ExtraArgs=extra)
     except (ClientError, BotoCoreError):
         logger.error("upload %s -> s3://%s/%s failed", path, bucket, key)
+        raise
+
+
+def object_sha256(s3: Any, bucket: str, key: str) -> str | None:
+    """The sha256 an object was uploaded with (its metadata), or None (absent, or
+    uploaded another way). An ETag is no content hash for multipart uploads."""
+    try:
+        return s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("sha256")
+    except ClientError as exc:
+        if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        logger.error("head_object s3://%s/%s failed", bucket, key)
         raise
 
 
@@ -93,6 +122,88 @@ def get_object_bytes(s3: Any, bucket: str, key: str) -> bytes | None:
             return None
         logger.error("get_object s3://%s/%s failed", bucket, key)
         raise
+
+
+def bucket_region(s3: Any, bucket: str) -> str:
+    """The bucket's region (GetBucketLocation answers None for us-east-1, and "EU" for
+    the old name of eu-west-1)."""
+    where = _call(f"get_bucket_location {bucket}", s3.get_bucket_location,
+                  Bucket=bucket).get("LocationConstraint")
+    return {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(where, where)
+
+
+def first_key(s3: Any, bucket: str, prefix: str,
+              suffixes: tuple[str, ...]) -> tuple[str | None, int]:
+    """The first key under a prefix ending in one of ``suffixes`` (any case), and how many
+    keys were looked at to find it (all of them when there is none)."""
+    seen = 0
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    try:
+        for page in pages:
+            for obj in page.get("Contents", []):
+                seen += 1
+                if obj["Key"].lower().endswith(suffixes):
+                    return obj["Key"], seen
+    except (ClientError, BotoCoreError):
+        logger.error("list_objects_v2 s3://%s/%s failed", bucket, prefix)
+        raise
+    return None, seen
+
+
+# --- IAM and EC2 (pre-flight) -------------------------------------------------------------
+
+def role_exists(iam: Any, name: str) -> bool:
+    try:
+        iam.get_role(RoleName=name)
+        return True
+    except ClientError as exc:
+        if _code(exc) == "NoSuchEntity":
+            return False
+        logger.error("get_role %s failed", name)
+        raise
+
+
+def instance_profile_exists(iam: Any, name: str) -> bool:
+    try:
+        iam.get_instance_profile(InstanceProfileName=name)
+        return True
+    except ClientError as exc:
+        if _code(exc) == "NoSuchEntity":
+            return False
+        logger.error("get_instance_profile %s failed", name)
+        raise
+
+
+def attached_policies(iam: Any, role: str) -> list[str]:
+    """Names of the managed policies attached to a role."""
+    pages = iam.get_paginator("list_attached_role_policies").paginate(RoleName=role)
+    try:
+        return [p["PolicyName"] for page in pages for p in page["AttachedPolicies"]]
+    except (ClientError, BotoCoreError):
+        logger.error("list_attached_role_policies %s failed", role)
+        raise
+
+
+def default_vpc(ec2: Any) -> str | None:
+    vpcs = _call("describe_vpcs isDefault", ec2.describe_vpcs,
+                 Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+    return vpcs[0]["VpcId"] if vpcs else None
+
+
+def subnets(ec2: Any, *, subnet_id: str | None = None,
+            vpc_id: str | None = None) -> list[dict[str, Any]]:
+    """One subnet by id ([] when it does not exist), or the default subnets of a VPC."""
+    if subnet_id:
+        try:
+            return ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
+        except ClientError as exc:
+            if _code(exc) == "InvalidSubnetID.NotFound":
+                return []
+            logger.error("describe_subnets %s failed", subnet_id)
+            raise
+    return _call(f"describe_subnets {vpc_id}", ec2.describe_subnets,
+                 Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
+                          {"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
 
 
 # --- EMR -------------------------------------------------------------------------------

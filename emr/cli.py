@@ -23,17 +23,18 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from emr import aws, logs, package, requests, state
+from emr import aws, estimate, logs, package, preflight, requests, sizing, state
 from emr.args import build_parser, job_args_from, jobs, settings_from
 from emr.follow import follow
 from emr.logs import out as _out
-from emr.settings import Settings
+from emr.settings import Settings, check_instance_type, check_s3_uri
 from featurize.errors import CommandError, FeaturizeError, SettingsError, explain_aws
-from featurize.s3 import S3Uri
+from featurize.s3 import S3Uri, list_images
 
 logger = logging.getLogger("emr")
 
@@ -82,9 +83,18 @@ def cmd_upload(args: argparse.Namespace) -> int:
     if weights_file:
         uploads.append((weights_file,
                         S3Uri.parse(requests.weights_uri(settings, args.weights)).key))
+    skipped = 0
     for path, key in uploads:
-        aws.upload_file(c.s3, path, settings.bucket, key)
+        # An object uploaded from the same bytes is left alone: the wheelhouse is 400 MB.
+        digest = package.sha256_file(path)
+        if aws.object_sha256(c.s3, settings.bucket, key) == digest:
+            skipped += 1
+            continue
+        aws.upload_file(c.s3, path, settings.bucket, key, sha256=digest)
         _out(f"uploaded {path} -> s3://{settings.bucket}/{key}")
+    if skipped:
+        _out(f"{skipped} file(s) already in s3://{settings.bucket}/{settings.key()} with the "
+             f"same sha256: not uploaded again")
     return 0
 
 
@@ -125,17 +135,21 @@ def _refuse_second_cluster(c: aws.Clients, args: argparse.Namespace) -> None:
 
 def _bootstrap_uris(settings: Settings) -> list[str]:
     return [f"{settings.dist_uri}/bootstrap/{name}" for name in
-            (package.BOOTSTRAP_SCRIPT, "requirements.txt", "constraints.txt")]
+            (package.BOOTSTRAP_SCRIPT, "requirements.txt", "constraints.txt")] + [
+                f"{settings.dist_uri}/{package.WHEEL_SUMS}"]
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    logger.info("%s", settings.sizing.summary())
     request = requests.run_job_flow(settings)
     if args.dry_run:
         _out(_dump(request))
         return 0
     c = aws.clients(args.profile, args.region)
     _refuse_second_cluster(c, args)
+    if not args.skip_preflight:
+        preflight.run_checks(c, settings)
     _check_artifacts(c, _bootstrap_uris(settings))
     cluster_id = aws.run_job_flow(c.emr, request)
     state.save({"cluster_id": cluster_id, "region": c.region, "steps": []}, args.state_dir)
@@ -189,7 +203,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    built = requests.steps(settings, jobs(args), job_args_from(args),
+    logger.info("%s", settings.sizing.summary())
+    job_args = job_args_from(args)
+    built = requests.steps(settings, jobs(args), job_args,
                            action_on_failure="TERMINATE_CLUSTER")
     request = requests.run_job_flow(settings, built, keep_alive=False)
     if args.dry_run:
@@ -197,8 +213,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     c = aws.clients(args.profile, args.region)
     _refuse_second_cluster(c, args)
+    if args.skip_preflight:
+        _check_input(c, built[0])
+    else:
+        # the featurize step's own --extensions decide which files are images
+        own = any(a.startswith("--extensions") for a in job_args.featurize_args)
+        preflight.run_checks(c, settings, built[0].input,
+                             None if own else preflight.DEFAULT_EXTENSIONS)
     _check_artifacts(c, _bootstrap_uris(settings) + requests.s3_artifacts(built))
-    _check_input(c, built[0])
     cluster_id = aws.run_job_flow(c.emr, request)
     steps_now = aws.list_steps(c.emr, cluster_id)
     state.save({"cluster_id": cluster_id, "region": c.region,
@@ -231,6 +253,31 @@ def cmd_wait(args: argparse.Namespace) -> int:
             logs.report_failure(c, cluster_id, step, log_wait=args.log_wait, n=args.tail)
             return 1
     _out(f"all {len(step_ids)} step(s) completed")
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    check_instance_type(args.instance_type, "INSTANCE_TYPE")
+    check_s3_uri(args.input, "INPUT")
+    if args.core_count < 1 or args.task_count < 0:
+        raise SettingsError("CORE_COUNT must be at least 1 and TASK_COUNT at least 0")
+    sz = sizing.size(args.instance_type, args.executor_cores, args.executor_memory)
+    objects = list_images(aws.s3_client(args.profile, args.region), args.input,
+                          tuple(e for e in args.extensions.split(",") if e))
+    if not objects:
+        raise SettingsError(f"INPUT={args.input} holds no images ({args.extensions})")
+    rate = estimate.load_rate(Path(args.rate_file))
+    price = args.price_per_hour or estimate.builtin_price(args.instance_type, sz.vcpus)
+    e = estimate.Estimate(images=len(objects), input_bytes=sum(o[1] for o in objects),
+                          sizing=sz, core_count=args.core_count, task_count=args.task_count,
+                          rate=float(rate["images_per_second_per_core"]), price=price)
+    rate_source = f"{rate.get('engine', '?')} engine, {rate.get('measured', '?')}"
+    price_source = ("PRICE_PER_HOUR" if args.price_per_hour else
+                    f"{args.instance_type} us-east-1 on-demand EC2 + EMR, prices of "
+                    f"{estimate.PRICES_DATE}")
+    for line in estimate.report(e, rate_source, price_source=price_source,
+                                target_minutes=args.target_minutes):
+        _out(line)
     return 0
 
 
@@ -287,7 +334,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 COMMANDS = {"package": cmd_package, "upload": cmd_upload, "up": cmd_up, "submit": cmd_submit,
             "run": cmd_run, "wait": cmd_wait, "status": cmd_status, "logs": cmd_logs,
-            "down": cmd_down}
+            "down": cmd_down, "estimate": cmd_estimate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

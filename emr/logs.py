@@ -93,21 +93,30 @@ def cluster_reason(cluster: dict[str, Any]) -> str:
     return f"{st.get('State')}: {reason.get('Code', '')} {reason.get('Message', '')}".strip()
 
 
+#: The driver's container: the first container of an application attempt
+#: (``container_<cluster ts>_<app>_<attempt>_000001``).
+_DRIVER_CONTAINER = re.compile(r"container_(?:e\d+_)?\d+_\d+_(\d+)_000001/stderr\.gz$")
+
+
 def print_driver_log(c: aws.Clients, logs: ClusterLogs, step_stderr: str, n: int) -> None:
-    """The tail of the driver's container log of the application the step ran."""
+    """The tail of the driver's container log of the application the step ran: the first
+    attempt's first (its error is the real one; a retry fails for its own reasons), then
+    any later attempt's, each labelled."""
     apps = re.findall(r"application_\d+_\d+", step_stderr)
     if not apps or logs.root is None:
         return
     bucket, prefix = logs.containers(apps[-1])
-    keys = sorted(k for k in aws.list_keys(c.s3, bucket, prefix)
-                  if re.search(r"container_[^/]*_000001/stderr\.gz$", k))
-    if not keys:
+    attempts = sorted((int(m.group(1)), k) for k in aws.list_keys(c.s3, bucket, prefix)
+                      if (m := _DRIVER_CONTAINER.search(k)))
+    if not attempts:
         out(f"(the driver's log s3://{bucket}/{prefix}container_..._000001/stderr.gz is not "
             f"there yet; `make logs` later, or look under that prefix)")
         return
-    text = read_gzip(c, f"s3://{bucket}/{keys[-1]}")
-    if text is not None:
-        print_tail(f"the driver's log s3://{bucket}/{keys[-1]}", text, n)
+    for attempt, key in attempts:
+        text = read_gzip(c, f"s3://{bucket}/{key}")
+        label = f" (attempt {attempt} of {len(attempts)})" if len(attempts) > 1 else ""
+        if text is not None:
+            print_tail(f"the driver's log{label} s3://{bucket}/{key}", text, n)
 
 
 def report_failure(c: aws.Clients, cluster_id: str, step: dict[str, Any], *,

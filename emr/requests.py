@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from emr.package import BOOTSTRAP_SCRIPT, CODE_ZIP, JOB_FILES
+from emr.package import BOOTSTRAP_SCRIPT, CODE_ZIP, JOB_FILES, WHEELS
 from emr.settings import NODE_PYTHON, Settings, SettingsError, check_s3_uri
+from emr.sizing import DRIVER_MEMORY_MB, DRIVER_OVERHEAD_MB
 
 PROJECT_TAG = "featurize-images"
 #: The steps ``submit`` and ``run`` add unless STEPS says otherwise.
@@ -41,14 +42,12 @@ def weights_uri(settings: Settings, spec: str) -> str:
 def configurations(settings: Settings) -> list[dict[str, Any]]:
     """spark-env (PYSPARK_PYTHON) and spark-defaults (interpreter + CNN sizing).
 
-    The values are docs/PERFORMANCE.md's: one task per core and one model per task,
-    ~1.5 GiB of Python memory per core outside the JVM heap, a fixed set of executors
-    (executors that come and go rebuild the model): one per core node, since without
-    dynamic allocation Spark would otherwise start only 2. Sized for m5.xlarge (YARN
-    offers 12 GiB per node): a 3g + 6g executor leaves room for the cluster-mode driver
-    (1g heap + 1.5g for the Python driver, which imports TensorFlow to load weights).
+    One task per core and one model per task; sizes from the instance type
+    (:mod:`emr.sizing`); a fixed set of executors (executors that come and go rebuild
+    the model), since without dynamic allocation Spark would otherwise start only 2.
     """
-    cores = settings.executor_cores
+    sz = settings.sizing
+    nodes = settings.core_count + settings.task_count
     return [
         {"Classification": "spark-env", "Properties": {}, "Configurations": [
             {"Classification": "export",
@@ -57,13 +56,13 @@ def configurations(settings: Settings) -> list[dict[str, Any]]:
         {"Classification": "spark-defaults", "Properties": {
             "spark.pyspark.python": NODE_PYTHON,
             "spark.pyspark.driver.python": NODE_PYTHON,
-            "spark.executor.instances": str(settings.core_count + settings.task_count),
-            "spark.executor.cores": str(cores),
+            "spark.executor.instances": str(sz.executors_per_node * nodes),
+            "spark.executor.cores": str(sz.executor_cores),
             "spark.task.cpus": "1",
-            "spark.executor.memory": "3g",
-            "spark.executor.memoryOverhead": f"{1536 * cores}m",
-            "spark.driver.memory": "1g",
-            "spark.driver.memoryOverhead": "1536m",
+            "spark.executor.memory": f"{sz.executor_memory_mb}m",
+            "spark.executor.memoryOverhead": f"{sz.executor_overhead_mb}m",
+            "spark.driver.memory": f"{DRIVER_MEMORY_MB}m",
+            "spark.driver.memoryOverhead": f"{DRIVER_OVERHEAD_MB}m",
             "spark.python.worker.reuse": "true",
             "spark.dynamicAllocation.enabled": "false",
         }},
@@ -112,7 +111,7 @@ def run_job_flow(settings: Settings, steps: Sequence[Step] = (),
             "Name": "install pinned Python dependencies",
             "ScriptBootstrapAction": {
                 "Path": f"{settings.dist_uri}/bootstrap/{BOOTSTRAP_SCRIPT}",
-                "Args": [f"{settings.dist_uri}/bootstrap"],
+                "Args": [f"{settings.dist_uri}/bootstrap", f"{settings.dist_uri}/{WHEELS}"],
             },
         }],
         "Configurations": configurations(settings),
@@ -144,6 +143,13 @@ def spark_submit_args(settings: Settings, job: str, job_args: Sequence[str]) -> 
     """``spark-submit`` argv for one job, every artifact an ``s3://`` URI under dist/."""
     return ["spark-submit", "--deploy-mode", "cluster", "--master", "yarn",
             "--conf", "spark.yarn.submit.waitAppCompletion=true",
+            # One attempt. YARN's default is 2 (yarn.resourcemanager.am.max-attempts), and
+            # Spark's ApplicationMaster unregisters only on success or on the last attempt:
+            # a failed first attempt leaves a "failed" manifest in --output, so the second
+            # always fails with "output already exists" and the real error is buried in the
+            # first attempt's log. A transient failure is better retried by the user
+            # (--resume keeps the finished work) than by YARN.
+            "--conf", "spark.yarn.maxAppAttempts=1",
             "--py-files", f"{settings.dist_uri}/{CODE_ZIP}",
             f"{settings.dist_uri}/jobs/{JOB_FILES[job]}", *job_args]
 

@@ -10,6 +10,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
+from emr.sizing import Sizing, size
 from featurize.errors import SettingsError
 
 #: The EMR release whose Spark (3.5.6) the local pyspark pin matches.
@@ -24,9 +25,6 @@ DEFAULT_INSTANCE_PROFILE = "EMR_EC2_DefaultRole"
 #: Where the bootstrap action creates the Python that Spark uses on every node.
 NODE_VENV = "/opt/featurize/venv"
 NODE_PYTHON = f"{NODE_VENV}/bin/python"
-#: Executor sizing for CNN inference (docs/PERFORMANCE.md): one task per core, one
-#: TensorFlow thread per task, ~1.5 GiB of Python memory per core outside the JVM.
-DEFAULT_EXECUTOR_CORES = 4
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # Graviton families: a digit run followed by "g" (m6g, c7gn, r8g, t4g, x2gd, im4gn, ...);
@@ -96,7 +94,11 @@ class Settings:
     service_role: str = DEFAULT_SERVICE_ROLE
     instance_profile: str = DEFAULT_INSTANCE_PROFILE
     idle_timeout: int = DEFAULT_IDLE_TIMEOUT
-    executor_cores: int = DEFAULT_EXECUTOR_CORES
+    #: None: chosen from the instance type (emr/sizing.py).
+    executor_cores: int | None = None
+    #: Executor heap (e.g. ``4g``); None: what the instance type leaves. Needed for a type
+    #: that is not in emr/sizing.py's table.
+    executor_memory: str | None = None
     name: str = "featurize-images"
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -115,8 +117,14 @@ class Settings:
         if not re.match(r"^emr-\d+\.\d+\.\d+$|^emr-spark-\d+\.\d+\.\d+$", self.release_label):
             raise SettingsError(f"RELEASE_LABEL={self.release_label!r}: expected a label "
                                 f"like {DEFAULT_RELEASE_LABEL}")
-        if self.executor_cores < 1:
+        if self.executor_cores is not None and self.executor_cores < 1:
             raise SettingsError(f"EXECUTOR_CORES={self.executor_cores}: give at least 1")
+        self.sizing  # noqa: B018 - validated now, before any AWS call
+
+    @property
+    def sizing(self) -> Sizing:
+        """Executors and driver for the core/task nodes (emr/sizing.py)."""
+        return size(self.instance_type, self.executor_cores, self.executor_memory)
 
     @property
     def master(self) -> str:

@@ -57,6 +57,37 @@ def backend():
     return emr_backends[DEFAULT_ACCOUNT_ID][REGION]
 
 
+def create_default_roles(service_role: str = "EMR_DefaultRole",
+                         policy: str = "AmazonEMRServicePolicy") -> None:
+    """What `aws emr create-default-roles` creates, in moto's IAM (idempotent)."""
+    iam = boto3.client("iam", region_name=REGION)
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "elasticmapreduce.amazonaws.com"},
+        "Action": "sts:AssumeRole"}]})
+    if service_role not in [r["RoleName"] for r in iam.list_roles()["Roles"]]:
+        iam.create_role(RoleName=service_role, AssumeRolePolicyDocument=trust)
+        arn = iam.create_policy(PolicyName=policy, PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ec2:*",
+                                                    "Resource": "*"}]}))["Policy"]["Arn"]
+        iam.attach_role_policy(RoleName=service_role, PolicyArn=arn)
+    profiles = [p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]]
+    if "EMR_EC2_DefaultRole" not in profiles:
+        iam.create_role(RoleName="EMR_EC2_DefaultRole", AssumeRolePolicyDocument=trust)
+        iam.create_instance_profile(InstanceProfileName="EMR_EC2_DefaultRole")
+        iam.add_role_to_instance_profile(InstanceProfileName="EMR_EC2_DefaultRole",
+                                         RoleName="EMR_EC2_DefaultRole")
+
+
+def make_subnet(tags: dict[str, str] | None = None, region: str = REGION) -> str:
+    ec2 = boto3.client("ec2", region_name=region)
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
+    if tags:
+        ec2.create_tags(Resources=[subnet], Tags=[{"Key": k, "Value": v}
+                                                  for k, v in tags.items()])
+    return subnet
+
+
 @pytest.fixture(scope="module")
 def aws(moto_endpoint, tmp_path_factory, weights_spec):
     s3 = boto3.client("s3", region_name=REGION)
@@ -68,6 +99,7 @@ def aws(moto_endpoint, tmp_path_factory, weights_spec):
             seed = (7 if label == "cat" else 70) + i
             s3.put_object(Bucket=BUCKET, Key=f"input images/{label}/{label} {i}.jpg",
                           Body=image_bytes(pattern_image(seed)))
+    create_default_roles()
     tmp = tmp_path_factory.mktemp("emr")
     common = (f"BUCKET={BUCKET}", f"PREFIX={PREFIX}", f"REGION={REGION}",
               f"DIST={tmp / 'dist'}", f"EMR_STATE={tmp / 'state'}", f"WEIGHTS={weights_spec}")
@@ -75,12 +107,21 @@ def aws(moto_endpoint, tmp_path_factory, weights_spec):
 
 
 @pytest.fixture(scope="module")
-def cluster(aws):
+def subnet(aws):
+    return make_subnet()
+
+
+@pytest.fixture(scope="module")
+def cluster(aws, subnet):
     s3, emr, tmp, common = aws
-    proc = make("cluster", *common, "CORE_COUNT=3", "SPOT=1", "SUBNET_ID=subnet-0abc1234",
+    proc = make("cluster", *common, "CORE_COUNT=3", "SPOT=1", f"SUBNET_ID={subnet}",
                 "KEY_NAME=my-key", "IDLE_TIMEOUT=1800")
     cluster_id = json.loads((tmp / "state" / "state.json").read_text())["cluster_id"]
     assert f"cluster {cluster_id} starting" in proc.stdout
+    assert [ln for ln in proc.stdout.splitlines() if ln.startswith("pre-flight")] == [
+        f"pre-flight: bucket {BUCKET} in {REGION}",
+        "pre-flight: roles EMR_DefaultRole, EMR_EC2_DefaultRole",
+        f"pre-flight: subnet {subnet}"]
     return cluster_id
 
 
@@ -105,7 +146,7 @@ def test_graviton_refused_before_any_call(aws, instance_type):
     assert len(emr.list_clusters()["Clusters"]) == before
 
 
-def test_cluster_as_created(aws, cluster):
+def test_cluster_as_created(aws, cluster, subnet):
     s3, emr, tmp, _ = aws
     c = emr.describe_cluster(ClusterId=cluster)["Cluster"]
     assert c["Status"]["State"] == "WAITING"
@@ -116,7 +157,7 @@ def test_cluster_as_created(aws, cluster):
     assert c["ServiceRole"] == "EMR_DefaultRole"
     assert c["AutoTerminate"] is False
     assert c["Ec2InstanceAttributes"]["IamInstanceProfile"] == "EMR_EC2_DefaultRole"
-    assert c["Ec2InstanceAttributes"]["Ec2SubnetId"] == "subnet-0abc1234"
+    assert c["Ec2InstanceAttributes"]["Ec2SubnetId"] == subnet
     assert c["Ec2InstanceAttributes"]["Ec2KeyName"] == "my-key"
     assert {t["Key"]: t["Value"] for t in c["Tags"]} == {
         "project": "featurize-images", "for-use-with-amazon-emr-managed-policies": "true"}
@@ -127,9 +168,9 @@ def test_cluster_as_created(aws, cluster):
         {"Classification": "spark-defaults", "Properties": {
             "spark.pyspark.python": NODE_PY, "spark.pyspark.driver.python": NODE_PY,
             "spark.executor.instances": "3", "spark.executor.cores": "4",
-            "spark.task.cpus": "1", "spark.executor.memory": "3g",
-            "spark.executor.memoryOverhead": "6144m", "spark.driver.memory": "1g",
-            "spark.driver.memoryOverhead": "1536m",
+            "spark.task.cpus": "1", "spark.executor.memory": "3072m",
+            "spark.executor.memoryOverhead": "6144m", "spark.driver.memory": "1024m",
+            "spark.driver.memoryOverhead": "2048m",
             "spark.python.worker.reuse": "true",
             "spark.dynamicAllocation.enabled": "false"}},
     ]
@@ -141,7 +182,8 @@ def test_cluster_as_created(aws, cluster):
     assert [(a["Name"], a["ScriptPath"], a["Args"]) for a in actions] == [
         ("install pinned Python dependencies",
          "s3://featurize-emr-test/team/fz/dist/bootstrap/install-python-deps.sh",
-         ["s3://featurize-emr-test/team/fz/dist/bootstrap"])]
+         ["s3://featurize-emr-test/team/fz/dist/bootstrap",
+          "s3://featurize-emr-test/team/fz/dist/wheels"])]
     # the uploaded script and its pins are the repository's, byte for byte
     for name, local in [("install-python-deps.sh", "bootstrap/install-python-deps.sh"),
                         ("requirements.txt", "bootstrap/requirements.txt"),
@@ -160,6 +202,7 @@ def test_submit_steps_and_artifacts(aws, cluster, weights_spec):
                   if weights_spec == "imagenet" else Path(weights_spec).name))
     head = ["spark-submit", "--deploy-mode", "cluster", "--master", "yarn",
             "--conf", "spark.yarn.submit.waitAppCompletion=true",
+            "--conf", "spark.yarn.maxAppAttempts=1",
             "--py-files", "s3://featurize-emr-test/team/fz/dist/featurize.zip"]
     assert [(s["Name"], s["ActionOnFailure"], s["Config"]["Jar"], s["Config"]["Args"])
             for s in steps] == [
@@ -175,8 +218,8 @@ def test_submit_steps_and_artifacts(aws, cluster, weights_spec):
     # every artifact a step names is in S3, with the bytes of the local build
     dist = tmp / "dist"
     for uri, local in [(head[-1], dist / "featurize.zip"),
-                       (steps[0]["Config"]["Args"][9], dist / "jobs/featurize_images.py"),
-                       (steps[1]["Config"]["Args"][9], dist / "jobs/train_classifier.py")]:
+                       (steps[0]["Config"]["Args"][11], dist / "jobs/featurize_images.py"),
+                       (steps[1]["Config"]["Args"][11], dist / "jobs/train_classifier.py")]:
         key = uri.split("/", 3)[3]
         assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == local.read_bytes()
     uploaded = s3.get_object(Bucket=BUCKET, Key=weights.split("/", 3)[3])["Body"].read()
@@ -257,6 +300,29 @@ def test_wait_failed_prints_step_and_driver_log_tails(aws, cluster):
     assert logs_out.stdout.rstrip().endswith("finished with failed status")
 
 
+def test_wait_shows_the_first_attempt_first(aws, cluster):
+    """Should YARN run the driver twice (a cluster whose own settings allow it), the first
+    attempt's log is the one with the real error: it comes first, each one labelled."""
+    s3, _, tmp, _ = aws
+    first, _ = _set_steps(cluster, "FAILED", "CANCELLED")
+    app = "application_1700000000000_0009"
+    logs = f"team/fz/logs/{cluster}"
+    s3.put_object(Bucket=BUCKET, Key=f"{logs}/steps/{first}/stderr.gz",
+                  Body=gzip.compress(f"Application {app} finished with failed status".encode()))
+    for attempt, last in [(2, "output already exists"), (1, "the real error")]:
+        s3.put_object(Bucket=BUCKET, Key=f"{logs}/containers/{app}/container_e03_1700000000000"
+                      f"_0009_0{attempt}_000001/stderr.gz", Body=gzip.compress(last.encode()))
+    proc = emr_cli("wait", "--poll", "1", "--log-wait", "0", "--tail", "1",
+                   state_dir=tmp / "state")
+    assert proc.returncode == 1, proc.stderr
+    heads = [ln for ln in proc.stdout.splitlines() if "the driver's log" in ln]
+    assert heads == [
+        f"--- last 1 lines of the driver's log (attempt {n} of 2) s3://{BUCKET}/{logs}/"
+        f"containers/{app}/container_e03_1700000000000_0009_0{n}_000001/stderr.gz ---"
+        for n in (1, 2)]
+    assert proc.stdout.index("the real error") < proc.stdout.index("output already exists")
+
+
 def test_local_replay_of_the_featurize_step(aws, cluster, tmp_path):
     """Run the featurize step's spark-submit arguments here. Swapped, and only these:
     ``spark-submit`` -> the venv's, ``--deploy-mode cluster`` -> ``client``,
@@ -272,6 +338,7 @@ def test_local_replay_of_the_featurize_step(aws, cluster, tmp_path):
              f"{DIST_URI}/jobs/featurize_images.py": str(tmp / "dist/jobs/featurize_images.py")}
     replay = [swaps.get(a, a) for a in args]
     assert sum(a != b for a, b in zip(args, replay)) == 5
+    assert args[args.index("spark.yarn.maxAppAttempts=1") - 1] == "--conf"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run(replay + ["--overwrite"], capture_output=True, text=True,
                           cwd=tmp_path, env=env, timeout=600)
@@ -307,12 +374,12 @@ def test_dry_run_calls_nothing(aws):
     _, emr, tmp, common = aws
     before = len(emr.list_clusters()["Clusters"])
     proc = make("cluster", *common, "DRY_RUN=1", "INSTANCE_TYPE=c6i.2xlarge", "SPOT=0",
-                "TASK_COUNT=4",
-                "EXECUTOR_CORES=8", env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+                "TASK_COUNT=4", env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
     request = json.loads(proc.stdout[proc.stdout.index("\n{") + 1:])
     assert request["Instances"]["InstanceGroups"][1]["InstanceType"] == "c6i.2xlarge"
+    # 12,288 MB of YARN memory on 8 vCPUs: one 4-core executor (emr/sizing.py)
     assert request["Configurations"][1]["Properties"]["spark.executor.memoryOverhead"] == \
-        "12288m"
+        "6144m"
     assert "spark.executor.instances" in request["Configurations"][1]["Properties"]
     assert request["Instances"]["InstanceGroups"][1]["Market"] == "ON_DEMAND"  # SPOT=0
     assert request["Instances"]["InstanceGroups"][2] == {
@@ -356,7 +423,7 @@ def test_make_emr_run_waits_for_the_steps(aws):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "all 2 step(s) completed" in out
-    assert [s.args[9].rsplit("/", 1)[1] for s in backend().clusters[cluster_id].steps] == \
+    assert [s.args[11].rsplit("/", 1)[1] for s in backend().clusters[cluster_id].steps] == \
         ["featurize_images.py", "train_classifier.py"]
 
 
@@ -381,13 +448,21 @@ def test_make_down_terminates(aws, cluster):
 
 
 FAKE_AWS = '''#!{python}
-# Stand-in for the AWS CLI on an EMR node: only `aws s3 cp [--only-show-errors] SRC DEST`,
-# downloading with boto3 (so from moto, through AWS_ENDPOINT_URL).
-import sys, boto3
-args = [a for a in sys.argv[1:] if a != "--only-show-errors"]
+# Stand-in for the AWS CLI on an EMR node: only `aws s3 cp [--only-show-errors]
+# [--recursive] SRC DEST`, downloading with boto3 (so from moto, through AWS_ENDPOINT_URL).
+import os, sys, boto3
+args = [a for a in sys.argv[1:] if a not in ("--only-show-errors", "--recursive")]
 assert args[:2] == ["s3", "cp"], args
 bucket, key = args[2][len("s3://"):].split("/", 1)
-boto3.client("s3").download_file(bucket, key, args[3])
+s3 = boto3.client("s3")
+if "--recursive" in sys.argv:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+        for obj in page.get("Contents", []):
+            dest = os.path.join(args[3], obj["Key"][len(key):].lstrip("/"))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            s3.download_file(bucket, obj["Key"], dest)
+else:
+    s3.download_file(bucket, key, args[3])
 '''
 
 
@@ -402,9 +477,10 @@ def _pins(text: str) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_bootstrap_script_installs_the_pins_idempotently(aws, cluster, tmp_path):
-    """The uploaded bootstrap script, run as EMR runs it (its one argument, the s3://
-    bootstrap prefix), with the AWS CLI swapped for a boto3 stand-in, Python 3.11 as the
-    base interpreter and the venv in a temporary folder. pip really installs."""
+    """The uploaded bootstrap script, run as EMR runs it (its arguments, the s3://
+    bootstrap and wheelhouse prefixes), with the AWS CLI swapped for a boto3 stand-in,
+    Python 3.11 as the base interpreter and the venv in a temporary folder. pip really
+    installs, from the uploaded wheelhouse alone: the package index is a dead address."""
     s3, emr, tmp, _ = aws
     script = tmp_path / "install-python-deps.sh"
     script.write_bytes(s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/dist/bootstrap/"
@@ -415,13 +491,17 @@ def test_bootstrap_script_installs_the_pins_idempotently(aws, cluster, tmp_path)
     (bin_dir / "aws").chmod(0o755)
     venv = tmp_path / "opt" / "venv"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
-           "FEATURIZE_NODE_VENV": str(venv), "FEATURIZE_BASE_PYTHON": "python3.11"}
+           "FEATURIZE_NODE_VENV": str(venv), "FEATURIZE_BASE_PYTHON": "python3.11",
+           # any index or find-links lookup would fail: only --find-links WHEELS serves
+           "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_EXTRA_INDEX_URL": "",
+           "PIP_FIND_LINKS": "", "PIP_CONFIG_FILE": os.devnull}
     env.pop("PYTHONPATH", None)
-    args = ["bash", str(script), f"{DIST_URI}/bootstrap"]
+    args = ["bash", str(script), f"{DIST_URI}/bootstrap", f"{DIST_URI}/wheels"]
     first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     assert "imports ok: tensorflow 2.21.0" in first.stdout
-    freeze = subprocess.run([str(venv / "bin/python"), "-m", "pip", "freeze"],
+    assert "every wheel matches wheels.sha256" in first.stdout
+    freeze = subprocess.run([str(venv / "bin/python"), "-m", "pip", "freeze", "--all"],
                             capture_output=True, text=True, check=True).stdout
     installed = _pins(freeze)
     pinned = _pins((REPO / "constraints.txt").read_text())
@@ -429,8 +509,10 @@ def test_bootstrap_script_installs_the_pins_idempotently(aws, cluster, tmp_path)
               if ln.strip() and not ln.startswith("#")]
     assert wanted == ["numpy", "pandas", "pyarrow", "pillow", "h5py", "tensorflow-cpu",
                       "keras", "boto3"]
-    for name in wanted:
+    for name in wanted + ["pip", "setuptools", "wheel"]:
         assert installed[name] == pinned[name], name
+    # every installed package at the project's pin, nothing unpinned
+    assert {n: v for n, v in installed.items() if pinned.get(n) != v} == {}
     assert "pyspark" not in installed  # EMR's own Spark provides it
     second = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert second.returncode == 0
@@ -450,3 +532,54 @@ def test_bootstrap_requirements_are_the_package_requirements():
     assert wanted == install_requires
     pinned = _pins((REPO / "constraints.txt").read_text())
     assert all(name in pinned for name in wanted)
+
+
+def test_package_builds_a_wheelhouse_for_the_nodes(aws, cluster):
+    """dist/wheels/: a cp311 manylinux x86_64 (or pure-Python) wheel of every pinned
+    package the nodes install, listed with its sha256; uploaded beside the code."""
+    import hashlib
+    import re
+
+    s3, _, tmp, _ = aws
+    dist = tmp / "dist"
+    wheels = sorted((dist / "wheels").glob("*.whl"))
+    sums = dict(reversed(line.split()) for line in
+                (dist / "bootstrap" / "wheels.sha256").read_text().splitlines())
+    assert sorted(sums) == [w.name for w in wheels] and len(wheels) > 30
+    pinned = _pins((REPO / "constraints.txt").read_text())
+    for wheel in wheels:
+        name, version, *_, python, abi, platform = wheel.name[:-len(".whl")].split("-")
+        assert pinned[name.lower().replace("_", "-")] == version, wheel.name
+        assert abi in {"cp311", "abi3", "none"}, wheel.name
+        assert python in {"cp311", "py3", "py2.py3"} or abi == "abi3", wheel.name
+        assert platform == "any" or all(re.fullmatch(r"manylinux\w*_x86_64", p)
+                                         for p in platform.split(".")), wheel.name
+        assert hashlib.sha256(wheel.read_bytes()).hexdigest() == sums[wheel.name]
+    names = {w.name.split("-")[0].lower().replace("_", "-") for w in wheels}
+    assert {"numpy", "pandas", "pyarrow", "pillow", "h5py", "tensorflow-cpu", "keras",
+            "boto3", "pip", "setuptools", "wheel"} <= names
+    key = f"{PREFIX}/dist/wheels/{wheels[0].name}"
+    head = s3.head_object(Bucket=BUCKET, Key=key)
+    assert head["ContentLength"] == wheels[0].stat().st_size
+    assert head["Metadata"]["sha256"] == sums[wheels[0].name]
+
+
+def test_bootstrap_refuses_a_wheel_that_is_not_the_one_built(aws, cluster, tmp_path):
+    """A wheel whose bytes differ from wheels.sha256 fails the node before any install."""
+    import shutil
+
+    _, _, tmp, _ = aws
+    wheels = tmp_path / "wheels"
+    shutil.copytree(tmp / "dist" / "wheels", wheels, copy_function=os.link)
+    victim = min(wheels.glob("*.whl"), key=lambda p: p.stat().st_size)
+    victim.unlink()
+    victim.write_bytes(b"not the wheel that was built")
+    venv = tmp_path / "venv"
+    proc = subprocess.run(
+        ["bash", str(REPO / "bootstrap" / "install-python-deps.sh"),
+         str(tmp / "dist" / "bootstrap"), str(wheels)],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "FEATURIZE_NODE_VENV": str(venv)})
+    assert proc.returncode != 0
+    assert f"{victim.name}: FAILED" in proc.stdout + proc.stderr
+    assert not venv.exists()

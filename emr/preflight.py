@@ -1,0 +1,133 @@
+"""Pre-flight: what a first cluster needs from the account, checked before one exists.
+
+Each check reads (never writes) and fails with a :class:`SettingsError` (exit 2) that
+names what to change: the bucket exists and is in the region; the service role and the
+instance profile exist; the network (the subnet, or a default VPC when no subnet is
+given; with a V2 service role, subnets tagged for EMR's managed policies); the input
+prefix holds images. ``--skip-preflight`` (``SKIP_PREFLIGHT=1``) is for callers who may
+launch clusters but not read IAM or EC2.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from botocore.exceptions import ClientError
+
+from emr import aws
+from emr.logs import out
+from emr.settings import Settings
+from featurize.errors import SettingsError
+from featurize.images import DEFAULT_EXTENSIONS
+from featurize.s3 import S3Uri
+
+logger = logging.getLogger(__name__)
+
+#: The managed policy of EMR's v2 service role (EMR_DefaultRole_V2). It lets EMR launch
+#: instances only into subnets and security groups tagged MANAGED_TAG: the
+#: "CreateInTaggedNetwork" statement of AmazonEMRServicePolicy_v2, and "You must manually
+#: tag EC2 security groups and EC2 subnets" (Amazon EMR Management Guide, "Tagging
+#: resources to use managed policies",
+#: https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-managed-iam-policies.html).
+V2_POLICY = "AmazonEMRServicePolicy_v2"
+MANAGED_TAG = ("for-use-with-amazon-emr-managed-policies", "true")
+
+
+def _tagged(subnet: dict) -> bool:
+    return any((t["Key"], t["Value"]) == MANAGED_TAG for t in subnet.get("Tags", []))
+
+
+def check_bucket(c: aws.Clients, settings: Settings) -> str:
+    try:
+        region = aws.bucket_region(c.s3, settings.bucket)
+    except ClientError as exc:
+        if aws._code(exc) in ("NoSuchBucket", "404"):
+            raise SettingsError(f"BUCKET={settings.bucket} does not exist (or is not "
+                                f"yours): create it in {c.region}, or fix BUCKET") from exc
+        raise
+    if region != c.region:
+        raise SettingsError(
+            f"BUCKET={settings.bucket} is in {region}, the cluster would be in {c.region}: "
+            f"give REGION={region}, or a bucket in {c.region} (EMR reads its bootstrap "
+            f"script and writes its logs there)")
+    return f"bucket {settings.bucket} in {region}"
+
+
+def check_roles(c: aws.Clients, settings: Settings) -> str:
+    if not aws.role_exists(c.iam, settings.service_role):
+        raise SettingsError(
+            f"SERVICE_ROLE={settings.service_role}: no such IAM role in this account. Create "
+            f"EMR's default roles once (`aws emr create-default-roles`), or name yours")
+    if not aws.instance_profile_exists(c.iam, settings.instance_profile):
+        raise SettingsError(
+            f"INSTANCE_PROFILE={settings.instance_profile}: no such instance profile. Create "
+            f"EMR's default roles once (`aws emr create-default-roles`), or name yours")
+    return f"roles {settings.service_role}, {settings.instance_profile}"
+
+
+def check_network(c: aws.Clients, settings: Settings) -> str:
+    v2 = V2_POLICY in aws.attached_policies(c.iam, settings.service_role)
+    tag = "=".join(MANAGED_TAG)
+    if settings.subnet_id:
+        found = aws.subnets(c.ec2, subnet_id=settings.subnet_id)
+        if not found:
+            raise SettingsError(f"SUBNET_ID={settings.subnet_id}: no such subnet in "
+                                f"{c.region}")
+        if v2 and not _tagged(found[0]):
+            raise SettingsError(
+                f"SUBNET_ID={settings.subnet_id} is not tagged {tag}, and SERVICE_ROLE="
+                f"{settings.service_role} ({V2_POLICY}) may only launch into tagged "
+                f"subnets: tag it (aws ec2 create-tags --resources {settings.subnet_id} "
+                f"--tags Key={MANAGED_TAG[0]},Value=true), and its security groups")
+        return f"subnet {settings.subnet_id}" + (" (tagged for v2)" if v2 else "")
+    vpc = aws.default_vpc(c.ec2)
+    if vpc is None:
+        raise SettingsError(f"no default VPC in {c.region} and no SUBNET_ID: give SUBNET_ID= "
+                            f"of a subnet whose route table reaches S3")
+    if v2:
+        untagged = [s["SubnetId"] for s in aws.subnets(c.ec2, vpc_id=vpc) if not _tagged(s)]
+        if untagged:
+            raise SettingsError(
+                f"SERVICE_ROLE={settings.service_role} ({V2_POLICY}) may only launch into "
+                f"subnets tagged {tag}; EMR would pick one of the default VPC's subnets, and "
+                f"{', '.join(sorted(untagged))} are not tagged. Give SUBNET_ID= of a tagged "
+                f"subnet, or tag them")
+    return f"default VPC {vpc}"
+
+
+def check_input(c: aws.Clients, input_uri: str, extensions: tuple[str, ...]) -> str:
+    loc = S3Uri.parse(input_uri)
+    key, seen = aws.first_key(c.s3, loc.bucket, loc.prefix,
+                              tuple("." + e for e in extensions))
+    if key is None:
+        exts = ", ".join("." + e for e in extensions)
+        raise SettingsError(
+            f"INPUT={input_uri} holds no {exts} files ({seen} object(s) under it): check "
+            f"INPUT, or pass JOB_ARGS=\"--extensions ...\"")
+    return f"input {input_uri} holds images (e.g. {key.rsplit('/', 1)[-1]})"
+
+
+def run_checks(c: aws.Clients, settings: Settings, input_uri: str | None = None,
+               extensions: tuple[str, ...] | None = DEFAULT_EXTENSIONS) -> None:
+    """Every check, in order; prints one line per check that passed.
+
+    ``extensions`` None: the input's files are not matched by extension (the featurize
+    step was given its own ``--extensions``), only required to exist.
+    """
+    checks: list[Callable[[], str]] = [
+        lambda: check_bucket(c, settings), lambda: check_roles(c, settings),
+        lambda: check_network(c, settings)]
+    if input_uri:
+        checks.append(lambda: check_input(c, input_uri, extensions or ("",)))
+    for check in checks:
+        try:
+            out(f"pre-flight: {check()}")
+        except ClientError as exc:
+            if aws._code(exc) in ("AccessDenied", "AccessDeniedException",
+                                  "UnauthorizedOperation", "403"):
+                raise SettingsError(
+                    f"pre-flight could not read what it checks ({exc.operation_name}: "
+                    f"{aws._code(exc)}); give SKIP_PREFLIGHT=1 (--skip-preflight) if these "
+                    f"credentials may launch clusters but not read IAM, EC2 or the "
+                    f"bucket") from exc
+            raise

@@ -1,0 +1,239 @@
+"""What a first EMR run needs: sizes from the instance type, pre-flight refusals before any
+cluster exists (against moto's S3, IAM and EC2 over HTTP), and the time and cost estimate.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import boto3
+import pytest
+
+from emr import sizing
+from featurize.errors import SettingsError
+from tests.test_emr import BUCKET, REGION, create_default_roles, emr_cli, make, make_subnet
+
+# --- sizes -------------------------------------------------------------------------------
+
+#: Amazon EMR Release Guide, "Task configuration": yarn.nodemanager.resource.memory-mb,
+#: and the EC2 vCPUs of each type, for types the page lists.
+DOCUMENTED = {"m5.xlarge": (4, 12288), "m5.2xlarge": (8, 24576), "m5.4xlarge": (16, 57344),
+              "m5.24xlarge": (96, 385024), "c5.xlarge": (4, 6144), "c5.9xlarge": (36, 65536),
+              "c5.18xlarge": (72, 139264), "r5.xlarge": (4, 24576),
+              "r5.24xlarge": (96, 778240)}
+
+
+def test_table_holds_the_documented_values():
+    for instance_type, expected in DOCUMENTED.items():
+        assert sizing.NODE_TYPES[instance_type] == expected, instance_type
+    # the newer families of the same memory read the same value
+    assert sizing.NODE_TYPES["m6i.xlarge"] == sizing.NODE_TYPES["m7i.xlarge"] == (4, 12288)
+    assert sizing.NODE_TYPES["c7i.4xlarge"] == (16, 24576)
+    assert all(f"{f}.xlarge" in sizing.NODE_TYPES
+               for f in ("m5", "m6i", "m7i", "c5", "c6i", "c7i", "r5", "r6i", "r7i"))
+
+
+@pytest.mark.parametrize("instance_type", sorted(sizing.NODE_TYPES))
+def test_every_type_fits_its_node_with_the_driver(instance_type):
+    vcpus, yarn_mb = sizing.NODE_TYPES[instance_type]
+    s = sizing.size(instance_type)
+    assert s.executors_per_node * s.executor_container_mb + sizing.DRIVER_CONTAINER_MB \
+        <= yarn_mb
+    assert s.executors_per_node * s.executor_cores <= vcpus
+    assert s.executor_overhead_mb == sizing.PYTHON_MB_PER_CORE * s.executor_cores
+    assert s.executor_memory_mb >= sizing.MIN_HEAP_MB
+
+
+def test_m5_xlarge_and_larger_types():
+    small, large = sizing.size("m5.xlarge"), sizing.size("m5.4xlarge")
+    assert (small.executors_per_node, small.executor_cores, small.executor_memory_mb,
+            small.executor_overhead_mb) == (1, 4, 3072, 6144)
+    assert small.executor_container_mb + sizing.DRIVER_CONTAINER_MB == 12288
+    assert sizing.DRIVER_CONTAINER_MB >= 2560  # at least 2.5 GiB
+    assert large.executor_container_mb > small.executor_container_mb
+    assert large.executors_per_node * large.executor_cores == 16
+    # memory-poor: fewer cores than vCPUs rather than containers YARN would kill
+    c5 = sizing.size("c5.xlarge")
+    assert (c5.executors_per_node, c5.executor_cores) == (1, 1)
+
+
+def test_unknown_types_and_cores_that_do_not_fit_are_refused():
+    with pytest.raises(SettingsError, match="x2iedn.xlarge: its YARN memory is not in the "
+                                            "table.*m5.xlarge.*EXECUTOR_MEMORY="):
+        sizing.size("x2iedn.xlarge")
+    given = sizing.size("x2iedn.xlarge", executor_cores=2, executor_memory="8g")
+    assert (given.executors_per_node, given.executor_cores, given.executor_memory_mb,
+            given.executor_overhead_mb) == (1, 2, 8192, 3072)
+    with pytest.raises(SettingsError, match="EXECUTOR_CORES=8 does not fit c6i.2xlarge"):
+        sizing.size("c6i.2xlarge", executor_cores=8)
+    with pytest.raises(SettingsError, match="EXECUTOR_MEMORY=20g"):
+        sizing.size("m5.xlarge", executor_memory="20g")
+
+
+def test_dry_run_shows_the_sizes_and_one_attempt(moto_endpoint, tmp_path):
+    dead = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    sizes = {}
+    for instance_type in ("m5.xlarge", "m5.4xlarge"):
+        proc = make("cluster", f"BUCKET={BUCKET}", f"REGION={REGION}", "DRY_RUN=1",
+                    f"INSTANCE_TYPE={instance_type}", f"EMR_STATE={tmp_path}", env=dead)
+        props = json.loads(proc.stdout[proc.stdout.index("\n{") + 1:])["Configurations"][1][
+            "Properties"]
+        sizes[instance_type] = props
+        assert f"sizing: {instance_type}" in proc.stderr
+    assert {k: v for k, v in sizes["m5.xlarge"].items() if "memory" in k.lower()
+            or "instances" in k or k.endswith("cores")} == {
+        "spark.executor.instances": "2", "spark.executor.cores": "4",
+        "spark.executor.memory": "3072m", "spark.executor.memoryOverhead": "6144m",
+        "spark.driver.memory": "1024m", "spark.driver.memoryOverhead": "2048m"}
+    assert sizes["m5.4xlarge"]["spark.executor.instances"] == "8"
+    assert sizes["m5.4xlarge"]["spark.executor.memory"] == "7424m"
+    proc = make("submit", f"BUCKET={BUCKET}", "INPUT=s3://b/images", "DRY_RUN=1",
+                "CLUSTER_ID=j-X", env=dead)
+    steps = json.loads(proc.stdout[proc.stdout.index("\n{") + 1:])["Steps"]
+    for step in steps:
+        args = step["HadoopJarStep"]["Args"]
+        assert args[args.index("spark.yarn.maxAppAttempts=1") - 1] == "--conf"
+
+
+# --- pre-flight --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def account(moto_endpoint, tmp_path_factory):
+    """A bucket with images, EMR's default roles, and a tagged and an untagged subnet."""
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="preflight-bucket")
+    for i in range(3):
+        s3.put_object(Bucket="preflight-bucket", Key=f"images/a/{i}.jpg", Body=b"x" * (i + 1))
+    s3.put_object(Bucket="preflight-bucket", Key="notes/readme.txt", Body=b"hello")
+    s3.create_bucket(Bucket="preflight-elsewhere",
+                     CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    create_default_roles()
+    create_default_roles("EMR_DefaultRole_V2", "AmazonEMRServicePolicy_v2")
+    tagged = make_subnet({"for-use-with-amazon-emr-managed-policies": "true"})
+    untagged = make_subnet()
+    return {"tagged": tagged, "untagged": untagged,
+            "state": tmp_path_factory.mktemp("preflight")}
+
+
+def up(account, *args: str):
+    """`python -m emr up` with the pre-flight's own settings; returns the process."""
+    return emr_cli("--region", REGION, "up", "--bucket", "preflight-bucket", *args,
+                   state_dir=account["state"])
+
+
+def _clusters() -> int:
+    return len(boto3.client("emr", region_name=REGION).list_clusters()["Clusters"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--bucket", "no-such-bucket-here"), "BUCKET=no-such-bucket-here does not exist"),
+    (("--bucket", "preflight-elsewhere"),
+     "BUCKET=preflight-elsewhere is in eu-west-1, the cluster would be in us-east-1: give "
+     "REGION=eu-west-1"),
+    (("--service-role", "NoSuchRole"), "SERVICE_ROLE=NoSuchRole: no such IAM role"),
+    (("--instance-profile", "NoSuchProfile"),
+     "INSTANCE_PROFILE=NoSuchProfile: no such instance profile"),
+    (("--subnet-id", "subnet-00000000deadbeef"),
+     "SUBNET_ID=subnet-00000000deadbeef: no such subnet in us-east-1"),
+])
+def test_preflight_refusals(account, args, message):
+    before = _clusters()
+    proc = up(account, *args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr
+    assert _clusters() == before
+
+
+def test_v2_role_needs_tagged_subnets(account):
+    before = _clusters()
+    proc = up(account, "--service-role", "EMR_DefaultRole_V2", "--subnet-id",
+              account["untagged"])
+    assert proc.returncode == 2
+    assert (f"SUBNET_ID={account['untagged']} is not tagged "
+            f"for-use-with-amazon-emr-managed-policies=true") in proc.stderr
+    proc = up(account, "--service-role", "EMR_DefaultRole_V2")  # the default VPC's subnets
+    assert proc.returncode == 2
+    assert "EMR would pick one of the default VPC's subnets" in proc.stderr
+    assert _clusters() == before
+    # the preflight passes with a tagged subnet (the cluster then fails on missing
+    # artifacts: nothing was uploaded for this bucket)
+    proc = up(account, "--service-role", "EMR_DefaultRole_V2", "--subnet-id",
+              account["tagged"])
+    assert f"pre-flight: subnet {account['tagged']} (tagged for v2)" in proc.stdout
+    assert proc.returncode == 1 and "not in S3:" in proc.stderr
+    assert _clusters() == before
+
+
+def test_no_default_vpc_needs_a_subnet(account):
+    """A region whose default VPC was deleted (moto creates one per region)."""
+    region = "eu-west-3"
+    ec2 = boto3.client("ec2", region_name=region)
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]
+    for sn in ec2.describe_subnets(Filters=[{"Name": "vpc-id",
+                                             "Values": [vpc["VpcId"]]}])["Subnets"]:
+        ec2.delete_subnet(SubnetId=sn["SubnetId"])
+    ec2.delete_vpc(VpcId=vpc["VpcId"])
+    boto3.client("s3", region_name=region).create_bucket(
+        Bucket="preflight-paris", CreateBucketConfiguration={"LocationConstraint": region})
+    proc = emr_cli("--region", region, "up", "--bucket", "preflight-paris",
+                   state_dir=account["state"])
+    assert proc.returncode == 2
+    assert "no default VPC in eu-west-3 and no SUBNET_ID: give SUBNET_ID=" in proc.stderr
+
+
+def test_input_without_images_is_refused_and_preflight_can_be_skipped(account):
+    run = ("--region", REGION, "run", "--bucket", "preflight-bucket", "--steps", "featurize",
+           "--weights", "random")
+    proc = emr_cli(*run, "--input", "s3://preflight-bucket/notes", state_dir=account["state"])
+    assert proc.returncode == 2
+    assert ("INPUT=s3://preflight-bucket/notes holds no .jpg, .jpeg, .png files (1 object(s) "
+            "under it)") in proc.stderr
+    proc = emr_cli(*run, "--input", "s3://preflight-bucket/images", state_dir=account["state"])
+    assert "pre-flight: input s3://preflight-bucket/images holds images (e.g. 0.jpg)" \
+        in proc.stdout
+    # skipped: no pre-flight line; the artifacts check still runs
+    proc = emr_cli(*run, "--input", "s3://preflight-bucket/notes", "--skip-preflight",
+                   state_dir=account["state"])
+    assert "pre-flight" not in proc.stdout
+    assert proc.returncode == 1 and "not in S3:" in proc.stderr
+
+
+# --- estimate ----------------------------------------------------------------------------
+
+def test_estimate_lists_the_input_and_shows_its_arithmetic(account, tmp_path):
+    s3 = boto3.client("s3", region_name=REGION)
+    for i in range(40):
+        s3.put_object(Bucket="preflight-bucket", Key=f"many/c{i % 4}/{i}.jpg",
+                      Body=b"\xff" * 1000)
+    s3.put_object(Bucket="preflight-bucket", Key="many/notes.txt", Body=b"skip me")
+    rate = tmp_path / "rate.json"
+    rate.write_text(json.dumps({"images_per_second_per_core": 0.5, "engine": "tensorflow",
+                                "measured": "a test"}))
+    proc = emr_cli("estimate", "--input", "s3://preflight-bucket/many", "--instance-type",
+                   "m5.xlarge", "--core-count", "2", "--price-per-hour", "0.24",
+                   "--target-minutes", "0.5", "--rate-file", str(rate),
+                   state_dir=account["state"])
+    assert proc.returncode == 0, proc.stderr
+    # independently: 40 images, 2 nodes x 1 executor x 4 cores = 8 cores at 0.5/s per core
+    seconds = 40 / (0.5 * 8)
+    hours = (12 + seconds / 60) / 60
+    assert proc.stdout.splitlines() == [
+        "input        : 40 images, 0.00 GB",
+        "cluster      : 1 master + 2 core x m5.xlarge; 1 executor(s) per node x 4 cores = "
+        "8 cores",
+        "rate         : 0.5 images/s per core (tensorflow engine, a test)",
+        f"featurize    : 40 / (0.5 x 8) = {seconds:.0f} s ({seconds / 60:.1f} min)",
+        f"cluster time : 12 min start-up (assumed) + {seconds / 60:.1f} min = "
+        f"{hours * 60:.1f} min = {hours:.3f} h",
+        f"cost         : 3 instances x {hours:.3f} h x $0.2400/h = ${3 * hours * 0.24:.2f} "
+        f"(PRICE_PER_HOUR)",
+        f"target       : CORE_COUNT={math.ceil(40 / (0.5 * 60 * 0.5) / 4)} featurizes within "
+        f"0.5 min",
+    ]
+    # the built-in price table (m5.xlarge: EC2 0.192 + EMR 0.048 per hour)
+    proc = emr_cli("estimate", "--input", "s3://preflight-bucket/many", "--rate-file",
+                   str(rate), state_dir=account["state"])
+    assert f"x $0.2400/h = ${3 * hours * 0.24:.2f} (m5.xlarge us-east-1" in proc.stdout
+    proc = emr_cli("estimate", "--input", "s3://preflight-bucket/notes",
+                   state_dir=account["state"])
+    assert proc.returncode == 2 and "holds no images" in proc.stderr
