@@ -152,26 +152,24 @@ def first_key(s3: Any, bucket: str, prefix: str,
 
 # --- IAM and EC2 (pre-flight) -------------------------------------------------------------
 
-def role_exists(iam: Any, name: str) -> bool:
+def _iam_exists(call: Any, what: str, **kwargs: Any) -> bool:
     try:
-        iam.get_role(RoleName=name)
+        call(**kwargs)
         return True
     except ClientError as exc:
         if _code(exc) == "NoSuchEntity":
             return False
-        logger.error("get_role %s failed", name)
+        logger.error("%s failed", what)
         raise
+
+
+def role_exists(iam: Any, name: str) -> bool:
+    return _iam_exists(iam.get_role, f"get_role {name}", RoleName=name)
 
 
 def instance_profile_exists(iam: Any, name: str) -> bool:
-    try:
-        iam.get_instance_profile(InstanceProfileName=name)
-        return True
-    except ClientError as exc:
-        if _code(exc) == "NoSuchEntity":
-            return False
-        logger.error("get_instance_profile %s failed", name)
-        raise
+    return _iam_exists(iam.get_instance_profile, f"get_instance_profile {name}",
+                       InstanceProfileName=name)
 
 
 def attached_policies(iam: Any, role: str) -> list[str]:
