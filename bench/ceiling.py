@@ -21,20 +21,20 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 
 from bench.images import list_images
-from featurize.images import preprocess_image
-from featurize.model import INPUT_SHAPE, build_backbone
+from featurize.images import Preprocessing, preprocess_image
+from featurize.model import build_backbone
 from featurize.reduce import choose_k
 from featurize.weights import resolve_weights
 
 BATCH = 64
 
 
-def pick_method() -> str:
+def pick_method(size: int) -> str:
     """Time predict vs tf.function on a throwaway model (outside the timer)."""
-    model = build_backbone()
-    x = np.random.default_rng(0).random((BATCH, *INPUT_SHAPE), dtype=np.float32)
+    model = build_backbone(size=size)
+    x = np.random.default_rng(0).random((BATCH, size, size, 3), dtype=np.float32)
     fn = tf.function(lambda a: model(a, training=False),
-                     input_signature=[tf.TensorSpec((BATCH, *INPUT_SHAPE), tf.float32)])
+                     input_signature=[tf.TensorSpec((BATCH, size, size, 3), tf.float32)])
     timings = {}
     for name, call in (("predict", lambda: model.predict(x, batch_size=BATCH, verbose=0)),
                        ("tf.function", lambda: fn(x).numpy())):
@@ -51,9 +51,12 @@ def main() -> int:
     p.add_argument("--images", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--weights", default="imagenet")
+    p.add_argument("--image-size", type=int, default=224)
     args = p.parse_args()
     files = list_images(Path(args.images))
-    method = pick_method()
+    size = args.image_size
+    pre = Preprocessing(size=size)
+    method = pick_method(size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -63,24 +66,24 @@ def main() -> int:
     print(f"ceiling: timer start {time.strftime('%H:%M:%S')} ({len(files)} images, {method})",
           flush=True)
     weights = resolve_weights(args.weights)
-    model = build_backbone()
+    model = build_backbone(size=size)
     model.set_weights(weights.arrays)
     fn = tf.function(lambda a: model(a, training=False),
-                     input_signature=[tf.TensorSpec((BATCH, *INPUT_SHAPE), tf.float32)])
+                     input_signature=[tf.TensorSpec((BATCH, size, size, 3), tf.float32)])
     t1 = time.perf_counter()
     stages["load_model"] = t1 - t0
     feats = np.empty((len(files), 1280), dtype=np.float32)
     decode_s = 0.0
     for i in range(0, len(files), BATCH):
         td = time.perf_counter()
-        batch = np.stack([preprocess_image(f.read_bytes()) for f in files[i:i + BATCH]])
+        batch = np.stack([preprocess_image(f.read_bytes(), preprocessing=pre) for f in files[i:i + BATCH]])
         decode_s += time.perf_counter() - td
         m = len(batch)
         if method == "predict":
             feats[i:i + m] = model.predict(batch, batch_size=BATCH, verbose=0)
         else:
             if m < BATCH:
-                batch = np.concatenate([batch, np.zeros((BATCH - m, *INPUT_SHAPE), np.float32)])
+                batch = np.concatenate([batch, np.zeros((BATCH - m, size, size, 3), np.float32)])
             feats[i:i + m] = fn(batch).numpy()[:m]
     t2 = time.perf_counter()
     stages["featurize"] = t2 - t1

@@ -92,7 +92,7 @@ def run_child(module: str, args: list[str], sample_rss: bool = False) -> tuple[d
     return json.loads(last), rss
 
 
-def write_rate(job: dict) -> None:
+def write_rate(job: dict, image_size: int) -> None:
     """The featurize stage's images/second per core, for ``make estimate``
     (emr/estimate.py reads it)."""
     from emr.estimate import RATE_FILE
@@ -101,6 +101,7 @@ def write_rate(job: dict) -> None:
     RATE_FILE.parent.mkdir(parents=True, exist_ok=True)
     RATE_FILE.write_text(json.dumps({
         "images_per_second_per_core": round(per_core, 2), "engine": "tensorflow",
+        "image_size": image_size,
         "measured": f"make bench on {time.strftime('%Y-%m-%d')}, {job['images']} images, "
                     f"{job['cores']} cores, {RATE_FILE.relative_to(REPO)}",
     }, indent=2) + "\n")
@@ -114,14 +115,18 @@ def main() -> int:
     p.add_argument("--weights", default="imagenet")
     p.add_argument("--work", default=str(REPO / "build" / "bench"))
     p.add_argument("--extra", default="{}", help="JSON of FeaturizeConfig fields for the job")
+    p.add_argument("--image-size", type=int, default=224, help="network input size (both)")
     args = p.parse_args()
+    args.extra = json.dumps({**json.loads(args.extra), "image_size": args.image_size})
     work = Path(args.work)
     images, source = prepare(args.n, work / "images")
-    print(f"bench: {source}; weights {args.weights}; {os.cpu_count()} cores", flush=True)
+    print(f"bench: {source}; weights {args.weights}; image size {args.image_size}; "
+          f"{os.cpu_count()} cores", flush=True)
 
     print("[1/3] ceiling: one plain Python process", flush=True)
     ceiling, _ = run_child("bench.ceiling", ["--images", str(images), "--out",
-                                             str(work / "ceiling"), "--weights", args.weights])
+                                             str(work / "ceiling"), "--weights", args.weights,
+                                             "--image-size", str(args.image_size)])
     print("[2/3] job: featurize_images on local Spark", flush=True)
     job, rss = run_child("bench.job", ["--images", str(images), "--out", str(work / "run"),
                                        "--weights", args.weights, "--extra", args.extra],
@@ -149,7 +154,7 @@ def main() -> int:
     print(f"job Python workers peak RSS: {rss['max_mb']:.0f} MB at {job['images']} images"
           + (f", {small[1]['max_mb']:.0f} MB at {small[0]['images']} images "
              f"(ratio {rss['max_mb'] / small[1]['max_mb']:.2f})" if small else ""))
-    write_rate(job)
+    write_rate(job, args.image_size)
     ratio = job["images_per_second"] / ceiling["images_per_second"]
     print(f"ratio job/ceiling: {ratio:.2f}")
     return 0

@@ -271,7 +271,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     e = estimate.Estimate(images=len(objects), input_bytes=sum(o[1] for o in objects),
                           sizing=sz, core_count=args.core_count, task_count=args.task_count,
                           rate=float(rate["images_per_second_per_core"]), price=price)
-    rate_source = f"{rate.get('engine', '?')} engine, {rate.get('measured', '?')}"
+    size = f", image size {rate['image_size']}" if rate.get("image_size") else ""
+    rate_source = f"{rate.get('engine', '?')} engine{size}, {rate.get('measured', '?')}"
     price_source = ("PRICE_PER_HOUR" if args.price_per_hour else
                     f"{args.instance_type} us-east-1 on-demand EC2 + EMR, prices of "
                     f"{estimate.PRICES_DATE}")

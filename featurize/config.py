@@ -5,7 +5,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from featurize.errors import ConfigError
-from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS
+from featurize.images import (
+    DEFAULT_EXTENSIONS, DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS, MODES, Preprocessing,
+)
 from featurize.model import FEATURE_DIM
 from featurize.weights import DEFAULT_SEED
 
@@ -60,6 +62,10 @@ class FeaturizeConfig:
     max_file_bytes : int
         Files larger than this go to ``errors/`` as ``too_large``, filtered on the
         ``length`` column before any content is read; 0 = no limit.
+    preprocess : str
+        ``crop`` (aspect kept, central crop) or ``squash`` (whole image resized).
+    image_size : int
+        Network input height and width: a multiple of 32 from 96 to 512.
     """
 
     input: str
@@ -76,6 +82,8 @@ class FeaturizeConfig:
     tf_threads: int | None = None
     files_per_partition: int | None = None
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    preprocess: str = "crop"
+    image_size: int = DEFAULT_IMAGE_SIZE
 
     def __post_init__(self) -> None:
         if not self.input:
@@ -115,6 +123,16 @@ class FeaturizeConfig:
                 f"e.g. jpg,jpeg,png."
             )
         object.__setattr__(self, "extensions", exts)
+        if self.preprocess not in MODES:
+            raise ConfigError(f"--preprocess {self.preprocess}: choose one of "
+                              f"{', '.join(MODES)}.")
+        if self.image_size % 32 or not 96 <= self.image_size <= 512:
+            raise ConfigError(f"--image-size {self.image_size}: give a multiple of 32 from "
+                              f"96 to 512 (224 is what the ImageNet weights were trained at).")
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.preprocess, self.image_size)
 
     @property
     def file_byte_limit(self) -> int:

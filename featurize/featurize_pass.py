@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from featurize.config import DEFAULT_FILES_PER_PARTITION, FeaturizeConfig
 from featurize.errors import JobError
-from featurize.images import ERROR_REASONS
+from featurize.images import DEFAULT_IMAGE_SIZE, ERROR_REASONS
 from featurize.inputs import Listing, read_contents, unscanned
 from featurize.manifest import StageTimer
 from featurize.pipeline import (
@@ -33,7 +33,8 @@ from featurize.weights import ResolvedWeights
 logger = logging.getLogger(__name__)
 
 
-def start_warm_up(spark: SparkSession, batch_size: int, threads: int) -> threading.Thread:
+def start_warm_up(spark: SparkSession, batch_size: int, threads: int,
+                  size: int = DEFAULT_IMAGE_SIZE) -> threading.Thread:
     """Prepare the Python workers (TensorFlow import, model build, trace) in the background.
 
     One task per core, run while the driver lists inputs and resolves weights; with
@@ -46,7 +47,7 @@ def start_warm_up(spark: SparkSession, batch_size: int, threads: int) -> threadi
     def warm(batches: Iterator[Any]) -> Iterator[Any]:
         from featurize import model as model_cache
 
-        model_cache.warm_up(batch_size, threads)
+        model_cache.warm_up(batch_size, threads, size)
         yield from batches
 
     def job() -> None:
@@ -140,6 +141,7 @@ def start_pass(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
     featurizer = make_featurize_udf(
         broadcast, weights.digest, config.batch_size, threads,
         max_pixels=config.max_pixels, images_counter=counter,
+        preprocessing=config.preprocessing,
     )
     conf_values = {
         "spark.sql.files.maxPartitionBytes": str(plan.max_partition_bytes),

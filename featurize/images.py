@@ -2,7 +2,7 @@
 
 Everything here is pure Python/NumPy/Pillow so it can be tested without Spark. The
 single preprocessing function, :func:`preprocess_image`, is what the Spark UDF calls
-for every file; :data:`PREPROCESSING` names it in each run's manifest.
+for every file; :attr:`Preprocessing.name` names it in each run's manifest.
 """
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-#: Name recorded in the manifest. Changing what :func:`preprocess_image` does means
-#: changing this name, so a predict job can refuse features made differently.
-PREPROCESSING = "pillow-exif-rgb-bilinear224-mobilenet_v2-v1"
-
-#: Network input size (height, width).
-IMAGE_SIZE = (224, 224)
+#: The input size MobileNetV2's ImageNet weights were trained at; any multiple of 32
+#: from 96 to 512 works without the top (1280 features after the average pool).
+DEFAULT_IMAGE_SIZE = 224
+IMAGE_SIZES = tuple(range(96, 513, 32))
+MODES = ("crop", "squash")
+#: The crop keeps this share of the shorter side (ImageNet's 224 of 256).
+CROP_FRACTION = 224 / 256
 
 #: Default cap on decoded pixels (width x height). Checked from the header, before
 #: any pixel buffer is allocated, so a lying header cannot exhaust memory.
@@ -55,6 +56,74 @@ class DecodeResult:
     array: np.ndarray | None
     reason: str | None = None
     detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How bytes become the network's input: ``mode`` (``crop`` or ``squash``) at
+    ``size`` × ``size``.
+
+    :attr:`name` is recorded in every run's manifest; a run made with another name cannot
+    be resumed or predicted with (its features would not be comparable). Changing what
+    :func:`preprocess_image` does means changing the names.
+
+    >>> Preprocessing().name
+    'pillow-exif-rgb-crop875-bilinear224-mobilenet_v2-v1'
+    >>> Preprocessing("squash").name  # the name runs made before the crop existed carry
+    'pillow-exif-rgb-bilinear224-mobilenet_v2-v1'
+    """
+
+    mode: str = "crop"
+    size: int = DEFAULT_IMAGE_SIZE
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"preprocessing {self.mode!r}: choose one of {', '.join(MODES)}")
+        if self.size not in IMAGE_SIZES:
+            raise ValueError(f"image size {self.size}: give a multiple of 32 from 96 to 512")
+
+    @property
+    def name(self) -> str:
+        crop = "crop875-" if self.mode == "crop" else ""
+        return f"pillow-exif-rgb-{crop}bilinear{self.size}-mobilenet_v2-v1"
+
+    def to_manifest(self) -> dict[str, object]:
+        return {"name": self.name, "mode": self.mode, "image_size": [self.size, self.size],
+                "resample": "bilinear",
+                "crop_fraction": CROP_FRACTION if self.mode == "crop" else None}
+
+    @classmethod
+    def from_manifest(cls, section: dict) -> "Preprocessing":
+        """The preprocessing a run recorded (runs from before ``mode`` squashed)."""
+        size = (section.get("image_size") or [DEFAULT_IMAGE_SIZE])[0]
+        return cls(section.get("mode", "squash"), int(size))
+
+    def box(self, width: int, height: int) -> tuple[float, float, float, float]:
+        """The region of a ``width`` × ``height`` image that becomes the input.
+
+        >>> Preprocessing().box(400, 300)  # the central 262.5 px square of 300
+        (68.75, 18.75, 331.25, 281.25)
+        >>> Preprocessing("squash").box(400, 300)
+        (0.0, 0.0, 400.0, 300.0)
+        """
+        if self.mode == "squash":
+            return (0.0, 0.0, float(width), float(height))
+        side = min(width, height) * CROP_FRACTION
+        left, top = (width - side) / 2, (height - side) / 2
+        return (left, top, left + side, top + side)
+
+    def fit(self, img: Image.Image) -> Image.Image:
+        """The RGB image at the network's size: one bilinear resample of :meth:`box`
+        (the crop and the resize in one step, so the pixels are interpolated once)."""
+        if self.mode == "squash" and img.size == (self.size, self.size):
+            return img
+        return img.resize((self.size, self.size), Image.BILINEAR,
+                          box=self.box(*img.size))
+
+
+#: The default preprocessing, and its name.
+DEFAULT_PREPROCESSING = Preprocessing()
+PREPROCESSING = DEFAULT_PREPROCESSING.name
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
@@ -152,10 +221,12 @@ def _classified(exc: Exception) -> ImageDecodeError:
     return ImageDecodeError("truncated" if truncated else "decode_error", message)
 
 
-def preprocess_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """The one preprocessing function: bytes → ``float32[224, 224, 3]`` in [-1, 1].
+def preprocess_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+                     preprocessing: Preprocessing = DEFAULT_PREPROCESSING) -> np.ndarray:
+    """The one preprocessing function: bytes → ``float32[size, size, 3]`` in [-1, 1].
 
-    Decode with Pillow, apply EXIF orientation, convert to RGB, resize to 224×224 with
+    Decode with Pillow, apply EXIF orientation, convert to RGB, fit to the square input
+    (:meth:`Preprocessing.fit`: the central crop, or the whole image squashed) with
     Pillow's bilinear filter, then ``keras.applications.mobilenet_v2.preprocess_input``.
 
     Parameters
@@ -164,11 +235,13 @@ def preprocess_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nd
         Encoded image (JPEG, PNG, anything Pillow reads).
     max_pixels : int
         See :func:`decode_rgb`.
+    preprocessing : Preprocessing
+        Crop or squash, and the size.
 
     Returns
     -------
     numpy.ndarray
-        ``float32`` array of shape ``(224, 224, 3)``.
+        ``float32`` array of shape ``(size, size, 3)``.
 
     Raises
     ------
@@ -186,17 +259,17 @@ def preprocess_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nd
     """
     from keras.applications.mobilenet_v2 import preprocess_input
 
-    img = decode_rgb(data, max_pixels=max_pixels)
-    if img.size != (IMAGE_SIZE[1], IMAGE_SIZE[0]):
-        img = img.resize((IMAGE_SIZE[1], IMAGE_SIZE[0]), Image.BILINEAR)
+    img = preprocessing.fit(decode_rgb(data, max_pixels=max_pixels))
     arr = np.asarray(img, dtype=np.float32)
     return preprocess_input(arr)
 
 
-def try_preprocess(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodeResult:
+def try_preprocess(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   preprocessing: Preprocessing = DEFAULT_PREPROCESSING) -> DecodeResult:
     """:func:`preprocess_image`, with a decode failure returned instead of raised."""
     try:
-        return DecodeResult(preprocess_image(data, max_pixels=max_pixels))
+        return DecodeResult(preprocess_image(data, max_pixels=max_pixels,
+                                             preprocessing=preprocessing))
     except ImageDecodeError as exc:
         return DecodeResult(None, exc.reason, exc.detail)
     # Pillow's format plugins raise arbitrary exception types on malformed data (e.g.

@@ -19,10 +19,9 @@ from featurize import storage
 from featurize.config import FeaturizeConfig
 from featurize.errors import JobError
 from featurize.featurize_pass import start_pass, start_warm_up, write_errors
-from featurize.images import IMAGE_SIZE, PREPROCESSING
 from featurize.inputs import Listing, find_too_large, list_inputs
 from featurize.manifest import StageTimer, header, utc_now
-from featurize.model import FEATURE_DIM, MODEL_NAME
+from featurize.model import FEATURE_DIM, model_name
 from featurize.output import RunOutput
 from featurize.pipeline import features_rows
 from featurize.reduce import fit_reducer, model_fingerprint, project
@@ -59,7 +58,7 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
     # Workers import TensorFlow, build and trace the model while the driver resolves
     # the weights.
     threads = config.tf_threads or task_cpus(spark)
-    warming = start_warm_up(spark, config.batch_size, threads)
+    warming = start_warm_up(spark, config.batch_size, threads, config.image_size)
     with timer.stage("resolve_weights"):
         weights = resolve_weights(config.weights, seed=config.seed)
     logger.info("input read by %s, output written by %s", in_mode, output.mode)
@@ -122,10 +121,9 @@ def new_manifest(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
         "spark": {"version": spark.version, "master": sc.master, "app_id": sc.applicationId,
                   "default_parallelism": sc.defaultParallelism},
         "weights": weights.to_manifest(),
-        "model": {"name": MODEL_NAME, "feature_dim": FEATURE_DIM,
+        "model": {"name": model_name(config.image_size), "feature_dim": FEATURE_DIM,
                   "batch_size": config.batch_size},
-        "preprocessing": {"name": PREPROCESSING, "image_size": list(IMAGE_SIZE),
-                          "resample": "bilinear"},
+        "preprocessing": config.preprocessing.to_manifest(),
         "input": {"uri": config.input, "root": listing.root},
         "io": io,
         "counts": {"inputs": listing.n_inputs, "input_bytes": listing.n_bytes,

@@ -18,8 +18,17 @@ logger = logging.getLogger(__name__)
 
 #: Length of a feature vector (MobileNetV2 alpha 1.0, no top, global average pooling).
 FEATURE_DIM = 1280
-INPUT_SHAPE = (224, 224, 3)
-MODEL_NAME = "MobileNetV2(alpha=1.0, include_top=False, pooling='avg', input 224x224x3)"
+DEFAULT_SIZE = 224
+INPUT_SHAPE = (DEFAULT_SIZE, DEFAULT_SIZE, 3)
+
+
+def model_name(size: int = DEFAULT_SIZE) -> str:
+    """The model as the manifest records it (the input size is part of it)."""
+    return (f"MobileNetV2(alpha=1.0, include_top=False, pooling='avg', "
+            f"input {size}x{size}x3)")
+
+
+MODEL_NAME = model_name()
 
 _CACHE: dict[Hashable, "FeatureExtractor"] = {}
 _LOCK = threading.Lock()
@@ -27,19 +36,23 @@ _LOCK = threading.Lock()
 BUILD_COUNT = 0
 
 
-def build_backbone(weights: str | None = None) -> Any:
-    """Build MobileNetV2 as a Keras model: ``float32[n,224,224,3]`` → ``float32[n,1280]``.
+def build_backbone(weights: str | None = None, size: int = DEFAULT_SIZE) -> Any:
+    """Build MobileNetV2 as a Keras model: ``float32[n,size,size,3]`` → ``float32[n,1280]``.
 
     Parameters
     ----------
     weights : str or None
         Passed to ``keras.applications.MobileNetV2`` (None builds it uninitialised
         apart from Keras' own seeded initialisers).
+    size : int
+        Input height and width. The convolutional weights do not depend on it, so the
+        224 ImageNet weights serve any size (Keras warns for sizes other than its
+        published ones when it downloads; the job resolves weights at 224).
     """
     from keras.applications import MobileNetV2
 
     return MobileNetV2(
-        input_shape=INPUT_SHAPE, include_top=False, pooling="avg", weights=weights
+        input_shape=(size, size, 3), include_top=False, pooling="avg", weights=weights
     )
 
 
@@ -70,27 +83,31 @@ class FeatureExtractor:
         TensorFlow intra-op threads.
     arrays : list of numpy.ndarray, optional
         Weights in ``get_weights()`` order; see :meth:`load`.
+    size : int
+        Input height and width.
     """
 
     def __init__(self, batch_size: int, threads: int,
-                 arrays: list[np.ndarray] | None = None) -> None:
+                 arrays: list[np.ndarray] | None = None, size: int = DEFAULT_SIZE) -> None:
         global BUILD_COUNT
         configure_tensorflow_threads(threads)
         import tensorflow as tf
 
         self.batch_size = batch_size
         self.threads = threads
+        self.size = size
+        self.shape = (size, size, 3)
         self.weights_key: Hashable | None = None
-        self.model = build_backbone(weights=None)
+        self.model = build_backbone(weights=None, size=size)
         model = self.model
         # tf.function without XLA: as fast as model.predict, without predict's
         # per-call setup; jit_compile=True is ~13x slower on CPU (see DESIGN.md).
         self._fn = tf.function(
             lambda x: model(x, training=False),
-            input_signature=[tf.TensorSpec((batch_size, *INPUT_SHAPE), tf.float32)],
+            input_signature=[tf.TensorSpec((batch_size, *self.shape), tf.float32)],
         )
         # Trace now, so the first real batch does not pay for it.
-        self._fn(np.zeros((batch_size, *INPUT_SHAPE), dtype=np.float32))
+        self._fn(np.zeros((batch_size, *self.shape), dtype=np.float32))
         BUILD_COUNT += 1
         if arrays is not None:
             self.load(arrays, key=None)
@@ -101,7 +118,7 @@ class FeatureExtractor:
         self.weights_key = key
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        """Features for ``images`` (``float32[n,224,224,3]``), any ``n >= 0``."""
+        """Features for ``images`` (``float32[n,size,size,3]``), any ``n >= 0``."""
         n = len(images)
         out = np.empty((n, FEATURE_DIM), dtype=np.float32)
         bs = self.batch_size
@@ -109,32 +126,33 @@ class FeatureExtractor:
             chunk = images[start:start + bs]
             m = len(chunk)
             if m < bs:
-                padded = np.zeros((bs, *INPUT_SHAPE), dtype=np.float32)
+                padded = np.zeros((bs, *self.shape), dtype=np.float32)
                 padded[:m] = chunk
                 chunk = padded
             out[start:start + m] = self._fn(chunk).numpy()[:m]
         return out
 
 
-def _extractor_for(batch_size: int, threads: int) -> FeatureExtractor:
+def _extractor_for(batch_size: int, threads: int, size: int) -> FeatureExtractor:
     """The process's extractor for this shape, built (without weights) if needed."""
     extractor = _CACHE.get("extractor")
-    if extractor is None or (extractor.batch_size, extractor.threads) != (batch_size, threads):
+    if extractor is None or (extractor.batch_size, extractor.threads, extractor.size) != (
+            batch_size, threads, size):
         _CACHE.clear()
-        extractor = FeatureExtractor(batch_size, threads)
+        extractor = FeatureExtractor(batch_size, threads, size=size)
         _CACHE["extractor"] = extractor
         logger.info("built MobileNetV2 in this worker (builds so far: %d)", BUILD_COUNT)
     return extractor
 
 
-def warm_up(batch_size: int, threads: int) -> None:
+def warm_up(batch_size: int, threads: int, size: int = DEFAULT_SIZE) -> None:
     """Import TensorFlow, build and trace the model in this worker, without weights.
 
     The featurize job runs this as a small Spark job while the driver resolves the
     weights and lists the inputs, so the Python workers the UDF then reuses are ready.
     """
     with _LOCK:
-        _extractor_for(batch_size, threads)
+        _extractor_for(batch_size, threads, size)
 
 
 def get_extractor(
@@ -142,6 +160,7 @@ def get_extractor(
     load_arrays: Callable[[], list[np.ndarray]],
     batch_size: int,
     threads: int,
+    size: int = DEFAULT_SIZE,
 ) -> FeatureExtractor:
     """The worker's extractor with the weights identified by ``key``.
 
@@ -150,7 +169,7 @@ def get_extractor(
     weights, so a long-lived worker never serves stale ones or holds two models.
     """
     with _LOCK:
-        extractor = _extractor_for(batch_size, threads)
+        extractor = _extractor_for(batch_size, threads, size)
         if extractor.weights_key != key:
             extractor.load(load_arrays(), key)
         return extractor

@@ -18,7 +18,7 @@ from featurize.classify import labels_of, predict
 from featurize.config import DEFAULT_MAX_FILE_BYTES, FeaturizeConfig
 from featurize.errors import ConfigError, JobError
 from featurize.featurize_pass import start_pass, start_warm_up, write_errors
-from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, PREPROCESSING
+from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, Preprocessing
 from featurize.inputs import list_inputs
 from featurize.manifest import StageTimer, header, utc_now
 from featurize.output import RunOutput, read_finished_run
@@ -49,8 +49,10 @@ class PredictConfig:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
     def featurize_config(self, manifest: dict[str, Any]) -> FeaturizeConfig:
-        """The featurize settings for the new images: the run's weights, our I/O."""
+        """The featurize settings for the new images: the run's weights and
+        preprocessing (crop or squash, size), our I/O."""
         w = manifest["weights"]
+        pre = run_preprocessing(manifest)
         # The recorded absolute path (or s3:// URI), not the spec as typed: a relative
         # --weights path must still resolve when predict runs from another folder.
         weights = w["path"] if w["source"] == "file" and w.get("path") else w["spec"]
@@ -58,8 +60,31 @@ class PredictConfig:
             input=self.input, output=self.output, weights=weights,
             seed=w.get("seed") or 0, batch_size=self.batch_size, overwrite=self.overwrite,
             extensions=self.extensions, max_pixels=self.max_pixels, tf_threads=self.tf_threads,
-            pca_k=None, max_file_bytes=self.max_file_bytes,
+            pca_k=None, max_file_bytes=self.max_file_bytes, preprocess=pre.mode,
+            image_size=pre.size,
         )
+
+
+def run_preprocessing(manifest: dict[str, Any]) -> Preprocessing:
+    """The preprocessing a run was featurized with, as this code would apply it.
+
+    Raises
+    ------
+    ConfigError
+        The run recorded a preprocessing this code cannot reproduce: another version's
+        name, or an unknown mode or size.
+    """
+    section = manifest.get("preprocessing") or {}
+    try:
+        pre = Preprocessing.from_manifest(section)
+    except ValueError as exc:
+        raise ConfigError(f"the run's preprocessing {section!r}: {exc}") from exc
+    if section.get("name") != pre.name:
+        raise ConfigError(
+            f"the run was featurized with preprocessing {section.get('name')!r}, this code "
+            f"does {pre.name!r} for {pre.mode} at {pre.size}: features would not be "
+            f"comparable. Re-featurize the training images with this version, then retrain.")
+    return pre
 
 
 def check_compatible(
@@ -74,12 +99,7 @@ def check_compatible(
         The classifier was trained on another PCA model than ``models/pca``, or the
         preprocessing or weights now differ from those the run was featurized with.
     """
-    run_pre = manifest.get("preprocessing", {}).get("name")
-    if run_pre != PREPROCESSING:
-        raise ConfigError(
-            f"the run was featurized with preprocessing {run_pre!r}, this code does "
-            f"{PREPROCESSING!r}: features would not be comparable. Re-featurize the "
-            f"training images with this version, then retrain.")
+    run_preprocessing(manifest)
     recorded = manifest["weights"]
     if weights.to_manifest()["arrays_sha256"] != recorded.get("arrays_sha256"):
         raise ConfigError(
@@ -115,7 +135,7 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
     pca_model = PipelineModel.load(run_dir.pca_model)
     classifier = PipelineModel.load(run_dir.classifier)
     threads = config.tf_threads or task_cpus(spark)
-    warming = start_warm_up(spark, config.batch_size, threads)
+    warming = start_warm_up(spark, config.batch_size, threads, fconfig.image_size)
     with timer.stage("list_inputs"):
         # A single image is a valid input to predict (not to featurize: no labels).
         listing = list_inputs(spark, fconfig, in_mode, folder=False)
@@ -128,7 +148,7 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
                  started),
         "run": config.run,
         "weights": weights.to_manifest(),
-        "preprocessing": {"name": PREPROCESSING},
+        "preprocessing": fconfig.preprocessing.to_manifest(),
         "pca_model_id": metrics["pca_model_id"],
         "labels": labels_of(classifier),
         "input": {"uri": config.input, "root": listing.root},

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from featurize.images import ImageDecodeError, Preprocessing, decode_rgb
 from featurize.rundir import METRICS, RunDir
 
 
@@ -150,11 +151,29 @@ def confident_mistakes(run: RunData, n: int = 12) -> pd.DataFrame:
     return wrong.sort_values("confidence", ascending=False).head(n).reset_index(drop=True)
 
 
-def plot_mistakes(run: RunData, n: int = 12) -> Any:
-    """A grid of the most confident mistakes with their images."""
-    from PIL import Image
+def model_view(path: str, preprocessing: Preprocessing, height: int = 160) -> Any:
+    """The original image (upright, RGB) with the region the model sees outlined, beside
+    that region as the model sees it (:meth:`Preprocessing.fit`), both ``height`` high."""
+    from PIL import Image, ImageDraw
 
+    with open(_local(path), "rb") as fh:
+        original = decode_rgb(fh.read())
+    seen = preprocessing.fit(original).resize((height, height), Image.BILINEAR)
+    scale = height / original.size[1]
+    shown = original.resize((max(1, round(original.size[0] * scale)), height), Image.BILINEAR)
+    box = [v * scale for v in preprocessing.box(*original.size)]
+    ImageDraw.Draw(shown).rectangle(box, outline=(255, 0, 0), width=2)
+    pair = Image.new("RGB", (shown.size[0] + 4 + height, height), (255, 255, 255))
+    pair.paste(shown, (0, 0))
+    pair.paste(seen, (shown.size[0] + 4, 0))
+    return pair
+
+
+def plot_mistakes(run: RunData, n: int = 12) -> Any:
+    """A grid of the most confident mistakes: each original with the region the model
+    saw outlined, beside that region at the model's input (the crop, or the squash)."""
     mistakes = confident_mistakes(run, n)
+    preprocessing = Preprocessing.from_manifest(run.manifest.get("preprocessing") or {})
     cols = 4
     rows = max(1, int(np.ceil(len(mistakes) / cols)))
     fig = _figure(2.4 * cols, 2.6 * rows)
@@ -168,12 +187,13 @@ def plot_mistakes(run: RunData, n: int = 12) -> Any:
         ax.axis("off")
     for ax, row in zip(axes, mistakes.itertuples()):
         try:
-            with Image.open(_local(row.path)) as img:
-                ax.imshow(img.convert("RGB"))
-        except OSError:
+            ax.imshow(model_view(row.path, preprocessing))
+        except (OSError, ImageDecodeError):
             ax.text(0.5, 0.5, "(image not readable here)", ha="center", va="center", fontsize=7)
         ax.set_title(f"{row.label} → {row.predicted_label}\n{row.confidence:.2f}", fontsize=8)
-    fig.suptitle("most confident mistakes (true → predicted, confidence)")
+    fig.suptitle(f"most confident mistakes (true → predicted, confidence): the original, "
+                 f"and what the model saw ({preprocessing.mode} {preprocessing.size})",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 

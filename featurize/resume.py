@@ -20,10 +20,9 @@ from pyspark.sql import functions as F
 from featurize import storage
 from featurize.config import FeaturizeConfig
 from featurize.errors import ConfigError
-from featurize.images import PREPROCESSING
 from featurize.inputs import Listing, current_keys
 from featurize.manifest import to_json, utc_now
-from featurize.model import MODEL_NAME
+from featurize.model import model_name
 from featurize.rundir import ERRORS_DDL, FEATURES_DDL, FILE_KEY_DDL, ErrorRecord, FileKey, RunDir
 from featurize.weights import ResolvedWeights
 
@@ -94,12 +93,15 @@ def previous_run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]
     return previous
 
 
-def _check_resumable(previous: dict[str, Any], weights: ResolvedWeights, out: str) -> None:
+def _check_resumable(previous: dict[str, Any], weights: ResolvedWeights,
+                     config: FeaturizeConfig) -> None:
     """The run to resume must have been made the same way, or its features would mix."""
+    out = config.output
     checks = [
         ("job", previous.get("job"), JOB_NAME),
-        ("model", (previous.get("model") or {}).get("name"), MODEL_NAME),
-        ("preprocessing", (previous.get("preprocessing") or {}).get("name"), PREPROCESSING),
+        ("model", (previous.get("model") or {}).get("name"), model_name(config.image_size)),
+        ("preprocessing", (previous.get("preprocessing") or {}).get("name"),
+         config.preprocessing.name),
         ("weights", (previous.get("weights") or {}).get("arrays_sha256"), weights.digest),
     ]
     for what, theirs, ours in checks:
@@ -144,7 +146,7 @@ def plan_resume(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
     if previous is None:
         return ResumePlan(None)
     run_dir = RunDir(config.output)
-    _check_resumable(previous, weights, config.output)
+    _check_resumable(previous, weights, config)
     _recover_swap(spark, run_dir)
     # A write stopped partway leaves its uncommitted attempts here; they are not rows.
     storage.delete(spark, RunDir.uncommitted(run_dir.features))

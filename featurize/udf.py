@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from featurize.images import DEFAULT_MAX_PIXELS, try_preprocess
+from featurize.images import (
+    DEFAULT_MAX_PIXELS, DEFAULT_PREPROCESSING, Preprocessing, try_preprocess,
+)
 
 #: Spark DDL of the UDF's result: features for good files, a reason for bad ones.
 RESULT_DDL = "struct<features:array<float>,error:string,detail:string>"
@@ -22,6 +24,7 @@ def featurize_batch(
     contents: pd.Series,
     extract: Callable[[np.ndarray], np.ndarray],
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    preprocessing: Preprocessing = DEFAULT_PREPROCESSING,
 ) -> pd.DataFrame:
     """Decode a batch of file contents and run the decodable ones through ``extract``.
 
@@ -33,6 +36,8 @@ def featurize_batch(
         ``float32[n,224,224,3] -> float32[n,1280]``.
     max_pixels : int
         Pixel cap passed to the decoder.
+    preprocessing : Preprocessing
+        Crop or squash, and the input size.
 
     Returns
     -------
@@ -47,7 +52,7 @@ def featurize_batch(
     good_idx: list[int] = []
     arrays: list[np.ndarray] = []
     for i, data in enumerate(contents):
-        result = try_preprocess(data, max_pixels=max_pixels)
+        result = try_preprocess(data, max_pixels=max_pixels, preprocessing=preprocessing)
         if result.array is None:
             errors[i], details[i] = result.reason, result.detail
         else:
@@ -67,6 +72,7 @@ def make_featurize_udf(
     threads: int,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     images_counter: Any = None,
+    preprocessing: Preprocessing = DEFAULT_PREPROCESSING,
 ) -> Any:
     """Build the Spark UDF ``content -> struct<features, error, detail>``.
 
@@ -84,6 +90,8 @@ def make_featurize_udf(
         Decoder pixel cap.
     images_counter : pyspark.Accumulator, optional
         Incremented by the number of images run through the model.
+    preprocessing : Preprocessing
+        Crop or squash, and the input size (the model is built at that size).
     """
     from pyspark.sql.functions import pandas_udf
 
@@ -94,10 +102,11 @@ def make_featurize_udf(
         from featurize import model as model_cache
 
         extractor = model_cache.get_extractor(
-            key, lambda: weights_broadcast.value, batch_size, threads
+            key, lambda: weights_broadcast.value, batch_size, threads, preprocessing.size
         )
         for contents in batches:
-            out = featurize_batch(contents, extractor, max_pixels=max_pixels)
+            out = featurize_batch(contents, extractor, max_pixels=max_pixels,
+                                  preprocessing=preprocessing)
             if images_counter is not None:
                 images_counter.add(int(out["error"].isna().sum()))
             yield out

@@ -56,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-file-bytes", type=int, default=DEFAULT_MAX_FILE_BYTES,
                    help="files larger than this go to errors/ as too_large, unread "
                         f"(default {DEFAULT_MAX_FILE_BYTES}; 0 = no limit)")
+    p.add_argument("--preprocess", default="crop", choices=("crop", "squash"),
+                   help="crop (default): keep the aspect ratio, take the central square "
+                        "(87.5%% of the shorter side), as the ImageNet weights were "
+                        "evaluated; squash: resize the whole image to the square")
+    p.add_argument("--image-size", type=int, default=224,
+                   help="network input size, a multiple of 32 from 96 to 512 (default "
+                        "224; larger helps photos with detail beyond 224 px, at about "
+                        "(size/224)^2 the compute)")
     p.add_argument("--tf-threads", type=int, default=None,
                    help="TensorFlow threads per task (default: spark.task.cpus)")
     p.add_argument("--files-per-partition", type=int, default=None,
@@ -83,6 +91,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> FeaturizeConfig:
         tf_threads=args.tf_threads,
         files_per_partition=args.files_per_partition,
         max_file_bytes=args.max_file_bytes,
+        preprocess=args.preprocess,
+        image_size=args.image_size,
     )
 
 

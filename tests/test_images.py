@@ -9,14 +9,21 @@ import pytest
 from PIL import Image
 
 from featurize.images import (
-    IMAGE_SIZE, ImageDecodeError, decode_rgb, preprocess_image, try_preprocess,
+    ImageDecodeError, Preprocessing, decode_rgb, preprocess_image, try_preprocess,
 )
 from tests.helpers import image_bytes, pattern_image
 
 
-def reference_pixels(img: Image.Image) -> np.ndarray:
-    """Independent reference: RGB → bilinear 224 → x / 127.5 - 1."""
-    arr = np.asarray(img.convert("RGB").resize((224, 224), Image.BILINEAR), dtype=np.float32)
+def reference_pixels(img: Image.Image, mode: str = "crop", size: int = 224) -> np.ndarray:
+    """Reference from the documented rule: RGB → (crop: the central square of side
+    shorter × 224/256) → bilinear size×size → x / 127.5 - 1."""
+    img = img.convert("RGB")
+    w, h = img.size
+    box = (0, 0, w, h)
+    if mode == "crop":
+        side = min(w, h) * 0.875
+        box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+    arr = np.asarray(img.resize((size, size), Image.BILINEAR, box=box), dtype=np.float32)
     return arr / 127.5 - 1.0
 
 
@@ -36,7 +43,7 @@ def test_preprocess_matches_independent_reference():
     img = pattern_image(3, (100, 100))
     data = image_bytes(img, "PNG")
     out = preprocess_image(data)
-    assert out.shape == (*IMAGE_SIZE, 3) and out.dtype == np.float32
+    assert out.shape == (224, 224, 3) and out.dtype == np.float32
     np.testing.assert_allclose(out, reference_pixels(img), atol=1e-6)
     assert -1.0 <= out.min() < -0.5 and 0.5 < out.max() <= 1.0
 
@@ -102,3 +109,68 @@ def test_pixel_cap_is_configurable():
     data = image_bytes(pattern_image(2, (100, 100)), "PNG")
     assert try_preprocess(data, max_pixels=100 * 100).array is not None
     assert try_preprocess(data, max_pixels=100 * 100 - 1).reason == "too_many_pixels"
+
+
+def thirds(width: int, height: int, red_until: int, blue_from: int) -> Image.Image:
+    """Red columns [0, red_until), green up to blue_from, blue after."""
+    arr = np.zeros((height, width, 3), dtype=np.uint8)
+    arr[:, :red_until, 0] = 255
+    arr[:, red_until:blue_from, 1] = 255
+    arr[:, blue_from:, 2] = 255
+    return Image.fromarray(arr, "RGB")
+
+
+def test_crop_keeps_the_centre_and_cuts_the_documented_amount():
+    """A 160×100 image, red | green | blue at x = 40 and 120. The crop is the central
+    87.5 × 87.5 square: x from 36.25 to 123.75, so 3.75 px of red and of blue survive on
+    each side (3.75 / 87.5 of 224 = 9.6 columns), the rest is green; squash keeps all
+    three bands in proportion (40 / 160 of 224 = 56 columns of red)."""
+    data = image_bytes(thirds(160, 100, 40, 120), "PNG")
+    crop = preprocess_image(data)
+    squash = preprocess_image(data, preprocessing=Preprocessing("squash"))
+    np.testing.assert_allclose(crop, reference_pixels(thirds(160, 100, 40, 120)), atol=1e-6)
+
+    def columns(x: np.ndarray, channel: int) -> int:
+        row = x[50]  # any row: the bands are vertical
+        return int((row.argmax(axis=1) == channel).sum())
+
+    assert abs(columns(crop, 0) - 224 * 3.75 / 87.5) <= 1.5
+    assert abs(columns(crop, 2) - 224 * 3.75 / 87.5) <= 1.5
+    assert abs(columns(crop, 1) - 224 * 80 / 87.5) <= 2
+    assert abs(columns(squash, 0) - 56) <= 1.5 and abs(columns(squash, 1) - 112) <= 2
+    # a portrait image is cut top and bottom the same way
+    tall = preprocess_image(image_bytes(thirds(160, 100, 40, 120).rotate(90, expand=True),
+                                        "PNG"))
+    assert abs(int((tall[:, 50].argmax(axis=1) == 2).sum()) - 224 * 3.75 / 87.5) <= 1.5
+
+
+@pytest.mark.parametrize("size", [96, 320, 512])
+def test_other_sizes(size):
+    img = pattern_image(5, (300, 200))
+    out = preprocess_image(image_bytes(img, "PNG"), preprocessing=Preprocessing("crop", size))
+    assert out.shape == (size, size, 3)
+    np.testing.assert_allclose(out, reference_pixels(img, "crop", size), atol=1e-6)
+
+
+def test_sizes_and_modes_outside_the_rule_are_refused():
+    for bad in [("crop", 100), ("crop", 64), ("crop", 544), ("letterbox", 224)]:
+        with pytest.raises(ValueError):
+            Preprocessing(*bad)
+
+
+def test_report_shows_what_the_model_saw(tmp_path):
+    """The report's mistakes grid: the original with the crop outlined, beside the crop."""
+    from featurize.report import model_view
+
+    path = tmp_path / "wide.png"
+    path.write_bytes(image_bytes(thirds(160, 100, 40, 120), "PNG"))
+    pair = np.asarray(model_view(str(path), Preprocessing(), height=100))
+    assert pair.shape == (100, 160 + 4 + 100, 3)
+    assert tuple(pair[50, 80]) == (0, 255, 0)  # the original's centre, green
+    assert tuple(pair[2, 10]) == (255, 0, 0)  # outside the box, red band
+    box_left = round(36.25)
+    assert tuple(pair[50, box_left]) == (255, 0, 0)  # the outline
+    crop = pair[:, 164:]
+    assert (crop[:, :, 1] == 255).mean() > 0.85  # mostly the green centre third
+    squash = np.asarray(model_view(str(path), Preprocessing("squash"), height=100))[:, 164:]
+    assert (squash[:, :, 0] > 200).mean() > 0.2  # squashed: the red band stays

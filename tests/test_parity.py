@@ -1,9 +1,11 @@
 """The job's features equal plain Keras MobileNetV2 on the same images.
 
-The reference pixels are made here (Pillow → RGB → bilinear 224 → x/127.5 - 1), not
-by the package's preprocessing function; the reference model is
-``keras.applications.MobileNetV2(include_top=False, pooling="avg")`` with the same
-weights: ImageNet when the Keras cache has them, else the weights file the tests write.
+The reference pixels are made here from the documented rule (Pillow → RGB → the central
+square of side shorter × 224/256 for ``crop``, the whole image for ``squash`` → bilinear
+size×size → x/127.5 - 1), not by the package's preprocessing function; the reference
+model is ``keras.applications.MobileNetV2(input_shape=(size, size, 3), include_top=False,
+pooling="avg")`` with the same weights: ImageNet when the Keras cache has them, else the
+weights file the tests write.
 """
 from __future__ import annotations
 
@@ -42,26 +44,47 @@ def parity_images(dest: Path) -> list[Path]:
     return files
 
 
-def reference_features(files: list[Path], weights_spec: str) -> np.ndarray:
+def reference_model(weights_spec: str, size: int):
     import keras
 
-    weights = "imagenet" if weights_spec == "imagenet" else None
     model = keras.applications.MobileNetV2(
-        input_shape=(224, 224, 3), include_top=False, pooling="avg", weights=weights)
-    if weights is None:
+        input_shape=(224, 224, 3), include_top=False, pooling="avg",
+        weights="imagenet" if weights_spec == "imagenet" else None)
+    if weights_spec != "imagenet":
         model.load_weights(weights_spec)
-    pixels = np.stack([
-        np.asarray(Image.open(f).convert("RGB").resize((224, 224), Image.BILINEAR),
-                   dtype=np.float32) / 127.5 - 1.0
-        for f in files
-    ])
+    if size == 224:
+        return model
+    # the same convolutional weights at another input size
+    other = keras.applications.MobileNetV2(
+        input_shape=(size, size, 3), include_top=False, pooling="avg", weights=None)
+    other.set_weights(model.get_weights())
+    return other
+
+
+def reference_pixels(img: Image.Image, mode: str, size: int) -> np.ndarray:
+    img = img.convert("RGB")
+    w, h = img.size
+    box = (0, 0, w, h)
+    if mode == "crop":
+        side = min(w, h) * 224 / 256
+        box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+    return np.asarray(img.resize((size, size), Image.BILINEAR, box=box),
+                      dtype=np.float32) / 127.5 - 1.0
+
+
+def reference_features(files: list[Path], weights_spec: str, mode: str = "crop",
+                       size: int = 224) -> np.ndarray:
+    model = reference_model(weights_spec, size)
+    pixels = np.stack([reference_pixels(Image.open(f), mode, size) for f in files])
     return model.predict(pixels, batch_size=len(files), verbose=0)
 
 
-def test_features_match_plain_keras(spark, weights_spec, tmp_path):
+# squash is checked against the same reference in tests/test_images.py
+@pytest.mark.parametrize("mode, size", [("crop", 224), ("crop", 320)])
+def test_features_match_plain_keras(spark, weights_spec, tmp_path, mode, size):
     files = parity_images(tmp_path / "images")
     assert len(files) == 8
-    reference = reference_features(files, weights_spec)
+    reference = reference_features(files, weights_spec, mode, size)
     # The check is meaningful only if images give different features.
     spread = np.abs(reference[:, None, :] - reference[None, :, :]).max(axis=2)
     off_diagonal = spread[~np.eye(len(files), dtype=bool)]
@@ -69,8 +92,12 @@ def test_features_match_plain_keras(spark, weights_spec, tmp_path):
 
     out = tmp_path / "run"
     # batch 3: the last batch of every partition is padded, which must not leak.
-    run(spark, FeaturizeConfig(input=str(tmp_path / "images"), output=str(out),
-                               weights=weights_spec, pca_k=2, batch_size=3))
+    manifest = run(spark, FeaturizeConfig(input=str(tmp_path / "images"), output=str(out),
+                                          weights=weights_spec, pca_k=2, batch_size=3,
+                                          preprocess=mode, image_size=size))
+    assert manifest["preprocessing"]["mode"] == mode
+    assert manifest["preprocessing"]["image_size"] == [size, size]
+    assert manifest["model"]["name"].endswith(f"input {size}x{size}x3)")
     rows = {r["path"]: np.asarray(r["features"], dtype=np.float32)
             for r in spark.read.parquet(str(out / "features")).collect()}
     assert len(rows) == len(files)
@@ -79,3 +106,29 @@ def test_features_match_plain_keras(spark, weights_spec, tmp_path):
         ref = reference[i]
         err = np.abs(got - ref).max()
         assert err <= 1e-4 * np.abs(ref).max(), f"{f.name}: max|a-b| = {err}"
+
+
+def test_crop_sees_a_portrait_and_a_landscape_photo_alike(resolved_weights):
+    """The same object centred on a white 400×300 and a white 300×400 canvas: the crops
+    hold the object at the same place and scale, so the features nearly agree (the
+    resampling sees slightly different neighbours); squashed, each is distorted its own
+    way."""
+    from featurize.images import Preprocessing, preprocess_image
+    from featurize.model import FeatureExtractor
+
+    obj = pattern_image(11, (200, 200))
+    shots = []
+    for size in [(400, 300), (300, 400)]:
+        canvas = Image.new("RGB", size, (255, 255, 255))
+        canvas.paste(obj, ((size[0] - 200) // 2, (size[1] - 200) // 2))
+        shots.append(image_bytes(canvas, "PNG"))
+    extract = FeatureExtractor(2, 2, resolved_weights.arrays)
+
+    def distance(mode: str) -> float:
+        x = np.stack([preprocess_image(b, preprocessing=Preprocessing(mode)) for b in shots])
+        f = extract(x)
+        return float(np.linalg.norm(f[0] - f[1]) / np.linalg.norm(f[0]))
+
+    crop, squash = distance("crop"), distance("squash")
+    # measured: crop 0.008, squash 0.57 (relative distance)
+    assert crop < 0.02 and squash > 10 * crop, (crop, squash)

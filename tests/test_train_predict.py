@@ -156,3 +156,31 @@ def test_notebook_executes_headless(trained_run, monkeypatch):
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                    for o in c.get("outputs", []))
     assert "test accuracy" in text
+
+
+def test_image_size_320_end_to_end_and_resume_refuses_another_size(spark, weights_spec,
+                                                                   tmp_path):
+    """featurize → train → predict at 320: predict applies the run's own preprocessing;
+    a resume at 224 (or with squash) refuses the 320 crop run before any work."""
+    from featurize import job, predict, train
+
+    write_sample(str(tmp_path / "images"), per_class=4, with_broken=False)
+    write_sample(str(tmp_path / "new"), per_class=1, offset=50, with_broken=False)
+    run_dir = tmp_path / "run"
+    made = job.run(spark, FeaturizeConfig(input=str(tmp_path / "images"), output=str(run_dir),
+                                          weights=weights_spec, image_size=320, pca_k=5))
+    assert made["preprocessing"] == {
+        "name": "pillow-exif-rgb-crop875-bilinear320-mobilenet_v2-v1", "mode": "crop",
+        "image_size": [320, 320], "resample": "bilinear", "crop_fraction": 0.875}
+    assert made["counts"]["featurized"] == 40
+    metrics = train.run(spark, train.TrainConfig(run=str(run_dir), test_fraction=0.25))
+    assert metrics["split"]["test"] == 10
+    out = predict.run(spark, predict.PredictConfig(run=str(run_dir), input=str(tmp_path / "new"),
+                                                   output=str(tmp_path / "pred")))
+    assert out["preprocessing"] == made["preprocessing"]
+    assert out["counts"]["predicted"] == 10
+    for other in [{}, {"preprocess": "squash", "image_size": 320}]:
+        with pytest.raises(ConfigError, match="made with another (model|preprocessing)"):
+            job.run(spark, FeaturizeConfig(input=str(tmp_path / "images"), output=str(run_dir),
+                                           weights=weights_spec, resume=True, pca_k=5, **other))
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
