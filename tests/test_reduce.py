@@ -99,7 +99,7 @@ def test_scaler_equals_sparks_own_and_model_survives_save_load(spark, tmp_path):
     (Spark's own PCA.fit is not used as a reference: on this 80 x 1280 rank-deficient
     input, repeated fits in one session returned two different explained-variance
     vectors, 0.186 and 0.071 for the first component, while NumPy and scikit-learn agree
-    with ours. See docs in README "PCA".)
+    with ours. See docs/PERFORMANCE.md, "PCA".)
     """
     from pyspark.ml import PipelineModel
     from pyspark.ml.feature import StandardScaler
