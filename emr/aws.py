@@ -75,11 +75,11 @@ def upload_file(s3: Any, path: str, bucket: str, key: str, sha256: str | None = 
         raise
 
 
-def object_sha256(s3: Any, bucket: str, key: str) -> str | None:
-    """The sha256 an object was uploaded with (its metadata), or None (absent, or
-    uploaded another way). An ETag is no content hash for multipart uploads."""
+def head_object(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    """The object's metadata (``ContentLength``, ``Metadata`` …), or None when it does
+    not exist."""
     try:
-        return s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("sha256")
+        return s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
         if _code(exc) in ("404", "NoSuchKey", "NotFound"):
             return None
@@ -87,15 +87,11 @@ def object_sha256(s3: Any, bucket: str, key: str) -> str | None:
         raise
 
 
-def object_size(s3: Any, bucket: str, key: str) -> int | None:
-    """The object's size, or None when it does not exist."""
-    try:
-        return s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return None
-        logger.error("head_object s3://%s/%s failed", bucket, key)
-        raise
+def object_sha256(s3: Any, bucket: str, key: str) -> str | None:
+    """The sha256 an object was uploaded with (its metadata), or None (absent, or
+    uploaded another way). An ETag is no content hash for multipart uploads."""
+    head = head_object(s3, bucket, key)
+    return None if head is None else head.get("Metadata", {}).get("sha256")
 
 
 def prefix_has_objects(s3: Any, bucket: str, prefix: str) -> bool:

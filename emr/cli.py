@@ -99,8 +99,9 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def _check_artifacts(c: aws.Clients, uris: Sequence[str]) -> None:
-    missing = [uri for uri in uris
-               if aws.object_size(c.s3, S3Uri.parse(uri).bucket, S3Uri.parse(uri).key) is None]
+    locs = [S3Uri.parse(uri) for uri in uris]
+    missing = [loc.uri(loc.key) for loc in locs
+               if aws.head_object(c.s3, loc.bucket, loc.key) is None]
     if missing:
         raise CommandError("not in S3: " + ", ".join(missing)
                            + ". Run `make upload BUCKET=...` (same BUCKET, PREFIX and "
@@ -267,16 +268,11 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if not objects:
         raise SettingsError(f"INPUT={args.input} holds no images ({args.extensions})")
     rate = estimate.load_rate(Path(args.rate_file))
-    price = args.price_per_hour or estimate.builtin_price(args.instance_type, sz.vcpus)
+    price, price_source = estimate.price(args.instance_type, sz.vcpus, args.price_per_hour)
     e = estimate.Estimate(images=len(objects), input_bytes=sum(o[1] for o in objects),
                           sizing=sz, core_count=args.core_count, task_count=args.task_count,
                           rate=float(rate["images_per_second_per_core"]), price=price)
-    size = f", image size {rate['image_size']}" if rate.get("image_size") else ""
-    rate_source = f"{rate.get('engine', '?')} engine{size}, {rate.get('measured', '?')}"
-    price_source = ("PRICE_PER_HOUR" if args.price_per_hour else
-                    f"{args.instance_type} us-east-1 on-demand EC2 + EMR, prices of "
-                    f"{estimate.PRICES_DATE}")
-    for line in estimate.report(e, rate_source, price_source=price_source,
+    for line in estimate.report(e, estimate.rate_source(rate), price_source=price_source,
                                 target_minutes=args.target_minutes):
         _out(line)
     return 0

@@ -61,6 +61,21 @@ def builtin_price(instance_type: str, vcpus: int | None) -> float | None:
     return (ec2 + emr) * vcpus / 4
 
 
+def price(instance_type: str, vcpus: int | None,
+          given: float | None) -> tuple[float | None, str]:
+    """The price per instance-hour and where it comes from: ``given``
+    (PRICE_PER_HOUR), else the dated table."""
+    if given:
+        return given, "PRICE_PER_HOUR"
+    return (builtin_price(instance_type, vcpus),
+            f"{instance_type} us-east-1 on-demand EC2 + EMR, prices of {PRICES_DATE}")
+
+
+def rate_source(rate: dict[str, Any]) -> str:
+    size = f", image size {rate['image_size']}" if rate.get("image_size") else ""
+    return f"{rate.get('engine', '?')} engine{size}, {rate.get('measured', '?')}"
+
+
 def load_rate(path: Path = RATE_FILE) -> dict[str, Any]:
     """The last ``make bench`` rate on this machine, else the built-in one."""
     if path.is_file():

@@ -121,9 +121,8 @@ class Preprocessing:
                           box=self.box(*img.size))
 
 
-#: The default preprocessing, and its name.
+#: The default preprocessing.
 DEFAULT_PREPROCESSING = Preprocessing()
-PREPROCESSING = DEFAULT_PREPROCESSING.name
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:

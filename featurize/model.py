@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from featurize.images import DEFAULT_IMAGE_SIZE
+
 logger = logging.getLogger(__name__)
 
 #: Length of a feature vector (MobileNetV2 alpha 1.0, no top, global average pooling).
 FEATURE_DIM = 1280
-DEFAULT_SIZE = 224
-INPUT_SHAPE = (DEFAULT_SIZE, DEFAULT_SIZE, 3)
+DEFAULT_SIZE = DEFAULT_IMAGE_SIZE
 
 
 def model_name(size: int = DEFAULT_SIZE) -> str:
@@ -27,8 +28,6 @@ def model_name(size: int = DEFAULT_SIZE) -> str:
     return (f"MobileNetV2(alpha=1.0, include_top=False, pooling='avg', "
             f"input {size}x{size}x3)")
 
-
-MODEL_NAME = model_name()
 
 _CACHE: dict[Hashable, "FeatureExtractor"] = {}
 _LOCK = threading.Lock()

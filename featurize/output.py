@@ -117,26 +117,24 @@ class RunOutput:
         re-raises); ``complete`` when it returns. Either way the staged folder is
         published last. Yields the run directory to write into.
         """
+        def close(**outcome: str) -> None:
+            manifest.update(outcome, finished_at=utc_now())
+            manifest["timings_seconds"]["total"] = timer.total()
+            storage.write_text(self.spark, self.run_dir.manifest, to_json(manifest))
+            self.publish()
+
         manifest["status"] = "running"
         try:
             self.prepare()
-            uri = self.run_dir.manifest
-            storage.write_text(self.spark, uri, to_json(manifest))
+            storage.write_text(self.spark, self.run_dir.manifest, to_json(manifest))
             yield self.run_dir
         except BaseException as exc:
-            manifest.update(status="failed", error=first_error_line(exc),
-                            finished_at=utc_now())
-            manifest["timings_seconds"]["total"] = timer.total()
             try:
-                storage.write_text(self.spark, self.run_dir.manifest, to_json(manifest))
-                self.publish()
+                close(status="failed", error=first_error_line(exc))
             except Exception:  # noqa: BLE001 - never mask the run's own failure
                 logger.exception("could not write the failed manifest")
             raise
-        manifest.update(status="complete", finished_at=utc_now())
-        manifest["timings_seconds"]["total"] = timer.total()
-        storage.write_text(self.spark, uri, to_json(manifest))
-        self.publish()
+        close(status="complete")
 
     def publish(self) -> None:
         """Upload the staged run directory (boto3 mode), manifest last; then clean up."""

@@ -19,7 +19,7 @@ run directory's paths are ordinary file paths.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
@@ -28,7 +28,6 @@ METRICS = "metrics.json"
 #: left empty reads as zero rows, not an error).
 FEATURES_DDL = ("path string, label string, length long, modification_time timestamp, "
                 "features array<float>")
-ERRORS_COLUMNS = ("path", "label", "length", "modification_time", "error", "detail")
 ERRORS_DDL = ("path string, label string, length long, modification_time timestamp, "
               "error string, detail string")
 #: :class:`ErrorRecord` as a Spark row: the modification time as epoch milliseconds, so
@@ -86,6 +85,16 @@ def join(base: str, *parts: str) -> str:
     return out
 
 
+class _At:
+    """A path inside a run directory, read as an attribute of a :class:`RunDir`."""
+
+    def __init__(self, *parts: str) -> None:
+        self.parts = parts
+
+    def __get__(self, run_dir: "RunDir | None", owner: type) -> Any:
+        return self if run_dir is None else run_dir.at(*self.parts)
+
+
 @dataclass(frozen=True)
 class RunDir:
     """The paths of one run directory (or of a predict job's output folder).
@@ -99,50 +108,18 @@ class RunDir:
     def at(self, *parts: str) -> str:
         return join(self.uri, *parts)
 
-    @property
-    def manifest(self) -> str:
-        return self.at(MANIFEST)
-
-    @property
-    def metrics(self) -> str:
-        return self.at(METRICS)
-
-    @property
-    def features(self) -> str:
-        return self.at("features")
-
-    @property
-    def features_next(self) -> str:
-        """Where a resume that drops rows writes kept + new features before swapping."""
-        return self.at("_features_next")
-
-    @property
-    def errors(self) -> str:
-        return self.at("errors")
-
-    @property
-    def pca(self) -> str:
-        return self.at("pca")
-
-    @property
-    def pca_model(self) -> str:
-        return self.at("models", "pca")
-
-    @property
-    def classifier(self) -> str:
-        return self.at("models", "classifier")
-
-    @property
-    def test_predictions(self) -> str:
-        return self.at("test_predictions")
-
-    @property
-    def predictions(self) -> str:
-        return self.at("predictions")
-
-    @property
-    def report(self) -> str:
-        return self.at("report")
+    manifest = _At(MANIFEST)
+    metrics = _At(METRICS)
+    features = _At("features")
+    #: Where a resume that drops rows writes kept + new features before swapping.
+    features_next = _At("_features_next")
+    errors = _At("errors")
+    pca = _At("pca")
+    pca_model = _At("models", "pca")
+    classifier = _At("models", "classifier")
+    test_predictions = _At("test_predictions")
+    predictions = _At("predictions")
+    report = _At("report")
 
     @staticmethod
     def committed(table: str) -> str:

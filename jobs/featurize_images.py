@@ -16,7 +16,9 @@ from typing import Any
 
 from featurize.config import DEFAULT_MAX_FILE_BYTES, FeaturizeConfig
 from featurize.entry import configure_logging, run_job
-from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS
+from featurize.images import (
+    DEFAULT_EXTENSIONS, DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS, MODES,
+)
 from featurize.weights import DEFAULT_SEED
 
 logger = logging.getLogger("featurize.jobs.featurize_images")
@@ -56,11 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-file-bytes", type=int, default=DEFAULT_MAX_FILE_BYTES,
                    help="files larger than this go to errors/ as too_large, unread "
                         f"(default {DEFAULT_MAX_FILE_BYTES}; 0 = no limit)")
-    p.add_argument("--preprocess", default="crop", choices=("crop", "squash"),
+    p.add_argument("--preprocess", default=MODES[0], choices=MODES,
                    help="crop (default): keep the aspect ratio, take the central square "
                         "(87.5%% of the shorter side), as the ImageNet weights were "
                         "evaluated; squash: resize the whole image to the square")
-    p.add_argument("--image-size", type=int, default=224,
+    p.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE,
                    help="network input size, a multiple of 32 from 96 to 512 (default "
                         "224; larger helps photos with detail beyond 224 px, at about "
                         "(size/224)^2 the compute)")
