@@ -7,8 +7,9 @@ step fails.
     LogUri/<cluster-id>/containers/<application-id>/<container-id>/stderr.gz
 
 EMR copies them there a few minutes after a step ends. In cluster deploy mode the step's
-stderr is spark-submit's YARN client; the Python traceback is in the driver's container
-log (the application master's first container, ``…_000001``).
+stderr is spark-submit's YARN client; the job's own log and Python traceback are in the
+driver's container ``stdout`` (the application master's first container, ``…_000001``),
+its JVM's log in that container's ``stderr``.
 """
 from __future__ import annotations
 
@@ -93,30 +94,44 @@ def cluster_reason(cluster: dict[str, Any]) -> str:
     return f"{st.get('State')}: {reason.get('Code', '')} {reason.get('Message', '')}".strip()
 
 
-#: The driver's container: the first container of an application attempt
+#: The driver's container logs: the first container of an application attempt
 #: (``container_<cluster ts>_<app>_<attempt>_000001``).
-_DRIVER_CONTAINER = re.compile(r"container_(?:e\d+_)?\d+_\d+_(\d+)_000001/stderr\.gz$")
+_DRIVER_LOG = re.compile(r"container_(?:e\d+_)?\d+_\d+_(\d+)_000001/(stdout|stderr)\.gz$")
+#: What each of the driver's files holds. In cluster deploy mode Spark runs the job's
+#: Python with its stderr merged into its stdout (PythonRunner), so the job's log and
+#: traceback are in ``stdout``; ``stderr`` is the ApplicationMaster's JVM (YARN, Spark).
+DRIVER_FILES = {"stdout": "the driver's output (the job's log)", "stderr": "the driver's log"}
+
+
+def print_driver_attempts(found: dict[int, dict[str, tuple[str, str | None]]], n: int) -> None:
+    """Print the tails of the driver's files, ``found[attempt][file] = (where, text)``:
+    the first attempt first (its error is the real one; a retry fails for its own
+    reasons), each labelled when there are several; per attempt, the job's output, then
+    the JVM's log."""
+    for attempt in sorted(found):
+        label = f" (attempt {attempt} of {len(found)})" if len(found) > 1 else ""
+        for name, title in DRIVER_FILES.items():
+            where, text = found[attempt].get(name, ("", None))
+            if text is not None:
+                print_tail(f"{title}{label} {where}", text, n)
 
 
 def print_driver_log(c: aws.Clients, logs: ClusterLogs, step_stderr: str, n: int) -> None:
-    """The tail of the driver's container log of the application the step ran: the first
-    attempt's first (its error is the real one; a retry fails for its own reasons), then
-    any later attempt's, each labelled."""
+    """The tails of the driver's container logs of the application the step ran."""
     apps = re.findall(r"application_\d+_\d+", step_stderr)
     if not apps or logs.root is None:
         return
     bucket, prefix = logs.containers(apps[-1])
-    attempts = sorted((int(m.group(1)), k) for k in aws.list_keys(c.s3, bucket, prefix)
-                      if (m := _DRIVER_CONTAINER.search(k)))
-    if not attempts:
-        out(f"(the driver's log s3://{bucket}/{prefix}container_..._000001/stderr.gz is not "
-            f"there yet; `make logs` later, or look under that prefix)")
+    found: dict[int, dict[str, tuple[str, str | None]]] = {}
+    for key in aws.list_keys(c.s3, bucket, prefix):
+        if m := _DRIVER_LOG.search(key):
+            uri = f"s3://{bucket}/{key}"
+            found.setdefault(int(m.group(1)), {})[m.group(2)] = (uri, read_gzip(c, uri))
+    if not found:
+        out(f"(the driver's logs s3://{bucket}/{prefix}container_..._000001/ are not there "
+            f"yet; `make logs` later, or look under that prefix)")
         return
-    for attempt, key in attempts:
-        text = read_gzip(c, f"s3://{bucket}/{key}")
-        label = f" (attempt {attempt} of {len(attempts)})" if len(attempts) > 1 else ""
-        if text is not None:
-            print_tail(f"the driver's log{label} s3://{bucket}/{key}", text, n)
+    print_driver_attempts(found, n)
 
 
 def report_failure(c: aws.Clients, cluster_id: str, step: dict[str, Any], *,

@@ -263,23 +263,28 @@ def test_wait_completed(aws, cluster):
 
 def test_wait_failed_prints_step_and_driver_log_tails(aws, cluster):
     """Cluster deploy mode: the step's stderr.gz is spark-submit's YARN client output;
-    the traceback is in the driver's container log, found through the application id."""
+    the job's log and traceback are in the driver container's stdout.gz (Spark runs the
+    Python with stderr merged into stdout: seen on the local YARN of `make emr-rehearse`),
+    its JVM's in stderr.gz; both are found through the application id, stdout first."""
     s3, _, tmp, _ = aws
     first, second = _set_steps(cluster, "FAILED", "CANCELLED")
     app = "application_1700000000000_0007"
     client_log = "\n".join([f"client line {i}" for i in range(50)]
                            + [f"Exception in thread main: Application {app} finished with "
                               f"failed status"])
-    driver_log = "\n".join([f"driver line {i}" for i in range(100)]
-                           + ["Traceback (most recent call last):",
-                              "featurize.config.ConfigError: input s3://x/y holds no images"])
+    job_log = "\n".join([f"job line {i}" for i in range(100)]
+                        + ["Traceback (most recent call last):",
+                           "featurize.config.ConfigError: input s3://x/y holds no images"])
+    jvm_log = "\n".join([f"jvm line {i}" for i in range(100)]
+                        + ["ERROR ApplicationMaster: User application exited with status 2"])
     logs = f"team/fz/logs/{cluster}"
     s3.put_object(Bucket=BUCKET, Key=f"{logs}/steps/{first}/stderr.gz",
                   Body=gzip.compress(client_log.encode()))
     s3.put_object(Bucket=BUCKET, Key=f"{logs}/containers/{app}/container_1700000000000_0007_01"
                   f"_000002/stderr.gz", Body=gzip.compress(b"an executor's log"))
-    s3.put_object(Bucket=BUCKET, Key=f"{logs}/containers/{app}/container_1700000000000_0007_01"
-                  f"_000001/stderr.gz", Body=gzip.compress(driver_log.encode()))
+    driver = f"{logs}/containers/{app}/container_1700000000000_0007_01_000001"
+    s3.put_object(Bucket=BUCKET, Key=f"{driver}/stderr.gz", Body=gzip.compress(jvm_log.encode()))
+    s3.put_object(Bucket=BUCKET, Key=f"{driver}/stdout.gz", Body=gzip.compress(job_log.encode()))
     proc = emr_cli("wait", "--poll", "1", "--log-wait", "0", "--tail", "3",
                    state_dir=tmp / "state")
     assert proc.returncode == 1, proc.stderr
@@ -290,12 +295,16 @@ def test_wait_failed_prints_step_and_driver_log_tails(aws, cluster):
     assert step_tail.splitlines() == [
         "client line 48", "client line 49",
         f"Exception in thread main: Application {app} finished with failed status"]
-    driver_tail = out.split(f"--- last 3 lines of the driver's log s3://{BUCKET}/{logs}/"
-                            f"containers/{app}/container_1700000000000_0007_01_000001/"
-                            f"stderr.gz ---\n")[1].split("\n--- end ---")[0]
-    assert driver_tail.splitlines() == [
-        "driver line 99", "Traceback (most recent call last):",
+    job_head = (f"--- last 3 lines of the driver's output (the job's log) "
+                f"s3://{BUCKET}/{driver}/stdout.gz ---\n")
+    jvm_head = f"--- last 3 lines of the driver's log s3://{BUCKET}/{driver}/stderr.gz ---\n"
+    assert out.index(job_head) < out.index(jvm_head)
+    assert out.split(job_head)[1].split("\n--- end ---")[0].splitlines() == [
+        "job line 99", "Traceback (most recent call last):",
         "featurize.config.ConfigError: input s3://x/y holds no images"]
+    assert out.split(jvm_head)[1].split("\n--- end ---")[0].splitlines() == [
+        "jvm line 98", "jvm line 99",
+        "ERROR ApplicationMaster: User application exited with status 2"]
     logs_out = make("logs", *aws[3], f"STEP_ID={first}")
     assert logs_out.stdout.rstrip().endswith("finished with failed status")
 
