@@ -181,12 +181,14 @@ def write_features(spark: SparkSession, new: DataFrame | None, run_dir: RunDir,
 
     A fresh run writes features/ once. A resume appends new part files when every old
     row is kept; when some are dropped (inputs changed or gone), it writes kept + new
-    into ``_features_next/`` and swaps it in. Each task's part file lands when the task
-    commits (the v2 commit algorithm), so a run stopped partway leaves the features of
-    its finished tasks behind for the next ``--resume``.
+    into ``_features_next/`` and swaps it in. On a filesystem with atomic rename each
+    task's part file lands when the task commits (the v2 commit algorithm), so a run
+    stopped partway leaves the features of its finished tasks behind for the next
+    ``--resume``; on an object store the write commits as a whole
+    (:func:`storage.commit_options`).
     """
-    commit_v2 = {"mapreduce.fileoutputcommitter.algorithm.version": "2"}
     uri = run_dir.features
+    commit_v2 = storage.commit_options(uri)
     if plan is None or not storage.exists(spark, uri):
         if new is None:  # resume of nothing: an empty, typed features/
             new = spark.createDataFrame([], FEATURES_DDL)

@@ -6,6 +6,7 @@ write: local paths and ``file:`` here, ``s3://`` on EMR, ``hdfs://`` on a cluste
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 from typing import Any
 
 from py4j.protocol import Py4JJavaError
@@ -72,6 +73,27 @@ def io_mode(spark: SparkSession, uri: str, flag: str) -> str:
         f"Hadoop FileSystem implementation for '{scheme}' to Spark's classpath, or use a "
         f"local path or s3://."
     )
+
+
+#: Schemes whose rename is atomic, where FileOutputCommitter's v2 algorithm is safe.
+ATOMIC_RENAME_SCHEMES = ("", "file", "hdfs")
+
+
+def commit_options(uri: str) -> dict[str, str]:
+    """Writer options for ``features/``: the v2 commit algorithm (each task's file lands
+    when the task commits) where rename is atomic; nothing on an object store.
+
+    On S3 a rename is a copy and a delete, so v2 can leave partial files behind
+    (Hadoop's "Committing work to S3 with the S3A committers"); there the cluster's own
+    committer applies (EMR 6.15+: its magic commit protocol) or FileOutputCommitter's
+    default v1, which commits the whole write at once. docs/emr.md has the measurement.
+
+    >>> commit_options("/tmp/run/features"), commit_options("s3://b/run/features")
+    ({'mapreduce.fileoutputcommitter.algorithm.version': '2'}, {})
+    """
+    if urlsplit(uri).scheme in ATOMIC_RENAME_SCHEMES:
+        return {"mapreduce.fileoutputcommitter.algorithm.version": "2"}
+    return {}
 
 
 def qualify(spark: SparkSession, uri: str) -> str:
