@@ -61,8 +61,8 @@ EMR_SETTINGS = $(call opt,BUCKET,--bucket) $(call opt,PREFIX,--prefix) \
   $(call opt,SERVICE_ROLE,--service-role) $(call opt,INSTANCE_PROFILE,--instance-profile) \
   $(call opt,IDLE_TIMEOUT,--idle-timeout) $(call opt,EXECUTOR_CORES,--executor-cores) \
   $(call opt,EXECUTOR_MEMORY,--executor-memory)
-EMR_STEPS = $(call opt,STEPS,--steps) $(call opt,WEIGHTS,--weights) \
-  $(call opt,INPUT,--input) $(call opt,OUTPUT,--output) \
+EMR_STEPS = $(call opt,INPUT,--input) $(EMR_JOB_ARGS)
+EMR_JOB_ARGS = $(call opt,STEPS,--steps) $(call opt,WEIGHTS,--weights) $(call opt,OUTPUT,--output) \
   $(call opt,PREDICT_INPUT,--predict-input) $(call opt,PREDICT_OUTPUT,--predict-output) \
   $(if $(JOB_ARGS),--job-args=$(call q,$(JOB_ARGS))) $(if $(TRAIN_ARGS),--train-args=$(call q,$(TRAIN_ARGS)))
 EMR_CLUSTER = $(call opt,CLUSTER_ID,--cluster-id)
@@ -71,6 +71,7 @@ PREFLIGHT = $(if $(filter 1 true yes,$(SKIP_PREFLIGHT)),--skip-preflight)
 
 .PHONY: help install sample run-local featurize train predict report test bench bench-levers clean
 .PHONY: require-bucket package upload cluster submit wait status logs down emr-run estimate
+.PHONY: jars emr-rehearse rehearsal-test
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -169,6 +170,25 @@ estimate: $(STAMP) ## EMR: time and cost of featurizing INPUT=s3://... (INSTANCE
 	  $(call opt,CORE_COUNT,--core-count) $(call opt,TASK_COUNT,--task-count) \
 	  $(call opt,EXECUTOR_CORES,--executor-cores) $(call opt,EXECUTOR_MEMORY,--executor-memory) \
 	  $(call opt,PRICE_PER_HOUR,--price-per-hour) $(call opt,TARGET_MINUTES,--target-minutes)
+
+# --- Rehearsal: the EMR steps on a local YARN against a moto S3 (docs/emr.md) --------------
+OUT ?= runs/rehearsal
+REHEARSE_INPUT = $(if $(call given,INPUT),$(INPUT),$(SAMPLE))
+
+jars: $(STAMP) ## rehearsal: fetch its jars from Maven Central once (sha256-checked) into ~/.cache/featurize-images
+	$(PY) -m emr jars
+
+emr-rehearse: $(STAMP) package jars $(if $(call given,INPUT),,$(SAMPLE)/.done) ## EMR's steps on a local YARN + moto S3 (INPUT= folder or s3://, OUT=, STEPS=, JOB_ARGS=, INSTANCE_TYPE=, ...)
+	$(EMR) rehearse $(EMR_SETTINGS) $(EMR_JOB_ARGS) \
+	  --input $(call q,$(REHEARSE_INPUT)) --out $(call q,$(OUT)) \
+	  $(call opt,INPUT_FROM,--input-from) $(call opt,PREDICT_FROM,--predict-from) \
+	  $(call opt,NODE_MB,--node-mb) $(call opt,NODE_VCORES,--node-vcores) \
+	  $(foreach k,$(DROP_CONF),--drop-conf $(k))
+	@$(PY) -m featurize.summary $(call q,$(OUT))
+
+rehearsal-test: $(STAMP) package jars ## the rehearsal and S3A tests (own CI step after make test)
+	@rc=0; $(PY) -m pytest -m rehearsal tests/test_s3a.py tests/test_rehearsal.py $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 clean: ## remove build output, runs and the venv
 	rm -rf build runs dist $(VENV) .pytest_cache spark-warehouse

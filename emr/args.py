@@ -134,6 +134,25 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--step-id", default=None, help="default: the last step")
     p.add_argument("--file", default="stderr", choices=("stderr", "stdout", "controller"))
     p.add_argument("--tail", type=int, default=0, help="last N lines (0: all)")
+    p = sub.add_parser("jars", help="fetch the rehearsal's jars from Maven Central (once)")
+    p = sub.add_parser("rehearse", help="the steps on a local YARN against a moto S3 "
+                                        "(docs/emr.md, \"Rehearse before you pay\")")
+    _settings_args(p)
+    _job_args(p)
+    p.add_argument("--input-from", help="INPUT_FROM: a local folder uploaded to the s3:// "
+                                        "INPUT first (a local INPUT is uploaded by itself)")
+    p.add_argument("--predict-from", help="PREDICT_FROM: a local folder uploaded to "
+                                          "PREDICT_INPUT first")
+    p.add_argument("--out", help="OUT: a local folder that receives the run directory")
+    p.add_argument("--node-mb", type=int, help="NODE_MB: the NodeManager's memory (default: "
+                                               "INSTANCE_TYPE's EMR value)")
+    p.add_argument("--node-vcores", type=int, help="NODE_VCORES (default: INSTANCE_TYPE's)")
+    p.add_argument("--drop-conf", action="append", default=[], metavar="KEY",
+                   help="DROP_CONF: remove a step's --conf KEY=... (to see what it does, e.g. "
+                        "spark.yarn.maxAppAttempts)")
+    p.add_argument("--workdir", default="build/rehearsal",
+                   help="YARN's folders and logs, and each step's spark-submit log")
+    p.add_argument("--tail", type=int, default=40, help="log lines to print on failure")
     p = sub.add_parser("down", help="terminate the cluster")
     _cluster_arg(p)
     p.add_argument("--no-wait", action="store_true", help="do not wait for TERMINATED")

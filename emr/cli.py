@@ -11,6 +11,8 @@
     logs      print a step's log from LogUri
     down      terminate the cluster
     run       a transient cluster that runs the steps and terminates itself
+    jars      fetch the rehearsal's jars from Maven Central (once, sha256-checked)
+    rehearse  the steps on a local YARN against a moto S3, before paying for a cluster
 
 ``up``, ``submit`` and ``run`` take ``--dry-run``: print the exact request, call nothing.
 Exit status: 0 done, 1 AWS failure or a failed step, 2 bad settings.
@@ -329,9 +331,26 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_jars(args: argparse.Namespace) -> int:
+    from emr.rehearsal import jars
+
+    for path in jars.fetch(log=_out):
+        _out(f"{path}  {path.stat().st_size} B")
+    return 0
+
+
+def cmd_rehearse(args: argparse.Namespace) -> int:
+    from emr.rehearsal import run
+
+    if args.profile:
+        raise SettingsError("PROFILE: a rehearsal never reaches AWS; leave PROFILE unset")
+    return run.rehearse(args)
+
+
 COMMANDS = {"package": cmd_package, "upload": cmd_upload, "up": cmd_up, "submit": cmd_submit,
             "run": cmd_run, "wait": cmd_wait, "status": cmd_status, "logs": cmd_logs,
-            "down": cmd_down, "estimate": cmd_estimate}
+            "down": cmd_down, "estimate": cmd_estimate,
+            "jars": cmd_jars, "rehearse": cmd_rehearse}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

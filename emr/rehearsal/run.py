@@ -1,0 +1,315 @@
+"""``python -m emr rehearse``: the EMR steps on a local YARN against a moto S3.
+
+In order: a moto server; ``make upload`` against it (package, wheelhouse, bootstrap, weights)
+and the input images; the bootstrap script run for real into the node venv; a single-node
+YARN sized like one core node of INSTANCE_TYPE; then each step's own command line, built
+by :func:`emr.requests.steps` exactly as ``make submit`` sends it, one after the other as
+on a cluster (a failed step cancels the later ones); finally the run directory copied to
+OUT. YARN and moto are stopped on every path. Nothing here can reach AWS: boto3, the AWS
+CLI shim and S3A are all pointed at the moto server with moto's dummy credentials.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from emr import package, requests
+from emr.args import job_args_from, jobs, settings_from
+from emr.logs import DRIVER_FILES, out, print_driver_attempts, print_tail
+from emr.rehearsal import hadoop, jars, node
+from emr.rehearsal.yarn import LocalYarn, spark_home
+from emr.settings import Settings
+from featurize.errors import CommandError, SettingsError
+from featurize.s3 import S3Uri
+
+DEFAULT_BUCKET = "featurize-rehearsal"
+#: Memory left to everything outside YARN's containers here: moto (which holds the
+#: uploaded wheelhouse in memory), YARN's own JVM, spark-submit.
+RESERVED_MB = 4096
+_APP_ID = re.compile(r"application_\d+_\d+")
+
+
+@dataclass(frozen=True)
+class StepResult:
+    job: str
+    app_id: str | None
+    attempts: int
+    final: str
+    seconds: float
+
+    def line(self) -> str:
+        return (f"step {self.job}: {self.app_id or '-'} attempts={self.attempts} "
+                f"final={self.final} {self.seconds:.0f} s")
+
+
+def machine_mb() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    raise CommandError("cannot read this machine's memory from /proc/meminfo")
+
+
+def node_size(settings: Settings, node_mb: int | None, node_vcores: int | None
+              ) -> tuple[int, int, list[str]]:
+    """The NodeManager's memory and vcores: INSTANCE_TYPE's EMR values unless given,
+    scaled down only where this machine cannot hold them; with the notes to print."""
+    sz = settings.sizing
+    mb = node_mb or sz.yarn_mb
+    vcores = node_vcores or sz.vcpus or sz.executor_cores
+    if mb is None:
+        raise SettingsError(f"INSTANCE_TYPE={settings.instance_type} is not in emr/sizing.py's "
+                            f"table: give NODE_MB= (its yarn.nodemanager.resource.memory-mb)")
+    notes = []
+    if node_mb and sz.yarn_mb and node_mb != sz.yarn_mb:
+        notes.append(f"NODE_MB={node_mb}; EMR gives {settings.instance_type} {sz.yarn_mb} MB")
+    room = machine_mb() - RESERVED_MB
+    if mb > room:
+        notes.append(f"scaled down from {mb} MB: this machine has {room + RESERVED_MB} MB and "
+                     f"keeps {RESERVED_MB} MB outside YARN")
+        mb = room
+    cpus = os.cpu_count() or 1
+    if vcores > cpus:
+        notes.append(f"{vcores} vcores on {cpus} CPUs: YARN schedules by memory (EMR's "
+                     f"default resource calculator), the CPUs are shared")
+    return mb, vcores, notes
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def moto_s3() -> Iterator[dict[str, str]]:
+    """A moto server on 127.0.0.1, and the environment that points everything at it: this
+    process's boto3 (os.environ, restored after), the bootstrap, spark-submit, YARN."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    # an empty AWS config: no profile of this machine's is read (the Java SDK wants a file)
+    empty = tempfile.NamedTemporaryFile(prefix="featurize-rehearsal-aws-", delete=False)
+    empty.close()
+    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": hadoop.MOTO_ACCESS_KEY,
+           "AWS_SECRET_ACCESS_KEY": hadoop.MOTO_SECRET_KEY,
+           "AWS_DEFAULT_REGION": hadoop.MOTO_REGION, "AWS_REGION": hadoop.MOTO_REGION,
+           # no profile, session or config file of this machine's can be used by mistake
+           "AWS_CONFIG_FILE": empty.name, "AWS_SHARED_CREDENTIALS_FILE": empty.name}
+    dropped = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+               "AWS_DEFAULT_PROFILE")
+    saved = dict(os.environ)
+    for name in dropped:
+        os.environ.pop(name, None)
+    os.environ.update(env)
+    for name in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL_")]:
+        os.environ.pop(name)
+    try:
+        yield dict(os.environ)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        server.stop()
+        os.unlink(empty.name)
+
+
+def _upload_folder(s3, folder: Path, uri: str) -> int:
+    loc = S3Uri.parse(uri)
+    prefix = loc.key.rstrip("/") + "/"
+    n = 0
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        s3.upload_file(str(path), loc.bucket, prefix + path.relative_to(folder).as_posix())
+        n += 1
+    return n
+
+
+def _download_prefix(s3, uri: str, dest: Path) -> int:
+    loc = S3Uri.parse(uri)
+    prefix = loc.key.rstrip("/") + "/"
+    n = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            target = dest / obj["Key"][len(prefix):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(loc.bucket, obj["Key"], str(target))
+            n += 1
+    return n
+
+
+def _prepare_out(out_dir: Path) -> None:
+    """OUT must be new, empty, or a previous copy of a run directory (replaced)."""
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not (out_dir / "manifest.json").exists():
+            raise SettingsError(f"OUT={out_dir} holds files but no run directory: give a new "
+                                f"or empty folder")
+        shutil.rmtree(out_dir)
+
+
+def drop_confs(argv: Sequence[str], keys: Sequence[str]) -> list[str]:
+    """``argv`` without the ``--conf KEY=...`` pairs of ``keys``.
+
+    >>> drop_confs(["spark-submit", "--conf", "a=1", "--conf", "b=2", "x.py"], ["a"])
+    ['spark-submit', '--conf', 'b=2', 'x.py']
+    """
+    kept: list[str] = []
+    skip = False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg == "--conf" and i + 1 < len(argv) and argv[i + 1].split("=", 1)[0] in keys:
+            skip = True
+            continue
+        kept.append(arg)
+    return kept
+
+
+def run_step(yarn: LocalYarn, step: requests.Step, env: dict[str, str], log_dir: Path,
+             drop: Sequence[str], tail_lines: int) -> StepResult:
+    """One step's command line through spark-submit against the local YARN; on failure,
+    the driver's log tail (the first attempt's, then any later one's)."""
+    argv = drop_confs(step.request["HadoopJarStep"]["Args"], drop)
+    argv[0] = str(spark_home() / "bin" / "spark-submit")
+    log_path = log_dir / f"{step.job}.spark-submit.log"
+    start = time.monotonic()
+    with open(log_path, "w") as log:
+        proc = subprocess.run(argv, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+    seconds = time.monotonic() - start
+    text = log_path.read_text(errors="replace")
+    apps = _APP_ID.findall(text)
+    if not apps:
+        result = StepResult(step.job, None, 0, "NOT_SUBMITTED", seconds)
+        out(result.line())
+        errors = [ln for ln in text.splitlines() if "Exception" in ln or "ERROR" in ln]
+        print_tail(f"spark-submit ({log_path})", "\n".join(errors) or text, tail_lines)
+        return result
+    report = yarn.report(apps[0])
+    final = report.final if proc.returncode == 0 or report.final != "SUCCEEDED" else "FAILED"
+    result = StepResult(step.job, apps[0], report.attempts, final, seconds)
+    out(result.line())
+    if final != "SUCCEEDED":
+        if report.diagnostics:
+            out(f"YARN: {report.diagnostics.splitlines()[0]}")
+        found = {}
+        for attempt in range(1, report.attempts + 1):
+            for name in DRIVER_FILES:
+                path = yarn.container_log(apps[0], attempt, name=name)
+                if path is not None:
+                    found.setdefault(attempt, {})[name] = (
+                        str(path), path.read_text(errors="replace"))
+        print_driver_attempts(found, tail_lines)
+    return result
+
+
+def rehearse(args: argparse.Namespace) -> int:
+    """The whole rehearsal; 0 only when every step succeeded."""
+    given_bucket = args.bucket
+    args.bucket = args.bucket or DEFAULT_BUCKET
+    settings = settings_from(args)
+    nodes = settings.core_count + settings.task_count
+    # one node here: the cluster's configurations (executor count) for one core node
+    settings = replace(settings, core_count=1, task_count=0)
+    job_args = job_args_from(args)
+    wanted = jobs(args)
+    out_dir = Path(args.out) if args.out else None
+    local_input = None
+    if job_args.input and not job_args.input.startswith(("s3://", "s3a://")):
+        local_input = Path(job_args.input)
+        if not local_input.is_dir():
+            raise SettingsError(f"INPUT={job_args.input}: no such folder (give a local folder "
+                                f"of images, or an s3:// prefix with INPUT_FROM=)")
+        job_args = replace(job_args, input=settings.uri(
+            "input", local_input.resolve().name or "images"))
+    elif args.input_from:
+        local_input = Path(args.input_from)
+    node_mb, vcores, notes = node_size(settings, args.node_mb, args.node_vcores)
+    built = requests.steps(settings, wanted, job_args)  # validated before anything starts
+    if out_dir:
+        _prepare_out(out_dir)
+    dist = Path(args.dist)
+    workdir = Path(args.workdir).resolve()
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    s3a_jars = jars.paths("s3a")
+    jars.paths("yarn")
+    out(f"rehearsal in {workdir}: S3 is a moto server, bucket {settings.bucket}"
+        + ("" if given_bucket else " (BUCKET not given: a name for the rehearsal)"))
+    with moto_s3() as env:
+        import boto3
+
+        from emr import cli
+
+        s3 = boto3.client("s3")
+        buckets = {settings.bucket} | {S3Uri.parse(u).bucket for u in
+                                       (job_args.input, job_args.output, job_args.predict_input,
+                                        job_args.predict_output) if u}
+        for b in sorted(buckets):
+            s3.create_bucket(Bucket=b)
+        cli.cmd_upload(argparse.Namespace(**{**vars(args), "bucket": settings.bucket,
+                                              "weights": job_args.weights}))
+        if local_input is not None:
+            n = _upload_folder(s3, local_input, job_args.input)
+            out(f"input: {n} files from {local_input} -> {job_args.input}")
+        for p in (job_args.predict_input,):
+            if p and args.predict_from:
+                n = _upload_folder(s3, Path(args.predict_from), p)
+                out(f"predict input: {n} files from {args.predict_from} -> {p}")
+        python = node.bootstrap(
+            dist, f"{settings.dist_uri}/bootstrap/{package.BOOTSTRAP_SCRIPT}",
+            [f"{settings.dist_uri}/bootstrap", f"{settings.dist_uri}/{package.WHEELS}"],
+            env, log=out)
+        out(f"YARN node: {node_mb} MB, {vcores} vcores ({settings.instance_type}"
+            + (f"; {'; '.join(notes)})" if notes else "'s EMR values)"))
+        out(settings.sizing.summary() + (f"; one node here, not {nodes}" if nodes > 1 else ""))
+        yarn_env = {**env, "HADOOP_CONF_DIR": str(workdir / "conf"),
+                    "YARN_CONF_DIR": str(workdir / "conf"), "SPARK_CONF_DIR": str(workdir / "conf"),
+                    "SPARK_HOME": str(spark_home())}
+        with LocalYarn(workdir, node_mb, vcores, env=yarn_env) as yarn:
+            hadoop.write_client_conf(yarn.conf_dir, env["AWS_ENDPOINT_URL"],
+                                     requests.configurations(settings), str(python), s3a_jars,
+                                     hadoop.container_env(env))
+            results = []
+            for step in built:
+                if results and results[-1].final != "SUCCEEDED":
+                    results.append(StepResult(step.job, None, 0, "CANCELLED", 0.0))
+                    out(results[-1].line())
+                    continue
+                results.append(run_step(yarn, step, yarn_env, workdir, args.drop_conf,
+                                        args.tail))
+        if out_dir:
+            for uri, dest in _copies(built, out_dir):
+                n = _download_prefix(s3, uri, dest)
+                out(f"OUT: {n} files of {uri} -> {dest}")
+    return 0 if all(r.final == "SUCCEEDED" for r in results) else 1
+
+
+def _flag(step: requests.Step, flag: str) -> str:
+    argv = step.request["HadoopJarStep"]["Args"]
+    return argv[argv.index(flag) + 1]
+
+
+def _copies(built: Sequence[requests.Step], out_dir: Path) -> list[tuple[str, Path]]:
+    """(s3 URI, local folder): the run directory to OUT, predictions to OUT-predictions."""
+    first = built[0]
+    run_uri = _flag(first, "--output" if first.job == "featurize" else "--run")
+    copies = [(run_uri, out_dir)]
+    copies += [(_flag(s, "--output"), out_dir.with_name(out_dir.name + "-predictions"))
+               for s in built if s.job == "predict"]
+    return copies

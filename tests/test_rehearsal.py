@@ -1,0 +1,121 @@
+"""``python -m emr rehearse``: the EMR steps on a local YARN (Hadoop's MiniYARNCluster)
+against a moto S3, with the nodes' Python built by the bootstrap script from the
+uploaded wheelhouse. Each test runs the real command as a process.
+
+Needs the rehearsal's jars (``make jars``) and the packaged dist/ with its wheelhouse
+(``make package``); skipped without the jars outside CI, failed under
+``FEATURIZE_REQUIRE_JARS=1``. The node venv is cached between runs (keyed by the
+wheelhouse), so only the first run on a machine installs it.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from emr import package
+from featurize.config import FeaturizeConfig
+from featurize.job import run
+from featurize.sample import write_sample
+from tests.conftest import REPO
+from tests.test_cli import env
+from tests.test_s3a import require_jars
+
+pytestmark = [pytest.mark.rehearsal, pytest.mark.slow]
+
+STEP_LINE = re.compile(r"^step (\w+): (application_\d+_\d+|-) attempts=(\d+) final=(\w+) "
+                       r"(\d+) s$", re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def dist():
+    require_jars()
+    missing = [r for r in package.artifacts(REPO / "dist") if not (REPO / "dist" / r).is_file()]
+    if missing:
+        pytest.fail(f"dist/ lacks {', '.join(missing)}: run make package (make rehearsal-test "
+                    f"does)")
+    return REPO / "dist"
+
+
+def rehearse(*args: str, timeout: int = 1200) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "emr", "rehearse", *args], cwd=REPO,
+                          env=env(), capture_output=True, text=True, timeout=timeout)
+    print(proc.stdout[-6000:], proc.stderr[-3000:], sep="\n")
+    return proc
+
+
+def steps(stdout: str) -> dict[str, tuple[str, int, str]]:
+    return {m.group(1): (m.group(2), int(m.group(3)), m.group(4))
+            for m in STEP_LINE.finditer(stdout)}
+
+
+@pytest.mark.spark
+def test_featurize_and_train_on_yarn_equal_a_local_run(dist, spark, weights_spec, tmp_path):
+    images = tmp_path / "digits"
+    write_sample(str(images), per_class=3, with_broken=True)  # 30 images + 1 truncated
+    out = tmp_path / "out"
+    proc = rehearse("--input", str(images), "--out", str(out), "--steps", "featurize train",
+                    "--weights", weights_spec, "--job-args", "--pca-k 8",
+                    "--train-args", "--test-fraction 0.34", "--workdir",
+                    str(tmp_path / "work"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ran = steps(proc.stdout)
+    assert [(job, attempts, final) for job, (_, attempts, final) in ran.items()] == [
+        ("featurize", 1, "SUCCEEDED"), ("train", 1, "SUCCEEDED")]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["spark"]["master"] == "yarn"
+    assert manifest["spark"]["app_id"] == ran["featurize"][0]
+    assert manifest["io"] == {"input": "spark", "output": "spark"}
+    counts = manifest["counts"]
+    assert (counts["inputs"], counts["featurized"], counts["failed"]) == (31, 30, 1)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"]["train"] + metrics["split"]["test"] == 30
+    # the same images featurized here, from the local disk, by local Spark
+    reference = tmp_path / "local"
+    run(spark, FeaturizeConfig(input=str(images), output=str(reference), weights=weights_spec,
+                               pca_k=8))
+    on_yarn = {r["path"].split("/input/digits/", 1)[1]: np.asarray(r["features"]) for r in
+               spark.read.parquet(str(out / "features")).collect()}
+    local = {r["path"].split("/digits/", 1)[1]: np.asarray(r["features"]) for r in
+             spark.read.parquet(str(reference / "features")).collect()}
+    assert on_yarn.keys() == local.keys() and len(on_yarn) == 30
+    for rel in on_yarn:
+        np.testing.assert_allclose(on_yarn[rel], local[rel], rtol=1e-5, atol=1e-5)
+    errors = spark.read.parquet(str(out / "errors")).collect()
+    assert [(r["path"].split("/input/digits/", 1)[1], r["error"]) for r in errors] == [
+        ("7/broken_upload.png", "truncated")]
+
+
+def test_a_failing_step_shows_one_attempt_and_the_jobs_own_error(dist, weights_spec,
+                                                                   tmp_path):
+    images = tmp_path / "forty"
+    write_sample(str(images), per_class=4, with_broken=False)
+    proc = rehearse("--input", str(images), "--steps", "featurize train", "--weights",
+                    weights_spec, "--job-args", "--pca-k 100", "--workdir",
+                    str(tmp_path / "work"))
+    assert proc.returncode == 1
+    ran = steps(proc.stdout)
+    assert ran["featurize"][1:] == (1, "FAILED")
+    assert ran["train"] == ("-", 0, "CANCELLED")
+    assert "bad configuration: --pca-k 100 is larger than the 40 input images" in proc.stdout
+    assert "the driver's output (the job's log)" in proc.stdout
+    assert proc.stdout.index("attempts=1 final=FAILED") < proc.stdout.index("--pca-k 100 is")
+
+
+def test_a_container_larger_than_the_node_is_refused_with_yarns_message(dist, weights_spec,
+                                                                          tmp_path):
+    """m5.xlarge's executor (3072m heap + 6144m for Python) on a node of 8192 MB."""
+    images = tmp_path / "few"
+    write_sample(str(images), per_class=1, with_broken=False)
+    proc = rehearse("--input", str(images), "--steps", "featurize", "--weights", weights_spec,
+                    "--node-mb", "8192", "--workdir", str(tmp_path / "work"), timeout=600)
+    assert proc.returncode == 1
+    job, attempts, final = steps(proc.stdout)["featurize"]
+    assert final != "SUCCEEDED"
+    assert re.search(r"above the max threshold \(8192 MB\) of this cluster|greater than "
+                     r"maximum allowed allocation", proc.stdout), proc.stdout[-3000:]

@@ -1,0 +1,208 @@
+"""The job over Hadoop's S3A filesystem, as on EMR 7.10+ (``s3://`` served by S3A), against
+the moto server: the path the boto3 tests never take.
+
+Each job runs as ``spark-submit`` on local Spark with hadoop-aws on its classpath and the
+S3A settings the rehearsal uses (:func:`emr.rehearsal.hadoop.s3a_properties`), so the
+job finds a Hadoop filesystem for ``s3://`` and reads and writes through it (manifest
+``io``: ``spark``). Needs the rehearsal's jars (``make jars``): skipped without them,
+except under ``FEATURIZE_REQUIRE_JARS=1`` (CI), where their absence fails.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import boto3
+import numpy as np
+import pytest
+
+from emr.rehearsal import hadoop, jars
+from featurize.config import FeaturizeConfig
+from featurize.job import run
+from tests.conftest import REPO
+from tests.helpers import image_bytes, pattern_image
+from tests.test_cli import env, spark_submit
+from tests.test_job_e2e import ERRORS_SCHEMA, EXPECTED, FEATURES_SCHEMA, make_corpus
+
+pytestmark = [pytest.mark.rehearsal, pytest.mark.spark]
+
+BUCKET = "featurize-s3a"
+
+
+def require_jars() -> list:
+    missing = jars.missing()
+    if missing:
+        message = (f"the S3A jars are not in {jars.jar_dir()} (make jars): "
+                   + ", ".join(j.coordinates for j in missing))
+        if jars.required():
+            pytest.fail(message + ", but FEATURIZE_REQUIRE_JARS=1")
+        pytest.skip(message)
+    return jars.paths("s3a")
+
+
+def s3a_submit(job: str, *args: str, endpoint: str) -> subprocess.CompletedProcess[str]:
+    """One job as spark-submit on local Spark, with S3A behind s3:// and s3a://."""
+    classpath = ":".join(map(str, require_jars()))
+    confs = ["--conf", f"spark.driver.extraClassPath={classpath}"]
+    for key, value in hadoop.s3a_properties(endpoint).items():
+        confs += ["--conf", f"spark.hadoop.{key}={value}"]
+    proc = subprocess.run(
+        [spark_submit(), "--master", "local[2]", "--driver-memory", "2g",
+         "--conf", "spark.log.level=WARN", *confs, str(REPO / "jobs" / job), *args],
+        capture_output=True, text=True, env=env(), timeout=900, cwd=REPO)
+    return proc
+
+
+def download_prefix(client, prefix: str, dest):
+    for key in keys(client, prefix):
+        target = dest / key[len(prefix):]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(BUCKET, key, str(target))
+    return dest
+
+
+def keys(client, prefix: str) -> list[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return sorted(o["Key"] for p in pages for o in p.get("Contents", []))
+
+
+@pytest.fixture(scope="module")
+def s3a(moto_endpoint, tmp_path_factory):
+    require_jars()
+    client = boto3.client("s3")
+    client.create_bucket(Bucket=BUCKET)
+    corpus = make_corpus(tmp_path_factory.mktemp("s3a") / "images")
+    for path in sorted(corpus.rglob("*")):
+        if path.is_file():
+            client.upload_file(str(path), BUCKET, "in/" + path.relative_to(corpus).as_posix())
+    return client, corpus, moto_endpoint
+
+
+@pytest.fixture(scope="module")
+def s3a_run(spark, s3a, weights_spec, tmp_path_factory):
+    """featurize s3://BUCKET/in -> s3://BUCKET/runs/r1 through S3A, and the same images
+    featurized from the local disk in this process."""
+    client, corpus, endpoint = s3a
+    proc = s3a_submit("featurize_images.py", "--input", f"s3://{BUCKET}/in", "--output",
+                      f"s3://{BUCKET}/runs/r1", "--weights", weights_spec, "--pca-k", "3",
+                      "--batch-size", "4", endpoint=endpoint)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    local = download_prefix(client, "runs/r1/", tmp_path_factory.mktemp("fromS3A"))
+    reference = tmp_path_factory.mktemp("local") / "run"
+    run(spark, FeaturizeConfig(input=str(corpus), output=str(reference), weights=weights_spec,
+                               pca_k=3, batch_size=4))
+    return local, reference
+
+
+def test_s3a_run_reads_and_writes_through_hadoop(spark, s3a, s3a_run):
+    client = s3a[0]
+    local, _ = s3a_run
+    manifest = json.loads((local / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["io"] == {"input": "spark", "output": "spark"}
+    counts = manifest["counts"]
+    assert counts["inputs"] == len(EXPECTED) and counts["model_images"] == 9
+    assert counts["featurized"] == 9 and counts["failed"] == 3
+    assert counts["failed_by_reason"] == {"empty": 1, "not_an_image": 1, "truncated": 1}
+    assert counts["skipped_by_extension"] == {"(none)": 1, ".gif": 1, ".txt": 1}
+    feats = spark.read.parquet(str(local / "features"))
+    errs = spark.read.parquet(str(local / "errors"))
+    assert feats.schema.simpleString() == FEATURES_SCHEMA
+    assert errs.schema.simpleString() == ERRORS_SCHEMA
+    # Spark's own listing names each object once, by its s3:// path
+    assert sorted(r["path"] for r in feats.collect()) == sorted(
+        f"s3://{BUCKET}/in/{rel}" for rel, (_, reason) in EXPECTED.items() if reason is None)
+    assert {r["path"]: (r["label"], r["error"]) for r in errs.collect()} == {
+        f"s3://{BUCKET}/in/{rel}": (label, reason)
+        for rel, (label, reason) in EXPECTED.items() if reason}
+    # the v1 commit leaves no temporary keys behind on the object store
+    written = keys(client, "runs/r1/")
+    assert not [k for k in written if "_temporary" in k or k.endswith(".crc")]
+    assert "runs/r1/features/_SUCCESS" in written
+
+
+def test_s3a_features_equal_the_local_run(spark, s3a_run):
+    local, reference = s3a_run
+    prefix = f"s3://{BUCKET}/in/"
+    on_s3 = {r["path"][len(prefix):]: np.asarray(r["features"]) for r in
+             spark.read.parquet(str(local / "features")).collect()}
+    on_disk = {r["path"].split("/images/", 1)[1]: np.asarray(r["features"]) for r in
+               spark.read.parquet(str(reference / "features")).collect()}
+    assert on_s3.keys() == on_disk.keys() and len(on_s3) == 9
+    for rel in on_s3:
+        np.testing.assert_allclose(on_s3[rel], on_disk[rel], rtol=1e-5, atol=1e-5)
+
+
+def test_s3a_resume_featurizes_only_the_new_image(spark, s3a, s3a_run, weights_spec,
+                                                  tmp_path):
+    client, _, endpoint = s3a
+    client.put_object(Bucket=BUCKET, Key="in/cats/new.jpg",
+                      Body=image_bytes(pattern_image(77), "JPEG"))
+    try:
+        proc = s3a_submit("featurize_images.py", "--input", f"s3://{BUCKET}/in", "--output",
+                          f"s3://{BUCKET}/runs/r1", "--weights", weights_spec, "--pca-k", "3",
+                          "--batch-size", "4", "--resume", endpoint=endpoint)
+    finally:
+        client.delete_object(Bucket=BUCKET, Key="in/cats/new.jpg")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    local = download_prefix(client, "runs/r1/", tmp_path / "resumed")
+    manifest = json.loads((local / "manifest.json").read_text())
+    assert manifest["io"] == {"input": "spark", "output": "spark"}
+    assert manifest["counts"]["featurized"] == 10 and manifest["counts"]["failed"] == 3
+    assert manifest["counts"]["model_images"] == 1  # only the new one went through the model
+    paths = [r["path"] for r in spark.read.parquet(str(local / "features")).collect()]
+    assert len(paths) == len(set(paths)) == 10
+    assert f"s3://{BUCKET}/in/cats/new.jpg" in paths
+    assert spark.read.parquet(str(local / "pca")).count() == 10
+
+
+def test_s3a_overwrite_leaves_no_old_key(s3a, weights_spec):
+    client, corpus, endpoint = s3a
+    for key in ("runs/r2/manifest.json", "runs/r2/features/part-old.parquet",
+                "runs/r2/old-folder/x.bin"):
+        client.put_object(Bucket=BUCKET, Key=key, Body=b"from an earlier run")
+    before = set(keys(client, "runs/r2/"))
+    proc = s3a_submit("featurize_images.py", "--input", f"s3a://{BUCKET}/in/dogs", "--output",
+                      f"s3a://{BUCKET}/runs/r2", "--weights", weights_spec, "--pca-k", "2",
+                      "--overwrite", endpoint=endpoint)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    after = set(keys(client, "runs/r2/"))
+    assert not (after & (before - {"runs/r2/manifest.json"}))
+    manifest = json.loads(client.get_object(Bucket=BUCKET, Key="runs/r2/manifest.json")
+                          ["Body"].read())
+    assert manifest["status"] == "complete" and manifest["counts"]["featurized"] == 4
+
+
+def test_train_and_predict_read_an_s3a_run(s3a, weights_spec, tmp_path):
+    """The whole chain on S3A: featurize labelled digits, train, predict new ones."""
+    from featurize.sample import write_sample
+
+    client, _, endpoint = s3a
+    write_sample(str(tmp_path / "digits"), per_class=3, with_broken=False)
+    write_sample(str(tmp_path / "new"), per_class=1, with_broken=False, offset=40)
+    for folder, prefix in ((tmp_path / "digits", "digits/"), (tmp_path / "new", "new/")):
+        for path in sorted(folder.rglob("*.png")):
+            client.upload_file(str(path), BUCKET, prefix + path.relative_to(folder).as_posix())
+    run_uri = f"s3://{BUCKET}/runs/digits"
+    steps = [("featurize_images.py", "--input", f"s3://{BUCKET}/digits", "--output", run_uri,
+              "--weights", weights_spec, "--pca-k", "8"),
+             ("train_classifier.py", "--run", run_uri, "--test-fraction", "0.34"),
+             ("predict_images.py", "--run", run_uri, "--input", f"s3://{BUCKET}/new",
+              "--output", f"{run_uri}-predictions")]
+    for job, *args in steps:
+        proc = s3a_submit(job, *args, endpoint=endpoint)
+        assert proc.returncode == 0, f"{job}: {proc.stdout[-3000:] + proc.stderr[-3000:]}"
+    metrics = json.loads(client.get_object(Bucket=BUCKET, Key="runs/digits/metrics.json")
+                         ["Body"].read())
+    assert metrics["split"]["train"] + metrics["split"]["test"] == 30
+    assert any(k.startswith("runs/digits/models/classifier/") for k in
+               keys(client, "runs/digits/"))
+    local = download_prefix(client, "runs/digits-predictions/", tmp_path / "predictions")
+    manifest = json.loads((local / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["io"] == {"input": "spark", "output": "spark"}
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(local / "predictions").to_pylist()
+    assert sorted(r["path"].rsplit("/", 2)[-2] for r in rows) == [str(d) for d in range(10)]
+    assert all(0.0 < r["confidence"] <= 1.0 for r in rows)
