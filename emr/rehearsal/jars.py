@@ -25,7 +25,8 @@ DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
 class Jar:
     coordinates: str  # group:artifact:version
     sha256: str
-    #: ``s3a``: Spark's classpath for S3A; ``yarn``: the MiniYARNCluster's JVM.
+    #: ``s3a``: Spark's classpath for S3A; ``yarn``: the MiniYARNCluster's JVM;
+    #: ``bench``: the committer benchmark.
     role: str
 
     @property
@@ -52,6 +53,10 @@ JARS = (
         "fb8d0f8f673ad6e16c604732093d7aa31b26ff4e0bd9cae1d7f99984c06b8a0f", "yarn"),
     Jar("junit:junit:4.13.2",
         "8e495b634469d64fb8acfa3495a065cbacc8a0fff55ce1e31007be4c16dc57d3", "yarn"),
+    # Spark's bindings for the S3A committers (PathOutputCommitProtocol), for
+    # bench/committers.py only: 3.5.6 is not on Maven Central, 3.5.5 is the nearest.
+    Jar("org.apache.spark:spark-hadoop-cloud_2.12:3.5.5",
+        "7984bfbd83e8dff0d7ee0aed79e6cb916e651ba28b4ecce8a43b97cb669fbe28", "bench"),
 )
 
 
