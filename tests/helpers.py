@@ -51,3 +51,20 @@ def independent_listing(root: Path, extensions=("jpg", "jpeg", "png")) -> set[st
             if name.rsplit(".", 1)[-1].lower() in extensions and "." in name:
                 found.add("file:" + os.path.join(os.path.abspath(dirpath), name))
     return found
+
+
+def features_by_relpath(spark, run_dir: Path, marker: str) -> dict[str, np.ndarray]:
+    """``{path after marker: features}`` of a run directory's ``features/``."""
+    return {r["path"].split(marker, 1)[1]: np.asarray(r["features"]) for r in
+            spark.read.parquet(str(run_dir / "features")).collect()}
+
+
+def assert_same_features(spark, run_a: Path, marker_a: str, run_b: Path, marker_b: str,
+                         n: int) -> None:
+    """Both runs featurized the same ``n`` files (named relative to each marker) to
+    features equal within 1e-5."""
+    a = features_by_relpath(spark, run_a, marker_a)
+    b = features_by_relpath(spark, run_b, marker_b)
+    assert a.keys() == b.keys() and len(a) == n
+    for rel in a:
+        np.testing.assert_allclose(a[rel], b[rel], rtol=1e-5, atol=1e-5)

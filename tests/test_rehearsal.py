@@ -14,7 +14,6 @@ import re
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from emr import package
@@ -22,6 +21,7 @@ from featurize.config import FeaturizeConfig
 from featurize.job import run
 from featurize.sample import write_sample
 from tests.conftest import REPO
+from tests.helpers import assert_same_features
 from tests.test_cli import env
 from tests.test_s3a import require_jars
 
@@ -79,13 +79,7 @@ def test_featurize_and_train_on_yarn_equal_a_local_run(dist, spark, weights_spec
     reference = tmp_path / "local"
     run(spark, FeaturizeConfig(input=str(images), output=str(reference), weights=weights_spec,
                                pca_k=8))
-    on_yarn = {r["path"].split("/input/digits/", 1)[1]: np.asarray(r["features"]) for r in
-               spark.read.parquet(str(out / "features")).collect()}
-    local = {r["path"].split("/digits/", 1)[1]: np.asarray(r["features"]) for r in
-             spark.read.parquet(str(reference / "features")).collect()}
-    assert on_yarn.keys() == local.keys() and len(on_yarn) == 30
-    for rel in on_yarn:
-        np.testing.assert_allclose(on_yarn[rel], local[rel], rtol=1e-5, atol=1e-5)
+    assert_same_features(spark, out, "/input/digits/", reference, "/digits/", 30)
     errors = spark.read.parquet(str(out / "errors")).collect()
     assert [(r["path"].split("/input/digits/", 1)[1], r["error"]) for r in errors] == [
         ("7/broken_upload.png", "truncated")]

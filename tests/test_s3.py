@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import boto3
-import numpy as np
 import pytest
 from botocore.exceptions import ClientError, NoCredentialsError
 
@@ -15,6 +14,7 @@ from featurize import s3
 from featurize.config import FeaturizeConfig
 from featurize.errors import ConfigError
 from featurize.job import run
+from tests.helpers import assert_same_features
 from tests.test_job_e2e import ERRORS_SCHEMA, EXPECTED, FEATURES_SCHEMA, make_corpus
 
 pytestmark = pytest.mark.spark
@@ -55,13 +55,13 @@ def s3_run(spark, bucket, weights_spec, tmp_path_factory):
     return manifest, local, reference
 
 
-def test_s3_run_matches_expectations_exactly(spark, s3_run):
-    manifest, local, _ = s3_run
+def assert_corpus_outcomes(spark, local: Path, prefix: str, io: str) -> dict:
+    """The run of make_corpus's images under ``prefix``, downloaded to ``local``: every
+    file's outcome, the schemas and the counts, exactly; returns its manifest."""
     on_s3 = json.loads((local / "manifest.json").read_text())
-    assert on_s3["status"] == "complete" and on_s3["io"] == {"input": "boto3", "output": "boto3"}
-    assert manifest["counts"] == on_s3["counts"]
+    assert on_s3["status"] == "complete" and on_s3["io"] == {"input": io, "output": io}
     counts = on_s3["counts"]
-    assert counts["inputs"] == len(EXPECTED)
+    assert counts["inputs"] == len(EXPECTED) and counts["model_images"] == 9
     assert counts["featurized"] == 9 and counts["failed"] == 3
     assert counts["failed_by_reason"] == {"empty": 1, "not_an_image": 1, "truncated": 1}
     # cats/notes.txt, dogs/pic.gif, dogs/jpg (no extension); dogs/.hidden.jpg is hidden
@@ -70,29 +70,28 @@ def test_s3_run_matches_expectations_exactly(spark, s3_run):
     errs = spark.read.parquet(str(local / "errors"))
     assert feats.schema.simpleString() == FEATURES_SCHEMA
     assert errs.schema.simpleString() == ERRORS_SCHEMA
-    got = {r["path"]: r["label"] for r in feats.collect()}
-    want = {f"s3://{BUCKET}/in/{rel}": label for rel, (label, reason) in EXPECTED.items()
-            if reason is None}
-    assert got == want
+    got = [(r["path"], r["label"]) for r in feats.collect()]
+    assert sorted(got) == sorted((f"{prefix}{rel}", label) for rel, (label, reason)
+                                 in EXPECTED.items() if reason is None)  # each file once
     got_errors = {r["path"]: (r["label"], r["error"]) for r in errs.collect()}
-    assert got_errors == {f"s3://{BUCKET}/in/{rel}": (label, reason)
+    assert got_errors == {f"{prefix}{rel}": (label, reason)
                           for rel, (label, reason) in EXPECTED.items() if reason}
     pca = spark.read.parquet(str(local / "pca"))
     assert pca.count() == 9 and len(pca.first()["pca_features"]) == 3
     assert (local / "models" / "pca" / "metadata").is_dir()
     assert not list(local.rglob("*.crc"))
+    return on_s3
+
+
+def test_s3_run_matches_expectations_exactly(spark, s3_run):
+    manifest, local, _ = s3_run
+    on_s3 = assert_corpus_outcomes(spark, local, f"s3://{BUCKET}/in/", "boto3")
+    assert manifest["counts"] == on_s3["counts"]
 
 
 def test_s3_features_equal_the_local_run(spark, s3_run):
     _, local, reference = s3_run
-    prefix = f"s3://{BUCKET}/in/"
-    from_s3 = {r["path"][len(prefix):]: np.asarray(r["features"]) for r in
-               spark.read.parquet(str(local / "features")).collect()}
-    from_disk = {r["path"].split("/images/", 1)[1]: np.asarray(r["features"]) for r in
-                 spark.read.parquet(str(reference / "features")).collect()}
-    assert from_s3.keys() == from_disk.keys()
-    for rel in from_s3:
-        np.testing.assert_allclose(from_s3[rel], from_disk[rel], rtol=1e-5, atol=1e-6)
+    assert_same_features(spark, local, f"s3://{BUCKET}/in/", reference, "/images/", 9)
 
 
 def test_weights_from_s3(spark, bucket, resolved_weights, tmp_path):

@@ -13,16 +13,16 @@ import json
 import subprocess
 
 import boto3
-import numpy as np
 import pytest
 
 from emr.rehearsal import hadoop, jars
 from featurize.config import FeaturizeConfig
 from featurize.job import run
 from tests.conftest import REPO
-from tests.helpers import image_bytes, pattern_image
+from tests.helpers import assert_same_features, image_bytes, pattern_image
 from tests.test_cli import env, spark_submit
-from tests.test_job_e2e import ERRORS_SCHEMA, EXPECTED, FEATURES_SCHEMA, make_corpus
+from tests.test_job_e2e import make_corpus
+from tests.test_s3 import assert_corpus_outcomes
 
 pytestmark = [pytest.mark.rehearsal, pytest.mark.spark]
 
@@ -95,42 +95,18 @@ def s3a_run(spark, s3a, weights_spec, tmp_path_factory):
 
 
 def test_s3a_run_reads_and_writes_through_hadoop(spark, s3a, s3a_run):
-    client = s3a[0]
     local, _ = s3a_run
-    manifest = json.loads((local / "manifest.json").read_text())
-    assert manifest["status"] == "complete"
-    assert manifest["io"] == {"input": "spark", "output": "spark"}
-    counts = manifest["counts"]
-    assert counts["inputs"] == len(EXPECTED) and counts["model_images"] == 9
-    assert counts["featurized"] == 9 and counts["failed"] == 3
-    assert counts["failed_by_reason"] == {"empty": 1, "not_an_image": 1, "truncated": 1}
-    assert counts["skipped_by_extension"] == {"(none)": 1, ".gif": 1, ".txt": 1}
-    feats = spark.read.parquet(str(local / "features"))
-    errs = spark.read.parquet(str(local / "errors"))
-    assert feats.schema.simpleString() == FEATURES_SCHEMA
-    assert errs.schema.simpleString() == ERRORS_SCHEMA
     # Spark's own listing names each object once, by its s3:// path
-    assert sorted(r["path"] for r in feats.collect()) == sorted(
-        f"s3://{BUCKET}/in/{rel}" for rel, (_, reason) in EXPECTED.items() if reason is None)
-    assert {r["path"]: (r["label"], r["error"]) for r in errs.collect()} == {
-        f"s3://{BUCKET}/in/{rel}": (label, reason)
-        for rel, (label, reason) in EXPECTED.items() if reason}
+    assert_corpus_outcomes(spark, local, f"s3://{BUCKET}/in/", "spark")
     # the v1 commit leaves no temporary keys behind on the object store
-    written = keys(client, "runs/r1/")
+    written = keys(s3a[0], "runs/r1/")
     assert not [k for k in written if "_temporary" in k or k.endswith(".crc")]
     assert "runs/r1/features/_SUCCESS" in written
 
 
 def test_s3a_features_equal_the_local_run(spark, s3a_run):
     local, reference = s3a_run
-    prefix = f"s3://{BUCKET}/in/"
-    on_s3 = {r["path"][len(prefix):]: np.asarray(r["features"]) for r in
-             spark.read.parquet(str(local / "features")).collect()}
-    on_disk = {r["path"].split("/images/", 1)[1]: np.asarray(r["features"]) for r in
-               spark.read.parquet(str(reference / "features")).collect()}
-    assert on_s3.keys() == on_disk.keys() and len(on_s3) == 9
-    for rel in on_s3:
-        np.testing.assert_allclose(on_s3[rel], on_disk[rel], rtol=1e-5, atol=1e-5)
+    assert_same_features(spark, local, f"s3://{BUCKET}/in/", reference, "/images/", 9)
 
 
 def test_s3a_resume_featurizes_only_the_new_image(spark, s3a, s3a_run, weights_spec,

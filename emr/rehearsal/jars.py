@@ -8,13 +8,13 @@ the same Hadoop client as Spark itself. None of this is needed by ``make run-loc
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from emr.package import sha256_file
 from featurize.errors import CommandError
 
 #: Maven's own plugin, pinned, so ``mvn`` needs no project file to copy one artifact.
@@ -77,14 +77,6 @@ def jar_dir() -> Path:
     return cache_dir() / "jars"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def missing() -> list[Jar]:
     """The jars not yet in the cache (present ones were checked when they arrived)."""
     return [j for j in JARS if not (jar_dir() / j.filename).is_file()]
@@ -117,7 +109,7 @@ def fetch(log=print) -> list[Path]:
         if proc.returncode != 0 or not got.is_file():
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-5:])
             raise CommandError(f"mvn could not fetch {jar.coordinates}:\n{tail}")
-        digest = _sha256(got)
+        digest = sha256_file(got)
         if digest != jar.sha256:
             shutil.rmtree(partial, ignore_errors=True)
             raise CommandError(f"{jar.coordinates}: sha256 {digest}, expected {jar.sha256}; "
