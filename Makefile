@@ -71,7 +71,7 @@ PREFLIGHT = $(if $(filter 1 true yes,$(SKIP_PREFLIGHT)),--skip-preflight)
 
 .PHONY: help install sample run-local featurize train predict report test bench bench-levers clean
 .PHONY: require-bucket package upload cluster submit wait status logs down emr-run estimate
-.PHONY: jars emr-rehearse rehearsal-test
+.PHONY: jars emr-rehearse rehearsal-test iam-policy
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -164,6 +164,10 @@ down: $(STAMP) ## EMR: terminate the cluster (and wait until it is gone)
 emr-run: require-bucket $(STAMP) $(UPLOAD_FIRST) ## EMR: transient cluster that runs STEPS, waits, terminates itself
 	$(EMR) run $(EMR_SETTINGS) $(EMR_STEPS) $(if $(DRY_RUN),--dry-run) $(PREFLIGHT)
 	$(if $(DRY_RUN),,$(EMR) wait $(call opt,POLL,--poll))
+
+iam-policy: $(STAMP) ## EMR: the nodes' least-privilege IAM policy for INPUT/OUTPUT (offline; ROLE_NAME= also creates the role + instance profile)
+	$(EMR) policy $(EMR_SETTINGS) $(EMR_STEPS) $(call opt,KMS_KEY_ARN,--kms-key-arn) \
+	  $(call opt,ROLE_NAME,--create-role)
 
 estimate: $(STAMP) ## EMR: time and cost of featurizing INPUT=s3://... (INSTANCE_TYPE= CORE_COUNT= PRICE_PER_HOUR= TARGET_MINUTES=)
 	$(EMR) estimate --input $(call q,$(INPUT)) $(call opt,INSTANCE_TYPE,--instance-type) \

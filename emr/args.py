@@ -134,6 +134,15 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--step-id", default=None, help="default: the last step")
     p.add_argument("--file", default="stderr", choices=("stderr", "stdout", "controller"))
     p.add_argument("--tail", type=int, default=0, help="last N lines (0: all)")
+    p = sub.add_parser("policy", help="print the least-privilege IAM policy of the nodes' "
+                                      "instance profile (offline)")
+    _settings_args(p)
+    _job_args(p)
+    p.add_argument("--kms-key-arn", help="KMS_KEY_ARN: the key of SSE-KMS outputs (adds "
+                                         "kms:Decrypt and kms:GenerateDataKey on it)")
+    p.add_argument("--create-role", metavar="NAME",
+                   help="ROLE_NAME: also create (or update) the role and instance profile "
+                        "NAME with that policy; refuses a role this tool did not create")
     p = sub.add_parser("jars", help="fetch the rehearsal's jars from Maven Central (once)")
     p = sub.add_parser("rehearse", help="the steps on a local YARN against a moto S3 "
                                         "(docs/emr.md, \"Rehearse before you pay\")")

@@ -11,6 +11,7 @@
     logs      print a step's log from LogUri
     down      terminate the cluster
     run       a transient cluster that runs the steps and terminates itself
+    policy    the least-privilege IAM policy of the nodes (offline), or --create-role
     jars      fetch the rehearsal's jars from Maven Central (once, sha256-checked)
     rehearse  the steps on a local YARN against a moto S3, before paying for a cluster
 
@@ -331,6 +332,22 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_policy(args: argparse.Namespace) -> int:
+    """The policy JSON on stdout (no AWS call), or the role created with it."""
+    from emr import policy
+
+    settings = settings_from(args)
+    doc = policy.node_policy(settings, jobs(args), job_args_from(args), args.kms_key_arn)
+    if not args.create_role:
+        _out(policy.to_json(doc))
+        return 0
+    c = aws.clients(args.profile, args.region)
+    created = policy.create_role(c.iam, args.create_role, doc)
+    _out(f"role and instance profile {args.create_role} {created}: use INSTANCE_PROFILE="
+         f"{args.create_role}")
+    return 0
+
+
 def cmd_jars(args: argparse.Namespace) -> int:
     from emr.rehearsal import jars
 
@@ -350,7 +367,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
 COMMANDS = {"package": cmd_package, "upload": cmd_upload, "up": cmd_up, "submit": cmd_submit,
             "run": cmd_run, "wait": cmd_wait, "status": cmd_status, "logs": cmd_logs,
             "down": cmd_down, "estimate": cmd_estimate,
-            "jars": cmd_jars, "rehearse": cmd_rehearse}
+            "jars": cmd_jars, "rehearse": cmd_rehearse, "policy": cmd_policy}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,175 @@
+"""The least-privilege IAM policy for the cluster nodes' instance profile (``python -m emr
+policy``): only the S3 prefixes the steps touch, built offline from the same settings and
+job arguments as the steps themselves.
+
+What the nodes do with S3, and so what the policy allows (each statement's ``Sid`` says
+which):
+
+* read the code, the wheelhouse and the bootstrap (``PREFIX/dist/``) and the weights
+  (``PREFIX/weights/``, or the ``s3://`` weights URI given);
+* list and read the input prefix (featurize) and the predict input;
+* list, read, write and delete under the output prefix (the run directory) and the
+  predictions prefix, with the multipart-upload actions large objects need;
+* write the cluster's logs under ``PREFIX/logs/`` (EMR's log pusher runs on the nodes);
+* use the KMS key, when one is given for SSE-KMS.
+
+Listing is allowed on a bucket only for the named prefixes (``s3:prefix`` conditions); every
+object ARN ends in a prefix. The prefix's own key (``in`` beside ``in/*``) is in the
+resources because Hadoop's S3A probes it with HEAD, which S3 answers with 403 instead of 404
+without ``s3:GetObject`` on it.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from emr import requests
+from emr.settings import Settings
+from featurize.s3 import S3Uri
+
+READ = ("s3:GetObject",)
+WRITE = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
+         "s3:ListMultipartUploadParts")
+APPEND = ("s3:PutObject",)
+LIST_READ = ["s3:ListBucket"]
+LIST_WRITE = ["s3:ListBucket", "s3:ListBucketMultipartUploads"]
+KMS = ["kms:Decrypt", "kms:GenerateDataKey"]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One S3 prefix and what the nodes do there."""
+
+    sid: str
+    uri: str
+    actions: tuple[str, ...] = READ
+    #: False: objects are only read or written by name (weights, logs): no listing.
+    listed: bool = True
+    #: One object (the weights file), not a prefix.
+    single: bool = False
+
+    @property
+    def write(self) -> bool:
+        return "s3:DeleteObject" in self.actions
+
+    @property
+    def loc(self) -> S3Uri:
+        return S3Uri.parse(self.uri)
+
+    @property
+    def prefix(self) -> str:
+        return self.loc.key.strip("/")
+
+
+def grants(settings: Settings, jobs: Sequence[str], args: requests.JobArgs) -> list[Grant]:
+    """The prefixes the steps of ``jobs`` touch, from the same builders as the steps."""
+    built = requests.steps(settings, jobs, args)
+    # the bootstrap copies the wheelhouse folder (a listing); EMR's log pusher only puts
+    out = [Grant("ReadCodeAndWheelhouse", settings.dist_uri),
+           Grant("WriteClusterLogs", settings.uri("logs"), APPEND, listed=False)]
+    weights = requests.weights_uri(settings, args.weights)
+    if weights.startswith(("s3://", "s3a://")):
+        out.append(Grant("ReadWeights", weights, listed=False, single=True))
+    for step in built:
+        argv = step.request["HadoopJarStep"]["Args"]
+        flag = {a: argv[i + 1] for i, a in enumerate(argv[:-1]) if a.startswith("--")}
+        if step.job in ("featurize", "predict"):
+            out.append(Grant(f"Read{step.job.capitalize()}Input", flag["--input"]))
+        if step.job == "featurize":
+            out.append(Grant("WriteRunDirectory", flag["--output"], WRITE))
+        elif step.job == "train":
+            out.append(Grant("WriteRunDirectory", flag["--run"], WRITE))
+        else:
+            out.append(Grant("ReadRunDirectory", flag["--run"]))
+            out.append(Grant("WritePredictions", flag["--output"], WRITE))
+    # one statement per prefix: the widest grant wins (train writes what predict reads)
+    unique: dict[str, Grant] = {}
+    for g in out:
+        key = g.uri.rstrip("/")
+        if key not in unique or len(g.actions) > len(unique[key].actions):
+            unique[key] = g
+    return list(unique.values())
+
+
+def _object_arns(g: Grant) -> list[str]:
+    base = f"arn:aws:s3:::{g.loc.bucket}"
+    if g.single:
+        return [f"{base}/{g.loc.key}"]
+    return [f"{base}/{g.prefix}", f"{base}/{g.prefix}/*"] if g.prefix else [f"{base}/*"]
+
+
+def node_policy(settings: Settings, jobs: Sequence[str], args: requests.JobArgs,
+                kms_key_arn: str | None = None) -> dict[str, Any]:
+    """The policy document (a dict; :func:`to_json` prints it)."""
+    statements: list[dict[str, Any]] = []
+    listing: dict[tuple[str, bool], list[str]] = {}
+    for g in grants(settings, jobs, args):
+        statements.append({"Sid": g.sid, "Effect": "Allow", "Action": list(g.actions),
+                           "Resource": _object_arns(g)})
+        if g.listed:
+            listing.setdefault((g.loc.bucket, g.write), []).extend(
+                [g.prefix, f"{g.prefix}/*"] if g.prefix else ["*"])
+    for (bucket, write), prefixes in sorted(listing.items()):
+        statements.append({
+            "Sid": f"List{'AndUpload' if write else ''}{_camel(bucket)}",
+            "Effect": "Allow", "Action": LIST_WRITE if write else LIST_READ,
+            "Resource": f"arn:aws:s3:::{bucket}",
+            "Condition": {"StringLike": {"s3:prefix": sorted(set(prefixes))}}})
+    if kms_key_arn:
+        statements.append({"Sid": "UseTheKmsKey", "Effect": "Allow", "Action": KMS,
+                           "Resource": kms_key_arn})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _camel(bucket: str) -> str:
+    return "".join(part.capitalize() for part in bucket.replace(".", "-").split("-"))
+
+
+def to_json(policy: dict[str, Any]) -> str:
+    return json.dumps(policy, indent=2)
+
+
+#: The tag that marks a role as this tool's: --create-role updates only roles carrying it.
+OWNER_TAG = {"Key": "created-by", "Value": "featurize-images emr policy"}
+INLINE_POLICY = "featurize-images-nodes"
+EC2_TRUST = {"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+    "Action": "sts:AssumeRole"}]}
+
+
+def create_role(iam: Any, name: str, doc: dict[str, Any]) -> str:
+    """Create (or bring up to date) role ``name`` with ``doc`` as its only inline policy,
+    and the instance profile of the same name holding it; ``created`` or ``updated``.
+
+    Raises
+    ------
+    CommandError
+        ``name`` exists without this tool's tag: it is left untouched.
+    """
+    from emr import aws
+    from featurize.errors import CommandError
+
+    if aws.role_exists(iam, name):
+        tags = iam.list_role_tags(RoleName=name).get("Tags", [])
+        if OWNER_TAG not in tags:
+            raise CommandError(
+                f"role {name} exists and was not created by `python -m emr policy` (no tag "
+                f"{OWNER_TAG['Key']}={OWNER_TAG['Value']!r}): not touching it; choose another "
+                f"ROLE_NAME, or attach the printed policy to it yourself")
+        outcome = "updated"
+    else:
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(EC2_TRUST),
+                        Description="EMR nodes of featurize-images: least privilege",
+                        Tags=[OWNER_TAG, {"Key": "project", "Value": requests.PROJECT_TAG}])
+        outcome = "created"
+    iam.put_role_policy(RoleName=name, PolicyName=INLINE_POLICY, PolicyDocument=json.dumps(doc))
+    if not aws.instance_profile_exists(iam, name):
+        iam.create_instance_profile(InstanceProfileName=name,
+                                    Tags=[OWNER_TAG, {"Key": "project",
+                                                      "Value": requests.PROJECT_TAG}])
+    profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+    if name not in [r["RoleName"] for r in profile.get("Roles", [])]:
+        iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    return outcome
