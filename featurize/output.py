@@ -67,18 +67,20 @@ class RunOutput:
                               f"bucket root; --overwrite would empty the whole bucket.")
 
     def check(self) -> None:
-        """Refuse a non-empty output unless ``overwrite`` (before any work)."""
-        if self.overwrite or self.resume:
-            return
-        if self.mode == "spark":
-            taken = storage.is_nonempty(self.spark, self.uri)
-        else:
-            taken = not s3.prefix_is_empty(s3.client(), self.uri)
-        if taken:
-            raise ConfigError(
-                f"--output {self.uri} already exists and is not empty; pass --overwrite to "
-                f"replace it, --resume to featurize only the inputs it does not hold yet, "
-                f"or choose another --output.")
+        """Before any work: refuse a non-empty output unless ``overwrite``; in boto3 mode,
+        probe that the credentials may write there (:func:`s3.probe_write`)."""
+        if not (self.overwrite or self.resume):
+            if self.mode == "spark":
+                taken = storage.is_nonempty(self.spark, self.uri)
+            else:
+                taken = not s3.prefix_is_empty(s3.client(), self.uri)
+            if taken:
+                raise ConfigError(
+                    f"--output {self.uri} already exists and is not empty; pass --overwrite "
+                    f"to replace it, --resume to featurize only the inputs it does not hold "
+                    f"yet, or choose another --output.")
+        if self.mode == "boto3":
+            s3.probe_write(s3.client(), self.uri)
 
     def prepare(self) -> None:
         """Clear the output if ``overwrite``; create the staging folder (boto3 mode)."""

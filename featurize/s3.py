@@ -141,6 +141,24 @@ def prefix_is_empty(s3: Any, uri: str) -> bool:
     return page.get("KeyCount", 0) == 0
 
 
+#: The object the write probe puts and deletes under an output prefix before any work.
+WRITE_PROBE = "_featurize_write_probe"
+
+
+def probe_write(s3: Any, uri: str) -> None:
+    """Put and delete one empty object under the output prefix, so that a write the
+    credentials may not do fails now (exit 2, nothing done) rather than after the run."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    loc = S3Uri.parse(uri)
+    key = f"{loc.prefix.rstrip('/')}/{WRITE_PROBE}"
+    try:
+        s3.put_object(Bucket=loc.bucket, Key=key, Body=b"")
+        s3.delete_object(Bucket=loc.bucket, Key=key)
+    except (ClientError, BotoCoreError) as exc:
+        raise explain(exc, f"writing under {uri} (a probe before the run)") from exc
+
+
 def delete_prefix(s3: Any, uri: str) -> int:
     """Delete every object under a prefix; returns how many."""
     from botocore.exceptions import BotoCoreError, ClientError

@@ -97,3 +97,73 @@ def test_create_role_is_idempotent_and_leaves_foreign_roles_alone(moto_endpoint)
     with pytest.raises(CommandError, match="not created by `python -m emr policy`"):
         policy.create_role(iam, "someone-elses", doc)
     assert iam.list_role_policies(RoleName="someone-elses")["PolicyNames"] == []
+
+
+def run_featurize(keys: dict, weights: str, output: str, tmp_path) -> subprocess.CompletedProcess:
+    from tests.test_cli import JOB, spark_submit
+
+    e = {**env(), "AWS_ACCESS_KEY_ID": keys["AccessKeyId"],
+         "AWS_SECRET_ACCESS_KEY": keys["SecretAccessKey"]}
+    return subprocess.run(
+        [spark_submit(), "--master", "local[2]", JOB, "--input", "s3://iam-team/in",
+         "--output", output, "--weights", weights, "--pca-k", "2"],
+        capture_output=True, text=True, env=e, timeout=600, cwd=tmp_path)
+
+
+@pytest.mark.spark
+def test_the_job_runs_with_exactly_the_printed_policy(spark, weights_spec, tmp_path,
+                                                       monkeypatch):
+    """moto with IAM enforced (real HTTP, signed requests): the featurize job, boto3 path,
+    as an IAM user holding only the printed policy; then without its output statements."""
+    from moto.core.authorization import enable_iam_authentication
+
+    from emr import cli, requests
+    from tests.helpers import image_bytes, pattern_image
+
+    s3, iam = boto3.client("s3"), boto3.client("iam")
+    s3.create_bucket(Bucket="iam-team")
+    for i in range(4):
+        s3.put_object(Bucket="iam-team", Key=f"in/c{i % 2}/{i}.png",
+                      Body=image_bytes(pattern_image(i), "PNG"))
+    settings = Settings(bucket="iam-team", prefix="fz")
+    weights = requests.weights_uri(settings, weights_spec)
+    s3.upload_file(cli.local_weights_file(weights_spec), "iam-team",
+                   weights.split("iam-team/", 1)[1])
+    inputs_before = s3.list_objects_v2(Bucket="iam-team", Prefix="in/")["Contents"]
+    doc = policy.node_policy(settings, ["featurize"], JobArgs(
+        input="s3://iam-team/in", output="s3://iam-team/out/run1", weights=weights_spec))
+    iam.create_user(UserName="nodes")
+    keys = iam.create_access_key(UserName="nodes")["AccessKey"]
+    iam.put_user_policy(UserName="nodes", PolicyName="p", PolicyDocument=json.dumps(doc))
+    with enable_iam_authentication():
+        ok = run_featurize(keys, weights, "s3://iam-team/out/run1", tmp_path)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    manifest = json.loads(s3.get_object(Bucket="iam-team", Key="out/run1/manifest.json")
+                          ["Body"].read())
+    assert manifest["status"] == "complete" and manifest["counts"]["featurized"] == 4
+    # the policy is what allowed it: outside the named prefixes the same user is refused
+    with enable_iam_authentication():
+        user = boto3.client("s3", aws_access_key_id=keys["AccessKeyId"],
+                            aws_secret_access_key=keys["SecretAccessKey"])
+        with pytest.raises(Exception, match="AccessDenied"):
+            user.put_object(Bucket="iam-team", Key="elsewhere/x", Body=b"x")
+    # without the output statements: refused by the write probe, before featurizing
+    doc["Statement"] = [st for st in doc["Statement"]
+                        if st["Sid"] not in ("WriteRunDirectory", "ListAndUploadIamTeam")]
+    iam.put_user_policy(UserName="nodes", PolicyName="p", PolicyDocument=json.dumps(doc))
+    # (in this process: the probe runs on the driver, before Spark does any work)
+    from featurize.config import FeaturizeConfig
+    from featurize.errors import S3AccessError
+    from featurize.job import run
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", keys["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", keys["SecretAccessKey"])
+    with enable_iam_authentication(), pytest.raises(S3AccessError) as denied:
+        run(spark, FeaturizeConfig(input="s3://iam-team/in", output="s3://iam-team/out/run2",
+                                   weights=weights, pca_k=2))
+    assert denied.value.exit_status == 2
+    assert str(denied.value).startswith(
+        "writing under s3://iam-team/out/run2 (a probe before the run)")
+    assert "AccessDenied" in str(denied.value)
+    assert s3.list_objects_v2(Bucket="iam-team", Prefix="out/run2").get("KeyCount") == 0
+    assert s3.list_objects_v2(Bucket="iam-team", Prefix="in/")["Contents"] == inputs_before
