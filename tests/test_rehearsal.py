@@ -113,3 +113,27 @@ def test_a_container_larger_than_the_node_is_refused_with_yarns_message(dist, we
     assert final != "SUCCEEDED"
     assert re.search(r"above the max threshold \(8192 MB\) of this cluster|greater than "
                      r"maximum allowed allocation", proc.stdout), proc.stdout[-3000:]
+
+
+def test_local_folders_are_uploaded_and_an_empty_s3_input_is_refused(tmp_path):
+    from emr.rehearsal.run import _local_folders
+    from emr.requests import JobArgs
+    from emr.settings import Settings
+    from featurize.errors import SettingsError
+
+    (tmp_path / "a" / "photos").mkdir(parents=True)
+    (tmp_path / "b" / "photos").mkdir(parents=True)
+    settings = Settings(bucket="featurize-rehearsal", prefix="fz")
+    args, uploads = _local_folders(settings, JobArgs(
+        input=str(tmp_path / "a" / "photos"), predict_input=str(tmp_path / "b" / "photos")),
+        None, None)
+    assert (args.input, args.predict_input) == (
+        "s3://featurize-rehearsal/fz/input/photos", "s3://featurize-rehearsal/fz/predict-input/photos")
+    assert uploads == [(tmp_path / "a" / "photos", args.input),
+                       (tmp_path / "b" / "photos", args.predict_input)]
+    args, uploads = _local_folders(settings, JobArgs(input="s3://team/images/"),
+                                   str(tmp_path / "a" / "photos"), None)
+    assert args.input == "s3://team/images/" and uploads == [(tmp_path / "a" / "photos",
+                                                              "s3://team/images/")]
+    with pytest.raises(SettingsError, match="starts empty; give INPUT_FROM="):
+        _local_folders(settings, JobArgs(input="s3://team/images/"), None, None)

@@ -162,6 +162,38 @@ def _prepare_out(out_dir: Path) -> None:
         shutil.rmtree(out_dir)
 
 
+def _local_folders(settings: Settings, job_args: requests.JobArgs, input_from: str | None,
+                   predict_from: str | None) -> tuple[requests.JobArgs, list[tuple[Path, str]]]:
+    """Local INPUT / PREDICT_INPUT folders become ``s3://BUCKET/PREFIX/input/<name>`` and
+    ``…/predict-input/<name>``; an
+    ``s3://`` one is filled from INPUT_FROM / PREDICT_FROM. Returns the job arguments the
+    steps get and the (folder, s3 URI) uploads. moto's S3 starts empty: an ``s3://`` input
+    without a folder to fill it is refused."""
+    uploads = []
+    changes = {}
+    for field, variable, source, folder_name in (
+            ("input", "INPUT", input_from, "input"),
+            ("predict_input", "PREDICT_INPUT", predict_from, "predict-input")):
+        value = getattr(job_args, field)
+        if not value:
+            continue
+        if value.startswith(("s3://", "s3a://")):
+            if not source:
+                raise SettingsError(
+                    f"{variable}={value}: the rehearsal's S3 is a moto server and starts "
+                    f"empty; give {variable}_FROM=<local folder> to upload there, or a local "
+                    f"folder as {variable}")
+            folder, uri = Path(source), value
+        else:
+            folder = Path(value)
+            uri = settings.uri(folder_name, folder.resolve().name or "images")
+            changes[field] = uri
+        if not folder.is_dir():
+            raise SettingsError(f"{variable}: {folder} is not a folder of images")
+        uploads.append((folder, uri))
+    return replace(job_args, **changes), uploads
+
+
 def drop_confs(argv: Sequence[str], keys: Sequence[str]) -> list[str]:
     """``argv`` without the ``--conf KEY=...`` pairs of ``keys``.
 
@@ -229,16 +261,7 @@ def rehearse(args: argparse.Namespace) -> int:
     job_args = job_args_from(args)
     wanted = jobs(args)
     out_dir = Path(args.out) if args.out else None
-    local_input = None
-    if job_args.input and not job_args.input.startswith(("s3://", "s3a://")):
-        local_input = Path(job_args.input)
-        if not local_input.is_dir():
-            raise SettingsError(f"INPUT={job_args.input}: no such folder (give a local folder "
-                                f"of images, or an s3:// prefix with INPUT_FROM=)")
-        job_args = replace(job_args, input=settings.uri(
-            "input", local_input.resolve().name or "images"))
-    elif args.input_from:
-        local_input = Path(args.input_from)
+    job_args, uploads = _local_folders(settings, job_args, args.input_from, args.predict_from)
     node_mb, vcores, notes = node_size(settings, args.node_mb, args.node_vcores)
     built = requests.steps(settings, wanted, job_args)  # validated before anything starts
     if out_dir:
@@ -264,13 +287,9 @@ def rehearse(args: argparse.Namespace) -> int:
             s3.create_bucket(Bucket=b)
         cli.cmd_upload(argparse.Namespace(**{**vars(args), "bucket": settings.bucket,
                                               "weights": job_args.weights}))
-        if local_input is not None:
-            n = _upload_folder(s3, local_input, job_args.input)
-            out(f"input: {n} files from {local_input} -> {job_args.input}")
-        for p in (job_args.predict_input,):
-            if p and args.predict_from:
-                n = _upload_folder(s3, Path(args.predict_from), p)
-                out(f"predict input: {n} files from {args.predict_from} -> {p}")
+        for folder, uri in uploads:
+            n = _upload_folder(s3, folder, uri)
+            out(f"uploaded {n} files from {folder} -> {uri}")
         python = node.bootstrap(
             dist, f"{settings.dist_uri}/bootstrap/{package.BOOTSTRAP_SCRIPT}",
             [f"{settings.dist_uri}/bootstrap", f"{settings.dist_uri}/{package.WHEELS}"],
