@@ -188,7 +188,7 @@ emr-rehearse: $(STAMP) package jars $(if $(call given,INPUT),,$(SAMPLE)/.done) #
 	  $(call opt,INPUT_FROM,--input-from) $(call opt,PREDICT_FROM,--predict-from) \
 	  $(call opt,NODE_MB,--node-mb) $(call opt,NODE_VCORES,--node-vcores) \
 	  $(foreach k,$(DROP_CONF),--drop-conf $(k))
-	@$(PY) -m featurize.summary $(call q,$(OUT))
+	@$(PY) -m featurize.summary $(call q,$(OUT)) $(if $(findstring predict,$(STEPS)),--predictions $(call q,$(OUT)-predictions))
 
 rehearsal-test: $(STAMP) package jars ## the rehearsal and S3A tests (own CI step after make test)
 	@rc=0; $(PY) -m pytest -m rehearsal tests/test_s3a.py tests/test_rehearsal.py $(PYTEST_ARGS) || rc=$$?; \
