@@ -35,14 +35,11 @@ from emr import aws, estimate, logs, package, preflight, requests, sizing, state
 from emr.args import build_parser, job_args_from, jobs, settings_from
 from emr.follow import follow
 from emr.logs import out as _out
-from emr.settings import Settings, check_instance_type, check_s3_uri
+from emr.settings import check_instance_type, check_s3_uri
 from featurize.errors import CommandError, FeaturizeError, SettingsError, explain_aws
 from featurize.s3 import S3Uri, list_images
 
 logger = logging.getLogger("emr")
-
-ACTIVE = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
-
 
 def _dump(obj: Any) -> str:
     return json.dumps(obj, indent=2, default=str)
@@ -101,48 +98,6 @@ def cmd_upload(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_artifacts(c: aws.Clients, uris: Sequence[str]) -> None:
-    locs = [S3Uri.parse(uri) for uri in uris]
-    missing = [loc.uri(loc.key) for loc in locs
-               if aws.head_object(c.s3, loc.bucket, loc.key) is None]
-    if missing:
-        raise CommandError("not in S3: " + ", ".join(missing)
-                           + ". Run `make upload BUCKET=...` (same BUCKET, PREFIX and "
-                             "WEIGHTS) first")
-
-
-def _check_input(c: aws.Clients, first: requests.Step) -> None:
-    """The images the first step reads must be there."""
-    if first.input is None:
-        return
-    loc = S3Uri.parse(first.input)
-    if not aws.prefix_has_objects(c.s3, loc.bucket, loc.prefix):
-        raise CommandError(f"{first.input} holds no objects: check INPUT / PREDICT_INPUT")
-
-
-def _refuse_second_cluster(c: aws.Clients, args: argparse.Namespace) -> None:
-    """Starting a cluster forgets the remembered one: refuse while that one still runs
-    (and bills)."""
-    saved = state.load(args.state_dir).get("cluster_id")
-    if not saved:
-        return
-    try:
-        st = aws.describe_cluster(c.emr, saved)["Status"]["State"]
-    except ClientError:  # unknown in this account/region: nothing to protect
-        return
-    if st in ACTIVE:
-        raise CommandError(
-            f"cluster {saved} (remembered in {args.state_dir}/state.json) is still {st}: "
-            f"`make down` first, or use it (`make submit`); give another EMR_STATE= to run "
-            f"two clusters at once")
-
-
-def _bootstrap_uris(settings: Settings) -> list[str]:
-    return [f"{settings.dist_uri}/bootstrap/{name}" for name in
-            (package.BOOTSTRAP_SCRIPT, "requirements.txt", "constraints.txt")] + [
-                f"{settings.dist_uri}/{package.WHEEL_SUMS}"]
-
-
 def cmd_up(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     logger.info("%s", settings.sizing.summary())
@@ -151,10 +106,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         _out(_dump(request))
         return 0
     c = aws.clients(args.profile, args.region)
-    _refuse_second_cluster(c, args)
+    preflight.refuse_second_cluster(c, args.state_dir)
     if not args.skip_preflight:
         preflight.run_checks(c, settings)
-    _check_artifacts(c, _bootstrap_uris(settings))
+    preflight.check_artifacts(c, preflight.bootstrap_uris(settings))
     cluster_id = aws.run_job_flow(c.emr, request)
     state.save({"cluster_id": cluster_id, "region": c.region, "steps": []}, args.state_dir)
     _out(f"cluster {cluster_id} starting ({settings.release_label}, 1 x {settings.master} "
@@ -189,11 +144,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return 0
     c = _clients(args)
     cluster = aws.describe_cluster(c.emr, cluster_id)
-    if cluster["Status"]["State"] not in ACTIVE:
+    if cluster["Status"]["State"] not in preflight.ACTIVE:
         raise CommandError(f"cluster {cluster_id} is {cluster['Status']['State']}: start one "
                            f"with `make cluster`, or give CLUSTER_ID= of a running one")
-    _check_artifacts(c, requests.s3_artifacts(built))
-    _check_input(c, built[0])
+    preflight.check_artifacts(c, requests.s3_artifacts(built))
+    preflight.check_first_input(c, built[0].input)
     step_ids = aws.add_job_flow_steps(c.emr, cluster_id, [s.request for s in built])
     saved = state.load(args.state_dir)
     if saved.get("cluster_id") != cluster_id:
@@ -216,15 +171,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         _out(_dump(request))
         return 0
     c = aws.clients(args.profile, args.region)
-    _refuse_second_cluster(c, args)
+    preflight.refuse_second_cluster(c, args.state_dir)
     if args.skip_preflight:
-        _check_input(c, built[0])
+        preflight.check_first_input(c, built[0].input)
     else:
         # the featurize step's own --extensions decide which files are images
         own = any(a.startswith("--extensions") for a in job_args.featurize_args)
         preflight.run_checks(c, settings, built[0].input,
                              None if own else preflight.DEFAULT_EXTENSIONS)
-    _check_artifacts(c, _bootstrap_uris(settings) + requests.s3_artifacts(built))
+    preflight.check_artifacts(c, preflight.bootstrap_uris(settings) + requests.s3_artifacts(built))
     cluster_id = aws.run_job_flow(c.emr, request)
     steps_now = aws.list_steps(c.emr, cluster_id)
     state.save({"cluster_id": cluster_id, "region": c.region,

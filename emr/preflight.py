@@ -6,18 +6,22 @@ instance profile exist; the network (the subnet, or a default VPC when no subnet
 given; with a V2 service role, subnets tagged for EMR's managed policies); the input
 prefix holds images. ``--skip-preflight`` (``SKIP_PREFLIGHT=1``) is for callers who may
 launch clusters but not read IAM or EC2.
+
+Below them, the checks ``up``, ``submit`` and ``run`` always make (``CommandError``, exit 1):
+the uploaded artifacts a request names are in S3, the first step's input holds objects,
+and no remembered cluster is still running.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from botocore.exceptions import ClientError
 
-from emr import aws
+from emr import aws, package, state
 from emr.logs import out
 from emr.settings import Settings
-from featurize.errors import SettingsError
+from featurize.errors import CommandError, SettingsError
 from featurize.images import DEFAULT_EXTENSIONS
 from featurize.s3 import S3Uri
 
@@ -131,3 +135,53 @@ def run_checks(c: aws.Clients, settings: Settings, input_uri: str | None = None,
                     f"credentials may launch clusters but not read IAM, EC2 or the "
                     f"bucket") from exc
             raise
+
+
+# --- before a cluster starts or a step is added: what must already be in S3 ---------------
+
+#: Cluster states that bill.
+ACTIVE = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
+
+
+def bootstrap_uris(settings: Settings) -> list[str]:
+    """The bootstrap action's files the cluster request names."""
+    return [f"{settings.dist_uri}/bootstrap/{name}" for name in
+            (package.BOOTSTRAP_SCRIPT, "requirements.txt", "constraints.txt")] + [
+                f"{settings.dist_uri}/{package.WHEEL_SUMS}"]
+
+
+def check_artifacts(c: aws.Clients, uris: Sequence[str]) -> None:
+    """Every uploaded artifact a request names is in S3."""
+    locs = [S3Uri.parse(uri) for uri in uris]
+    missing = [loc.uri(loc.key) for loc in locs
+               if aws.head_object(c.s3, loc.bucket, loc.key) is None]
+    if missing:
+        raise CommandError("not in S3: " + ", ".join(missing)
+                           + ". Run `make upload BUCKET=...` (same BUCKET, PREFIX and "
+                             "WEIGHTS) first")
+
+
+def check_first_input(c: aws.Clients, input_uri: str | None) -> None:
+    """The images the first step reads must be there."""
+    if input_uri is None:
+        return
+    loc = S3Uri.parse(input_uri)
+    if not aws.prefix_has_objects(c.s3, loc.bucket, loc.prefix):
+        raise CommandError(f"{input_uri} holds no objects: check INPUT / PREDICT_INPUT")
+
+
+def refuse_second_cluster(c: aws.Clients, state_dir: str) -> None:
+    """Starting a cluster forgets the remembered one: refuse while that one still runs
+    (and bills)."""
+    saved = state.load(state_dir).get("cluster_id")
+    if not saved:
+        return
+    try:
+        st = aws.describe_cluster(c.emr, saved)["Status"]["State"]
+    except ClientError:  # unknown in this account/region: nothing to protect
+        return
+    if st in ACTIVE:
+        raise CommandError(
+            f"cluster {saved} (remembered in {state_dir}/state.json) is still {st}: "
+            f"`make down` first, or use it (`make submit`); give another EMR_STATE= to run "
+            f"two clusters at once")

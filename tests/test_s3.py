@@ -33,12 +33,12 @@ def bucket(moto_endpoint, tmp_path_factory):
     return client, corpus
 
 
-def download_prefix(client, prefix: str, dest: Path) -> Path:
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+def download_prefix(client, prefix: str, dest: Path, bucket: str = BUCKET) -> Path:
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             target = dest / obj["Key"][len(prefix):]
             target.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(BUCKET, obj["Key"], str(target))
+            client.download_file(bucket, obj["Key"], str(target))
     return dest
 
 

@@ -23,6 +23,7 @@ from tests.helpers import assert_same_features, image_bytes, pattern_image
 from tests.test_cli import env, spark_submit
 from tests.test_job_e2e import make_corpus
 from tests.test_s3 import assert_corpus_outcomes
+from tests.test_s3 import download_prefix as s3_download_prefix
 
 pytestmark = [pytest.mark.rehearsal, pytest.mark.spark]
 
@@ -54,11 +55,7 @@ def s3a_submit(job: str, *args: str, endpoint: str) -> subprocess.CompletedProce
 
 
 def download_prefix(client, prefix: str, dest):
-    for key in keys(client, prefix):
-        target = dest / key[len(prefix):]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        client.download_file(BUCKET, key, str(target))
-    return dest
+    return s3_download_prefix(client, prefix, dest, BUCKET)
 
 
 def keys(client, prefix: str) -> list[str]:

@@ -15,7 +15,9 @@ import sys
 from featurize.s3 import S3Uri
 
 
-def cp(source: str, dest: str, recursive: bool) -> None:
+def cp(source: str, dest: str, recursive: bool) -> int:
+    """Download one object, or (``recursive``) every object under a prefix into the folder
+    ``dest``; returns how many."""
     import boto3
 
     s3 = boto3.client("s3")
@@ -23,13 +25,16 @@ def cp(source: str, dest: str, recursive: bool) -> None:
     if not recursive:
         os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
         s3.download_file(loc.bucket, loc.key, dest)
-        return
+        return 1
     prefix = loc.key.rstrip("/") + "/"
+    n = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             target = os.path.join(dest, obj["Key"][len(prefix):])
             os.makedirs(os.path.dirname(target), exist_ok=True)
             s3.download_file(loc.bucket, obj["Key"], target)
+            n += 1
+    return n
 
 
 def main(argv: list[str]) -> int:

@@ -14,8 +14,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from emr import package
-from emr.rehearsal import jars
+from emr.logs import tail
+from emr.rehearsal import aws_shim, jars
 from featurize.errors import CommandError
 
 REPO = package.REPO
@@ -52,20 +55,19 @@ def bootstrap(dist: Path, script_uri: str, args: list[str], env: dict[str, str],
         script = Path(tmp) / package.BOOTSTRAP_SCRIPT
         run_env = {**env, "PATH": _shim_dir(tmp) + os.pathsep + env.get("PATH", ""),
                    "PYTHONPATH": str(REPO), "FEATURIZE_NODE_VENV": str(venv)}
-        fetched = subprocess.run([sys.executable, "-m", "emr.rehearsal.aws_shim", "s3", "cp",
-                                  script_uri, str(script)], env=run_env, capture_output=True,
-                                 text=True, check=False)
-        if fetched.returncode != 0:
-            raise CommandError(f"could not fetch {script_uri}: {fetched.stderr.strip()}")
+        try:  # as EMR fetches a bootstrap action's script
+            aws_shim.cp(script_uri, str(script), recursive=False)
+        except (ClientError, BotoCoreError) as exc:
+            raise CommandError(f"could not fetch {script_uri}: {exc}") from exc
         log(f"bootstrap: bash {package.BOOTSTRAP_SCRIPT} {' '.join(args)} "
             f"(node venv {venv})")
         proc = subprocess.run(["bash", str(script), *args], env=run_env, cwd=tmp,
                               capture_output=True, text=True, check=False)
         (venv.parent / f"{venv.name}.bootstrap.log").write_text(proc.stdout + proc.stderr)
         if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
             raise CommandError(f"the bootstrap action failed (exit {proc.returncode}); as "
-                               f"on EMR, no step would run:\n{tail}")
+                               f"on EMR, no step would run:\n"
+                               f"{tail(proc.stdout + proc.stderr, 20)}")
         last = [line for line in proc.stdout.splitlines() if "featurize bootstrap" in line]
         if last:
             log(last[-1])

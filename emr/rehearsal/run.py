@@ -26,7 +26,7 @@ from pathlib import Path
 from emr import package, requests
 from emr.args import job_args_from, jobs, settings_from
 from emr.logs import DRIVER_FILES, out, print_driver_attempts, print_tail
-from emr.rehearsal import hadoop, jars, node
+from emr.rehearsal import aws_shim, hadoop, jars, node
 from emr.rehearsal.yarn import LocalYarn, spark_home
 from emr.settings import Settings
 from featurize.errors import CommandError, SettingsError
@@ -140,19 +140,6 @@ def _upload_folder(s3, folder: Path, uri: str) -> int:
     return n
 
 
-def _download_prefix(s3, uri: str, dest: Path) -> int:
-    loc = S3Uri.parse(uri)
-    prefix = loc.key.rstrip("/") + "/"
-    n = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            target = dest / obj["Key"][len(prefix):]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(loc.bucket, obj["Key"], str(target))
-            n += 1
-    return n
-
-
 def _prepare_out(out_dir: Path) -> None:
     """OUT must be new, empty, or a previous copy of a run directory (replaced)."""
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -251,7 +238,12 @@ def run_step(yarn: LocalYarn, step: requests.Step, env: dict[str, str], log_dir:
 
 
 def rehearse(args: argparse.Namespace) -> int:
-    """The whole rehearsal; 0 only when every step succeeded."""
+    """The whole rehearsal; 0 only when every step succeeded.
+
+    Long because it is the rehearsal's order, read top to bottom: settings and uploads
+    validated, moto, upload, bootstrap, YARN, the steps, the copy to OUT; each stage is
+    a call into this package or into ``emr``.
+    """
     given_bucket = args.bucket
     args.bucket = args.bucket or DEFAULT_BUCKET
     settings = settings_from(args)
@@ -270,8 +262,7 @@ def rehearse(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir).resolve()
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    s3a_jars = jars.paths("s3a")
-    jars.paths("yarn")
+    s3a_jars = jars.paths("s3a")  # and refuses to start when any jar is missing
     out(f"rehearsal in {workdir}: S3 is a moto server, bucket {settings.bucket}"
         + ("" if given_bucket else " (BUCKET not given: a name for the rehearsal)"))
     with moto_s3() as env:
@@ -314,7 +305,7 @@ def rehearse(args: argparse.Namespace) -> int:
                                         args.tail))
         if out_dir:
             for uri, dest in _copies(built, out_dir):
-                n = _download_prefix(s3, uri, dest)
+                n = aws_shim.cp(uri, str(dest), recursive=True)
                 out(f"OUT: {n} files of {uri} -> {dest}")
     return 0 if all(r.final == "SUCCEEDED" for r in results) else 1
 

@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from emr.logs import tail
 from emr.rehearsal import jars
 from featurize.errors import CommandError
 
@@ -117,7 +118,7 @@ class LocalYarn:
             timer.cancel()
         if not line.startswith("READY "):
             raise CommandError(f"YARN did not start (see {self.jvm_log}):\n"
-                               + _tail(self.jvm_log, 15))
+                               + tail(self.jvm_log.read_text(errors="replace"), 15))
         return line.split(" ", 1)[1].strip()
 
     def __exit__(self, *exc: object) -> None:
@@ -164,9 +165,3 @@ class LocalYarn:
                               f"container_*_{attempt:02d}_{container:06d}" / name))
         return Path(found[0]) if found else None
 
-
-def _tail(path: Path, n: int) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
