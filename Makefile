@@ -36,6 +36,7 @@ PYTEST_ARGS ?=
 SUBMIT    := $(VENV)/bin/spark-submit --master "local[*]" --driver-memory 4g --conf spark.log.level=WARN
 
 BENCH_N   ?= 5000
+PEER_N    ?= 3000
 BENCH_ARGS ?=
 
 # --- EMR (python -m emr; docs/emr.md) ------------------------------------------------------
@@ -69,7 +70,7 @@ EMR_CLUSTER = $(call opt,CLUSTER_ID,--cluster-id)
 UPLOAD_FIRST = $(if $(DRY_RUN),,upload)
 PREFLIGHT = $(if $(filter 1 true yes,$(SKIP_PREFLIGHT)),--skip-preflight)
 
-.PHONY: help install sample run-local featurize train predict report test bench bench-levers clean
+.PHONY: help install sample run-local featurize train predict report test bench bench-peer bench-levers clean
 .PHONY: require-bucket package upload cluster submit wait status logs down emr-run estimate
 .PHONY: jars emr-rehearse rehearsal-test iam-policy
 
@@ -133,6 +134,9 @@ bench-levers: $(STAMP) ## each speed lever switched off in turn (BENCH_N=2000 re
 
 bench: $(STAMP) ## job vs the bare model in one process, same images (BENCH_N=5000); last line: ratio job/ceiling
 	$(PY) -m bench.run --n $(BENCH_N) --weights "$(WEIGHTS)" $(BENCH_ARGS)
+
+bench-peer: $(STAMP) ## whole spark-submit: the job vs predict_batch_udf + Spark ML (PEER_N=3000); last line: ratio job/peer
+	$(PY) -m bench.peer --n $(PEER_N) --weights "$(WEIGHTS)"
 
 require-bucket:
 	@[ -n "$(BUCKET)" ] || { echo "make $(or $(MAKECMDGOALS),cluster): BUCKET is required: an S3 bucket you own, e.g. make $(or $(MAKECMDGOALS),cluster) BUCKET=my-bucket REGION=us-east-1" >&2; exit 2; }

@@ -19,6 +19,7 @@ setup(
         "h5py",
         "tensorflow-cpu",
         "keras",
+        "openvino",
         "boto3",
     ],
     extras_require={

@@ -1,6 +1,6 @@
-"""The benchmark's images: N real Fruits-360 photos from ../shared when present, else
-N generated 100x100 JPEGs in 10 class folders. Copied/written under build/bench/,
-never into the repository."""
+"""The benchmark's images: N real Fruits-360 photos from ../shared when present (more
+than the set holds: the set repeated under distinct names), else N generated 100x100
+JPEGs in 10 class folders. Linked/written under build/bench/, never into git."""
 from __future__ import annotations
 
 import os
@@ -31,22 +31,27 @@ def prepare(n: int, root: Path) -> tuple[Path, str]:
         classes = sorted(p for p in FRUITS.iterdir() if p.is_dir())
         per_class = {c: sorted(c.glob("*.jpg")) for c in classes}
         total = sum(len(v) for v in per_class.values())
-        if n <= total:
-            dest = root / f"fruits-{n}"
-            source = f"{n} Fruits-360 images from {FRUITS} ({len(classes)} classes)"
-            if _count(dest) == n:
-                return dest, source
-            shutil.rmtree(dest, ignore_errors=True)
-            picked = 0
+        dest = root / f"fruits-{n}"
+        rounds = -(-n // total)
+        source = (f"{n} Fruits-360 images from {FRUITS} ({len(classes)} classes"
+                  + (f"; the {total} repeated under distinct names, hard links" if rounds > 1
+                     else "") + ")")
+        if _count(dest) == n:
+            return dest, source
+        shutil.rmtree(dest, ignore_errors=True)
+        picked = 0
+        for r in range(rounds):
             depth = 0
-            while picked < n:  # round-robin over classes, in file-name order
-                for c in classes:
+            while picked < min(n, (r + 1) * total) and depth < max(map(len, per_class.values())):
+                for c in classes:  # round-robin over classes, in file-name order
                     if picked < n and depth < len(per_class[c]):
+                        src = per_class[c][depth]
+                        name = src.name if r == 0 else f"{src.stem}-r{r}{src.suffix}"
                         (dest / c.name).mkdir(parents=True, exist_ok=True)
-                        shutil.copyfile(per_class[c][depth], dest / c.name / per_class[c][depth].name)
+                        _link_or_copy(src, dest / c.name / name)
                         picked += 1
                 depth += 1
-            return dest, source
+        return dest, source
     dest = root / f"generated-{n}"
     source = f"{n} generated 100x100 JPEG images (10 classes; ../shared/data not present)"
     if _count(dest) == n:
@@ -56,6 +61,13 @@ def prepare(n: int, root: Path) -> tuple[Path, str]:
         (dest / f"class{i % 10}").mkdir(parents=True, exist_ok=True)
         _generated(i).save(dest / f"class{i % 10}" / f"img{i:05d}.jpg", quality=90)
     return dest, source
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another filesystem
+        shutil.copyfile(src, dst)
 
 
 def _count(folder: Path) -> int:

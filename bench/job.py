@@ -11,7 +11,6 @@ import os
 import sys
 import time
 
-import tensorflow  # noqa: F401 - imported before the timer, as in the ceiling
 from pyspark.sql import SparkSession
 
 from featurize.config import FeaturizeConfig
@@ -45,6 +44,7 @@ def main() -> int:
         "stages": manifest["timings_seconds"], "pca_k": manifest["pca"]["k"],
         "featurized": manifest["counts"]["featurized"], "start": start,
         "partitions": manifest["spark"]["partitions_used"],
+        "engine": manifest["engine"],
         "featurize_images_per_second": manifest["images_per_second"]["featurize"],
         "cores": manifest["spark"]["default_parallelism"],
     }))

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from bench.images import REPO, prepare
 from bench.run import run_child
 
 VARIANTS = [
     ("default (all levers)", {}),
-    ("TF threads 2 per task (oversubscribed)", {"tf_threads": 2}),
+    ("2 inference threads per task (oversubscribed)", {"threads": 2}),
+    ("engine tensorflow instead of openvino", {"engine": "tensorflow"}),
     ("32 files per task (Spark's default packing)", {"files_per_partition": 32}),
     ("batch 64 (one Arrow batch = 64 images)", {"batch_size": 64}),
 ]

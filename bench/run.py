@@ -1,8 +1,10 @@
 """``make bench``: ceiling vs job on the same images, in one run.
 
-    python -m bench.run [--n 5000] [--small 500] [--weights imagenet]
+    python -m bench.run [--n 5000] [--small 500] [--weights imagenet] [--engine openvino]
 
-1. the ceiling (bench/ceiling.py) in its own plain Python process;
+1. the ceiling (bench/ceiling.py) in its own plain Python process, with the job's
+   engine at its best; then the TensorFlow ceiling beside it (``--no-tf-ceiling``
+   skips it);
 2. the job (bench/job.py) on local Spark over the same N images;
 3. the job again over ``--small`` images, to compare the Python workers' peak RSS.
 
@@ -100,7 +102,7 @@ def write_rate(job: dict, image_size: int) -> None:
     per_core = job["featurize_images_per_second"] / job["cores"]
     RATE_FILE.parent.mkdir(parents=True, exist_ok=True)
     RATE_FILE.write_text(json.dumps({
-        "images_per_second_per_core": round(per_core, 2), "engine": "tensorflow",
+        "images_per_second_per_core": round(per_core, 2), "engine": job["engine"]["name"],
         "image_size": image_size,
         "measured": f"make bench on {time.strftime('%Y-%m-%d')}, {job['images']} images, "
                     f"{job['cores']} cores, {RATE_FILE.relative_to(REPO)}",
@@ -116,17 +118,26 @@ def main() -> int:
     p.add_argument("--work", default=str(REPO / "build" / "bench"))
     p.add_argument("--extra", default="{}", help="JSON of FeaturizeConfig fields for the job")
     p.add_argument("--image-size", type=int, default=224, help="network input size (both)")
+    p.add_argument("--engine", choices=("openvino", "tensorflow"), default="openvino")
+    p.add_argument("--no-tf-ceiling", action="store_true",
+                   help="skip the TensorFlow ceiling printed beside an openvino run")
     args = p.parse_args()
-    args.extra = json.dumps({**json.loads(args.extra), "image_size": args.image_size})
+    args.extra = json.dumps({**json.loads(args.extra), "image_size": args.image_size,
+                             "engine": args.engine})
     work = Path(args.work)
     images, source = prepare(args.n, work / "images")
     print(f"bench: {source}; weights {args.weights}; image size {args.image_size}; "
           f"{os.cpu_count()} cores", flush=True)
 
-    print("[1/3] ceiling: one plain Python process", flush=True)
-    ceiling, _ = run_child("bench.ceiling", ["--images", str(images), "--out",
-                                             str(work / "ceiling"), "--weights", args.weights,
-                                             "--image-size", str(args.image_size)])
+    print(f"[1/3] ceiling: one plain Python process, {args.engine}", flush=True)
+    ceiling_args = ["--images", str(images), "--out", str(work / "ceiling"), "--weights",
+                    args.weights, "--image-size", str(args.image_size)]
+    ceiling, _ = run_child("bench.ceiling", [*ceiling_args, "--engine", args.engine])
+    tf_ceiling = None
+    if args.engine != "tensorflow" and not args.no_tf_ceiling:
+        print("[1b/3] ceiling: one plain Python process, tensorflow (for comparison)",
+              flush=True)
+        tf_ceiling, _ = run_child("bench.ceiling", [*ceiling_args, "--engine", "tensorflow"])
     print("[2/3] job: featurize_images on local Spark", flush=True)
     job, rss = run_child("bench.job", ["--images", str(images), "--out", str(work / "run"),
                                        "--weights", args.weights, "--extra", args.extra],
@@ -151,6 +162,14 @@ def main() -> int:
     print("job stages (s):     " + ", ".join(f"{k} {v:.2f}" for k, v in job["stages"].items()
                                               if k != "total")
           + f"; {job['partitions']} partitions")
+    if tf_ceiling:
+        print(f"tensorflow ceiling: {tf_ceiling['seconds']:.1f} s, "
+              f"{tf_ceiling['images_per_second']:.1f} images/s "
+              f"({tf_ceiling['method']}), peak RSS {tf_ceiling['peak_rss_mb']:.0f} MB; "
+              f"{args.engine} ceiling / tensorflow ceiling: "
+              f"{ceiling['images_per_second'] / tf_ceiling['images_per_second']:.2f}")
+    print(f"job engine: {job['engine']['name']} {job['engine']['version']} "
+          f"{job['engine']['precision']}")
     print(f"job Python workers peak RSS: {rss['max_mb']:.0f} MB at {job['images']} images"
           + (f", {small[1]['max_mb']:.0f} MB at {small[0]['images']} images "
              f"(ratio {rss['max_mb'] / small[1]['max_mb']:.2f})" if small else ""))

@@ -84,7 +84,7 @@ log "upgrading the venv's pip, setuptools and wheel from the wheelhouse"
 pip_offline -c "$work/constraints.txt" --upgrade pip setuptools wheel
 log "installing $(grep -cvE '^\s*(#|$)' "$work/requirements.txt") packages at the project's pins, no index"
 pip_offline -r "$work/requirements.txt" -c "$work/constraints.txt"
-"$VENV/bin/python" -c "import numpy, pandas, pyarrow, PIL, h5py, tensorflow, keras, boto3; print('imports ok: tensorflow', tensorflow.__version__)"
+"$VENV/bin/python" -c "import numpy, pandas, pyarrow, PIL, h5py, tensorflow, keras, boto3, openvino; print('imports ok: tensorflow', tensorflow.__version__, 'openvino', openvino.__version__)"
 log "installed:"
 "$VENV/bin/python" -m pip freeze --all --disable-pip-version-check
 echo "$want" > "$STAMP"

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from featurize.engines import check_engine, default_engine
 from featurize.errors import ConfigError
 from featurize.images import (
     DEFAULT_EXTENSIONS, DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS, MODES, Preprocessing,
@@ -54,8 +55,8 @@ class FeaturizeConfig:
         File extensions read (case-insensitive).
     max_pixels : int
         Images with more pixels (by header) go to ``errors/`` as ``too_many_pixels``.
-    tf_threads : int or None
-        TensorFlow intra-op threads per task; default ``spark.task.cpus``.
+    threads : int or None
+        Inference threads per task (either engine); default ``spark.task.cpus``.
     files_per_partition : int or None
         Upper bound on images per Spark partition; default
         :data:`DEFAULT_FILES_PER_PARTITION`.
@@ -66,6 +67,11 @@ class FeaturizeConfig:
         ``crop`` (aspect kept, central crop) or ``squash`` (whole image resized).
     image_size : int
         Network input height and width: a multiple of 32 from 96 to 512.
+    engine : str
+        ``openvino`` (default where it is installed) or ``tensorflow``
+        (:mod:`featurize.engines`).
+    precision : str
+        ``f32`` (default) or ``bf16`` (openvino only).
     """
 
     input: str
@@ -79,11 +85,13 @@ class FeaturizeConfig:
     resume: bool = False
     extensions: tuple[str, ...] = field(default=DEFAULT_EXTENSIONS)
     max_pixels: int = DEFAULT_MAX_PIXELS
-    tf_threads: int | None = None
+    threads: int | None = None
     files_per_partition: int | None = None
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     preprocess: str = "crop"
     image_size: int = DEFAULT_IMAGE_SIZE
+    engine: str = field(default_factory=default_engine)
+    precision: str = "f32"
 
     def __post_init__(self) -> None:
         if not self.input:
@@ -110,8 +118,9 @@ class FeaturizeConfig:
         if self.overwrite and self.resume:
             raise ConfigError("--overwrite and --resume contradict each other: --overwrite "
                               "starts the run again, --resume keeps what it holds.")
-        if self.tf_threads is not None and self.tf_threads < 1:
-            raise ConfigError(f"--tf-threads {self.tf_threads} must be at least 1.")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads {self.threads} must be at least 1.")
+        check_engine(self.engine, self.precision)
         if self.files_per_partition is not None and self.files_per_partition < 1:
             raise ConfigError(
                 f"--files-per-partition {self.files_per_partition} must be at least 1."

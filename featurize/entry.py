@@ -22,6 +22,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+    # py4j logs every connection it closes, and a retried send with its traceback, at
+    # INFO: noise in the job's log, not news.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 def build_config(prog: str, make: Callable[[], Any]) -> tuple[int, Any]:
@@ -46,6 +49,11 @@ def submit(app_name: str, job: Callable[[Any, Any], Any], config: Any) -> tuple[
     from pyspark.sql import SparkSession
 
     spark = SparkSession.builder.appName(app_name).getOrCreate()
+    if not spark.sparkContext.getConf().contains("spark.log.level"):
+        # Spark's own default is INFO: a line per file read and per task. The job's
+        # log is its own lines and Spark's warnings; --conf spark.log.level=INFO brings
+        # the rest back (and spark.log.level=WARN also quiets the start-up lines).
+        spark.sparkContext.setLogLevel("WARN")
     try:
         return 0, job(spark, config)
     except FeaturizeError as exc:

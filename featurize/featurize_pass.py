@@ -1,8 +1,9 @@
 """One featurization pass over the inputs, shared by the featurize and predict jobs.
 
 :func:`start_warm_up` prepares the Python workers while the driver lists inputs and
-resolves weights; :func:`start_pass` plans the partitions, broadcasts the weights and
-persists the UDF's output (lazily: the CNN runs once per image, at the first action);
+prepares the engine; :func:`start_pass` plans the partitions, broadcasts the engine's
+payload and persists the UDF's output (lazily: the CNN runs once per image, at the first
+action);
 :func:`write_errors` writes ``errors/`` after that action and counts the outcomes.
 """
 from __future__ import annotations
@@ -19,25 +20,26 @@ from pyspark.sql import functions as F
 
 from featurize.config import DEFAULT_FILES_PER_PARTITION, FeaturizeConfig
 from featurize.errors import JobError
-from featurize.images import DEFAULT_IMAGE_SIZE, ERROR_REASONS
+from featurize.engines import PreparedEngine, WorkerSpec
+from featurize.images import ERROR_REASONS
 from featurize.inputs import Listing, read_contents, unscanned
 from featurize.manifest import StageTimer
 from featurize.pipeline import (
     PartitionPlan, apply_featurizer, error_rows, plan_partitions, with_labels,
 )
+from featurize.progress import Progress
 from featurize.rundir import ERROR_RECORD_DDL, ERRORS_DDL, ErrorRecord
 from featurize.sparkconf import sql_conf
 from featurize.udf import make_featurize_udf
-from featurize.weights import ResolvedWeights
 
 logger = logging.getLogger(__name__)
 
 
-def start_warm_up(spark: SparkSession, batch_size: int, threads: int,
-                  size: int = DEFAULT_IMAGE_SIZE) -> threading.Thread:
-    """Prepare the Python workers (TensorFlow import, model build, trace) in the background.
+def start_warm_up(spark: SparkSession, spec: WorkerSpec) -> threading.Thread:
+    """Start the engine in the Python workers in the background (see
+    :func:`featurize.engines.worker.warm_up`).
 
-    One task per core, run while the driver lists inputs and resolves weights; with
+    One task per core, run while the driver lists inputs and prepares the engine; with
     worker reuse the UDF's tasks then find warm workers. A failure here is logged only:
     the UDF builds what it needs itself.
     """
@@ -45,9 +47,9 @@ def start_warm_up(spark: SparkSession, batch_size: int, threads: int,
     n = max(sc.defaultParallelism, 1)
 
     def warm(batches: Iterator[Any]) -> Iterator[Any]:
-        from featurize import model as model_cache
+        from featurize.engines import worker
 
-        model_cache.warm_up(batch_size, threads, size)
+        worker.warm_up(spec)
         yield from batches
 
     def job() -> None:
@@ -57,6 +59,8 @@ def start_warm_up(spark: SparkSession, batch_size: int, threads: int,
             # pools for the two, and the UDF runs in the Arrow pool.
             spark.range(0, n, numPartitions=n).mapInPandas(warm, "id long").collect()
         except Exception:  # noqa: BLE001 - an optimisation must never fail the run
+            if sc._jsc is None:  # type: ignore[attr-defined]
+                return  # the job ended first (a usage error): nothing to warm any more
             logger.warning("worker warm-up failed; workers will build the model on demand",
                            exc_info=True)
 
@@ -94,12 +98,18 @@ class FeaturizePass:
     observation: Observation
     broadcast: Any
     counter: Any
+    rows: Any
+    n_read: int
     conf_values: dict[str, str]
     plan: PartitionPlan
     threads: int
 
     def confs(self) -> Any:
         return sql_conf(self.spark, self.conf_values)
+
+    def progress(self, what: str = "featurize") -> Progress:
+        """Progress lines while the first action runs (a context manager)."""
+        return Progress(what, self.rows, self.n_read)
 
     @property
     def model_images(self) -> int:
@@ -109,7 +119,8 @@ class FeaturizePass:
     def planned(self) -> dict[str, int]:
         """The pass's plan, for the manifest's ``spark`` section (recorded before it runs,
         so a failed run's manifest has it too)."""
-        return {"partitions_planned": self.plan.partitions, "tf_threads_per_task": self.threads}
+        return {"partitions_planned": self.plan.partitions,
+                "inference_threads_per_task": self.threads}
 
     @property
     def partitions_used(self) -> int:
@@ -124,9 +135,10 @@ class FeaturizePass:
 
 
 def start_pass(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
-               weights: ResolvedWeights, *, threads: int, warming: threading.Thread,
+               engine: PreparedEngine, *, threads: int, warming: threading.Thread,
                timer: StageTimer) -> FeaturizePass:
-    """Plan partitions, broadcast the weights and persist the UDF's output (lazily)."""
+    """Plan partitions, broadcast the engine's payload and persist the UDF's output
+    (lazily)."""
     sc = spark.sparkContext
     cap = config.files_per_partition or DEFAULT_FILES_PER_PARTITION
     # Spark's scan covers every listed file under the limit (--resume's kept ones are
@@ -136,11 +148,11 @@ def start_pass(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
     read_bytes = max(listing.n_bytes - sum(t.length for t in listing.too_large), 0)
     read_bytes = int(read_bytes * n_read / max(n_scan, 1))
     plan = plan_partitions(n_read, read_bytes, sc.defaultParallelism, cap)
-    broadcast = sc.broadcast(weights.arrays)
-    counter = sc.accumulator(0)
+    broadcast = sc.broadcast(engine.payload)
+    counter, rows = sc.accumulator(0), sc.accumulator(0)
     featurizer = make_featurize_udf(
-        broadcast, weights.digest, config.batch_size, threads,
-        max_pixels=config.max_pixels, images_counter=counter,
+        broadcast, engine.worker_spec(config.batch_size, threads, config.image_size),
+        max_pixels=config.max_pixels, images_counter=counter, rows_counter=rows,
         preprocessing=config.preprocessing,
     )
     conf_values = {
@@ -159,7 +171,8 @@ def start_pass(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
             StorageLevel.MEMORY_AND_DISK)
     observed, observation = outcome_counts(frame, "featurize_outcomes")
     return FeaturizePass(spark=spark, frame=frame, observed=observed, observation=observation,
-                         broadcast=broadcast, counter=counter, conf_values=conf_values,
+                         broadcast=broadcast, counter=counter, rows=rows, n_read=n_read,
+                         conf_values=conf_values,
                          plan=plan, threads=threads)
 
 

@@ -1,8 +1,8 @@
 """The featurize job: images → features/, errors/, pca/, models/pca/, manifest.json.
 
-:func:`run` reads top to bottom as the job runs: check and list → resolve the weights →
-(resume plan) → featurize → errors → PCA → manifest → publish. It takes an injected
-SparkSession and a :class:`FeaturizeConfig`; ``jobs/featurize_images.py`` only parses
+:func:`run` reads top to bottom as the job runs: check → list while the weights are
+resolved and the engine prepared → (resume plan) → featurize → errors → PCA →
+manifest → publish. It takes an injected SparkSession and a :class:`FeaturizeConfig`; ``jobs/featurize_images.py`` only parses
 flags and calls it.
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -17,6 +18,7 @@ from pyspark.sql import SparkSession
 
 from featurize import storage
 from featurize.config import FeaturizeConfig
+from featurize.engines import PreparedEngine, WorkerSpec, prepare_for
 from featurize.errors import JobError
 from featurize.featurize_pass import start_pass, start_warm_up, write_errors
 from featurize.inputs import Listing, find_too_large, list_inputs
@@ -30,7 +32,7 @@ from featurize.resume import (
 )
 from featurize.rundir import RunDir
 from featurize.sparkconf import task_cpus
-from featurize.weights import ResolvedWeights, resolve_weights
+from featurize.weights import ResolvedWeights
 
 logger = logging.getLogger(__name__)
 
@@ -52,15 +54,19 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
     in_mode = storage.io_mode(spark, config.input, "--input")
     output = RunOutput(spark, config.output, config.overwrite, config.resume)
     output.check()
-    with timer.stage("list_inputs"):
-        listing = list_inputs(spark, config, in_mode)
-    previous = previous_run(spark, config) if config.resume else None
-    # Workers import TensorFlow, build and trace the model while the driver resolves
-    # the weights.
-    threads = config.tf_threads or task_cpus(spark)
-    warming = start_warm_up(spark, config.batch_size, threads, config.image_size)
-    with timer.stage("resolve_weights"):
-        weights = resolve_weights(config.weights, seed=config.seed)
+    # The driver prepares the engine (weights, IR) in a thread while it lists; once the
+    # input and the run to resume are known good (a usage error starts no Spark job),
+    # the workers start the engine while the preparation finishes.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="featurize-engine") as pool:
+        preparing = pool.submit(timed, timer, "prepare_engine", prepare_for, config)
+        with timer.stage("list_inputs"):
+            listing = list_inputs(spark, config, in_mode)
+        previous = previous_run(spark, config) if config.resume else None
+        threads = config.threads or task_cpus(spark)
+        warming = start_warm_up(spark, WorkerSpec(config.engine, config.precision,
+                                                  config.batch_size, threads,
+                                                  config.image_size))
+        weights, engine = preparing.result()
     logger.info("input read by %s, output written by %s", in_mode, output.mode)
     plan: ResumePlan | None = None
     if config.resume:
@@ -74,17 +80,18 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
                     len(plan.kept_errors))
         return plan.previous  # type: ignore[return-value]
 
-    manifest = new_manifest(spark, config, listing, weights, plan=plan, timer=timer,
+    manifest = new_manifest(spark, config, listing, weights, engine, plan=plan, timer=timer,
                             io={"input": in_mode, "output": output.mode}, started=started)
     with output.recorded(manifest, timer) as run_dir:
         fz = None
         if listing.to_read or plan is None:
-            fz = start_pass(spark, config, listing, weights, threads=threads,
+            fz = start_pass(spark, config, listing, engine, threads=threads,
                             warming=warming, timer=timer)
             manifest["spark"].update(fz.planned())
         # The CNN runs here, once per image, at the features/ write.
         with fz or nullcontext():
-            with timer.stage("featurize"), (fz.confs() if fz else nullcontext()):
+            with timer.stage("featurize"), (fz.confs() if fz else nullcontext()), \
+                    (fz.progress() if fz else nullcontext()):
                 write_features(spark, features_rows(fz.observed) if fz else None, run_dir,
                                plan)
             with timer.stage("errors_write"):
@@ -111,8 +118,14 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
     return manifest
 
 
+def timed(timer: StageTimer, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` timed as ``stage`` (for work submitted to a thread)."""
+    with timer.stage(stage):
+        return fn(*args)
+
+
 def new_manifest(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
-                 weights: ResolvedWeights, *, plan: ResumePlan | None, timer: StageTimer,
+                 weights: ResolvedWeights, engine: PreparedEngine, *, plan: ResumePlan | None, timer: StageTimer,
                  io: dict[str, str], started: str) -> dict[str, Any]:
     """The featurize manifest as it is first written (``status: running``)."""
     sc = spark.sparkContext
@@ -121,6 +134,7 @@ def new_manifest(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
         "spark": {"version": spark.version, "master": sc.master, "app_id": sc.applicationId,
                   "default_parallelism": sc.defaultParallelism},
         "weights": weights.to_manifest(),
+        "engine": engine.to_manifest(),
         "model": {"name": model_name(config.image_size), "feature_dim": FEATURE_DIM,
                   "batch_size": config.batch_size},
         "preprocessing": config.preprocessing.to_manifest(),

@@ -18,8 +18,8 @@ from typing import Any
 
 FORMAT_VERSION = 1
 
-_PACKAGES = ("pyspark", "tensorflow-cpu", "tensorflow", "keras", "numpy", "pandas",
-             "pyarrow", "pillow", "h5py", "featurize-images")
+_PACKAGES = ("pyspark", "openvino", "tensorflow-cpu", "tensorflow", "keras", "numpy",
+             "pandas", "pyarrow", "pillow", "h5py", "featurize-images")
 
 
 def library_versions() -> dict[str, str]:

@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 from featurize import storage
 from featurize.classify import labels_of, predict
 from featurize.config import DEFAULT_MAX_FILE_BYTES, FeaturizeConfig
+from featurize.engines import WorkerSpec, check_same_engine, prepare_for
 from featurize.errors import ConfigError, JobError
 from featurize.featurize_pass import start_pass, start_warm_up, write_errors
 from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, Preprocessing
@@ -26,7 +27,7 @@ from featurize.pipeline import features_rows
 from featurize.reduce import model_fingerprint, project
 from featurize.rundir import PREDICTIONS_COLUMNS, RunDir
 from featurize.sparkconf import task_cpus
-from featurize.weights import ResolvedWeights, resolve_weights
+from featurize.weights import ResolvedWeights
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +46,26 @@ class PredictConfig:
     overwrite: bool = False
     extensions: tuple[str, ...] = field(default=DEFAULT_EXTENSIONS)
     max_pixels: int = DEFAULT_MAX_PIXELS
-    tf_threads: int | None = None
+    threads: int | None = None
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    engine: str | None = None
+    precision: str | None = None
 
     def featurize_config(self, manifest: dict[str, Any]) -> FeaturizeConfig:
-        """The featurize settings for the new images: the run's weights and
-        preprocessing (crop or squash, size), our I/O."""
+        """The featurize settings for the new images: the run's weights, preprocessing
+        (crop or squash, size) and engine, our I/O.
+
+        Raises
+        ------
+        ConfigError
+            ``engine`` or ``precision`` was given and differs from the run's.
+        """
         w = manifest["weights"]
+        # A run from before engines were recorded ran TensorFlow at f32.
+        recorded = manifest.get("engine") or {"name": "tensorflow", "precision": "f32"}
+        engine = self.engine or recorded["name"]
+        precision = self.precision or recorded["precision"]
+        check_same_engine(recorded, engine, precision, f"the run {self.run}")
         pre = run_preprocessing(manifest)
         # The recorded absolute path (or s3:// URI), not the spec as typed: a relative
         # --weights path must still resolve when predict runs from another folder.
@@ -59,9 +73,9 @@ class PredictConfig:
         return FeaturizeConfig(
             input=self.input, output=self.output, weights=weights,
             seed=w.get("seed") or 0, batch_size=self.batch_size, overwrite=self.overwrite,
-            extensions=self.extensions, max_pixels=self.max_pixels, tf_threads=self.tf_threads,
+            extensions=self.extensions, max_pixels=self.max_pixels, threads=self.threads,
             pca_k=None, max_file_bytes=self.max_file_bytes, preprocess=pre.mode,
-            image_size=pre.size,
+            image_size=pre.size, engine=engine, precision=precision,
         )
 
 
@@ -134,13 +148,14 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
     output.check()
     pca_model = PipelineModel.load(run_dir.pca_model)
     classifier = PipelineModel.load(run_dir.classifier)
-    threads = config.tf_threads or task_cpus(spark)
-    warming = start_warm_up(spark, config.batch_size, threads, fconfig.image_size)
     with timer.stage("list_inputs"):
         # A single image is a valid input to predict (not to featurize: no labels).
         listing = list_inputs(spark, fconfig, in_mode, folder=False)
-    with timer.stage("resolve_weights"):
-        weights = resolve_weights(fconfig.weights, seed=fconfig.seed)
+    threads = fconfig.threads or task_cpus(spark)
+    warming = start_warm_up(spark, WorkerSpec(fconfig.engine, fconfig.precision,
+                                              config.batch_size, threads, fconfig.image_size))
+    with timer.stage("prepare_engine"):
+        weights, engine = prepare_for(fconfig)
     check_compatible(manifest_run, metrics, pca_model, weights)
 
     manifest: dict[str, Any] = {
@@ -148,6 +163,7 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
                  started),
         "run": config.run,
         "weights": weights.to_manifest(),
+        "engine": engine.to_manifest(),
         "preprocessing": fconfig.preprocessing.to_manifest(),
         "pca_model_id": metrics["pca_model_id"],
         "labels": labels_of(classifier),
@@ -159,10 +175,10 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
         "outputs": dict(RunDir.PREDICT_OUTPUTS),
     }
     with output.recorded(manifest, timer) as out:
-        with start_pass(spark, fconfig, listing, weights, threads=threads, warming=warming,
+        with start_pass(spark, fconfig, listing, engine, threads=threads, warming=warming,
                         timer=timer) as fz:
             manifest["spark"].update(fz.planned())
-            with timer.stage("featurize_predict"), fz.confs():
+            with timer.stage("featurize_predict"), fz.confs(), fz.progress("predict"):
                 scored = predict(classifier, project(pca_model, features_rows(fz.observed)))
                 scored.select(*PREDICTIONS_COLUMNS).write.mode("errorifexists").parquet(
                     out.predictions)

@@ -3,8 +3,8 @@ features are rewritten around it.
 
 Rows are kept when their ``(path, length, modification_time)`` matches an input listed
 now; error rows are kept too (decoding the same bytes fails the same way), except
-``not_read``, which is retried. A resume refuses a run made another way (weights, model,
-preprocessing, byte or pixel limits), recovers from a write or a ``features/`` swap that
+``not_read``, which is retried. A resume refuses a run made another way (weights, engine,
+model, preprocessing, byte or pixel limits), recovers from a write or a ``features/`` swap that
 a stopped run left halfway, and marks a classifier trained on the old PCA model stale.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from featurize.inputs import Listing, current_keys
 from featurize.manifest import to_json, utc_now
 from featurize.model import model_name
 from featurize.rundir import ERRORS_DDL, FEATURES_DDL, FILE_KEY_DDL, ErrorRecord, FileKey, RunDir
+from featurize.engines import check_same_engine
 from featurize.weights import ResolvedWeights
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,8 @@ def _check_resumable(previous: dict[str, Any], weights: ResolvedWeights,
                 f"--resume {out}: that run was made with another {what} ({theirs!r}, now "
                 f"{ours!r}); features from both cannot be mixed. Use --overwrite to start "
                 f"again, or another --output.")
+    check_same_engine(previous.get("engine"), config.engine, config.precision,
+                      f"--resume {out}")
 
 
 def _recover_swap(spark: SparkSession, run_dir: RunDir) -> None:

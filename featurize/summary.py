@@ -14,6 +14,24 @@ from typing import Any
 from featurize.rundir import MANIFEST, RunDir
 
 
+def engine_line(engine: dict | None) -> str:
+    """The engine as the summary shows it.
+
+    >>> engine_line({"name": "openvino", "version": "2026.4.1", "precision": "f32",
+    ...              "ir_sha256": "390d31fd5d9538ef00", "ir_cache": {"status": "hit"}})
+    'engine        : openvino 2026.4.1, f32 (IR sha256 390d31fd5d9538ef..., cache hit)'
+    >>> engine_line(None)
+    'engine        : tensorflow, f32 (not recorded: a run from before engines)'
+    """
+    if not engine:
+        return "engine        : tensorflow, f32 (not recorded: a run from before engines)"
+    line = f"engine        : {engine['name']} {engine['version']}, {engine['precision']}"
+    if engine.get("ir_sha256"):
+        line += (f" (IR sha256 {engine['ir_sha256'][:16]}..., cache "
+                 f"{(engine.get('ir_cache') or {}).get('status')})")
+    return line
+
+
 def load_manifest(run_dir: str) -> dict[str, Any]:
     path = RunDir(run_dir).manifest
     with open(path, encoding="utf-8") as fh:
@@ -32,6 +50,7 @@ def format_summary(m: dict[str, Any], run_dir: str) -> str:
         f"input         : {m.get('input', {}).get('root')}",
         f"weights       : {w.get('source')} (sha256 {str(w.get('sha256'))[:16]}...)"
         if w.get("source") != "random" else f"weights       : RANDOM (seed {w.get('seed')})",
+        engine_line(m.get("engine")),
         f"images        : {c.get('inputs')} listed, {c.get('featurized')} featurized, "
         f"{c.get('failed')} failed {c.get('failed_by_reason') or ''}",
     ]

@@ -2,7 +2,7 @@
 
 :func:`featurize_batch` is the pure per-batch logic (testable with any callable in place
 of the model); :func:`make_featurize_udf` wraps it in a Spark pandas UDF that gets its
-model from the per-worker cache in :mod:`featurize.model`.
+model from the per-worker cache in :mod:`featurize.engines.worker`.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from featurize.engines import WorkerSpec
 from featurize.images import (
     DEFAULT_MAX_PIXELS, DEFAULT_PREPROCESSING, Preprocessing, try_preprocess,
 )
@@ -66,30 +67,28 @@ def featurize_batch(
 
 
 def make_featurize_udf(
-    weights_broadcast: Any,
-    key: str,
-    batch_size: int,
-    threads: int,
+    payload_broadcast: Any,
+    spec: WorkerSpec,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     images_counter: Any = None,
+    rows_counter: Any = None,
     preprocessing: Preprocessing = DEFAULT_PREPROCESSING,
 ) -> Any:
     """Build the Spark UDF ``content -> struct<features, error, detail>``.
 
     Parameters
     ----------
-    weights_broadcast : pyspark.Broadcast
-        Broadcast list of weight arrays (read once per worker, on first use).
-    key : str
-        Identifies these weights; a new key makes workers rebuild their model.
-    batch_size : int
-        Model batch size.
-    threads : int
-        TensorFlow intra-op threads per task (the cores a task owns).
+    payload_broadcast : pyspark.Broadcast
+        The engine's payload (IR bytes or weight arrays), read once per worker.
+    spec : WorkerSpec
+        Engine, precision, batch, threads, size and the payload's key; a new key makes
+        workers reload.
     max_pixels : int
         Decoder pixel cap.
     images_counter : pyspark.Accumulator, optional
         Incremented by the number of images run through the model.
+    rows_counter : pyspark.Accumulator, optional
+        Incremented by the number of rows done, good or bad (the progress lines).
     preprocessing : Preprocessing
         Crop or squash, and the input size (the model is built at that size).
     """
@@ -99,16 +98,16 @@ def make_featurize_udf(
     def featurize_content(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         # Imported here so the closure refers to the module by name: its cache then
         # lives once per worker process, not once per task.
-        from featurize import model as model_cache
+        from featurize.engines import worker
 
-        extractor = model_cache.get_extractor(
-            key, lambda: weights_broadcast.value, batch_size, threads, preprocessing.size
-        )
+        extractor = worker.get_extractor(spec, lambda: payload_broadcast.value)
         for contents in batches:
             out = featurize_batch(contents, extractor, max_pixels=max_pixels,
                                   preprocessing=preprocessing)
             if images_counter is not None:
                 images_counter.add(int(out["error"].isna().sum()))
+            if rows_counter is not None:
+                rows_counter.add(len(out))
             yield out
 
     return featurize_content

@@ -2,16 +2,21 @@
 
 ``--weights`` takes ``imagenet`` (Keras' own download-and-cache path, honouring
 ``KERAS_HOME``), ``random`` (seeded; for tests and smoke runs, always recorded as such)
-or a path to a Keras weights file. The driver resolves the spec once into a list of
-NumPy arrays, which the job broadcasts; executors never download or read a file.
+or a path to a Keras weights file. The driver resolves the spec once: the file located
+and checksummed, its arrays loaded through Keras when an engine needs them (the
+tensorflow engine broadcasts them; the openvino engine converts them to IR once and
+caches the IR by the file's checksum). Executors never download or read a file.
 There is no fallback from one source to another.
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
+import importlib.metadata
 import logging
 import os
-from dataclasses import dataclass, field
+import shutil
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,9 +36,13 @@ IMAGENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.
 DEFAULT_SEED = 0
 
 
-@dataclass(frozen=True)
 class ResolvedWeights:
-    """Weights resolved on the driver.
+    """Weights resolved on the driver: where they come from now, their arrays on demand.
+
+    Resolving locates and checksums the file (no TensorFlow). The arrays are loaded
+    through Keras the first time :attr:`arrays` or :attr:`digest` is read; the openvino
+    engine's IR cache can supply the digest it recorded when it converted these weights
+    (:meth:`know_digest`), and then the driver never imports TensorFlow.
 
     Attributes
     ----------
@@ -41,31 +50,57 @@ class ResolvedWeights:
         What the user asked for (``imagenet``, ``random`` or a path).
     source : str
         ``imagenet``, ``random`` or ``file``.
-    arrays : list of numpy.ndarray
-        ``model.get_weights()`` order for :func:`featurize.model.build_backbone`.
     path : str or None
-        The weights file that was loaded (None for random).
+        The weights file as recorded (None for random; the ``s3://`` URI for S3).
     sha256 : str or None
         Checksum of that file (None for random).
     seed : int or None
         Seed for random weights (None otherwise).
     """
 
-    spec: str
-    source: str
-    arrays: list[np.ndarray] = field(repr=False)
-    path: str | None = None
-    sha256: str | None = None
-    seed: int | None = None
+    def __init__(self, spec: str, source: str, load: Callable[[], list[np.ndarray]], *,
+                 path: str | None = None, sha256: str | None = None,
+                 seed: int | None = None) -> None:
+        self.spec, self.source, self.path, self.sha256, self.seed = (
+            spec, source, path, sha256, seed)
+        self._load = load
+        self._arrays: list[np.ndarray] | None = None
+        self._digest: str | None = None
+
+    def __repr__(self) -> str:
+        return f"ResolvedWeights({self.spec!r}, {self.source!r}, sha256={self.sha256!r})"
+
+    @property
+    def arrays(self) -> list[np.ndarray]:
+        """``model.get_weights()`` order for :func:`featurize.model.build_backbone`."""
+        if self._arrays is None:
+            self._arrays = self._load()
+        return self._arrays
+
+    @property
+    def identity(self) -> str:
+        """Names these weights without loading them: the file's sha256, or the seed and
+        the Keras version for random ones (its initialisers make the arrays)."""
+        if self.source == "random":
+            return f"random:{self.seed}:keras {importlib.metadata.version('keras')}"
+        return f"sha256:{self.sha256}"
 
     @property
     def digest(self) -> str:
         """sha256 over the arrays themselves: identifies the weights whatever the source."""
-        h = hashlib.sha256()
-        for arr in self.arrays:
-            h.update(str(arr.shape).encode())
-            h.update(np.ascontiguousarray(arr).tobytes())
-        return h.hexdigest()
+        if self._digest is None:
+            h = hashlib.sha256()
+            for arr in self.arrays:
+                h.update(str(arr.shape).encode())
+                h.update(np.ascontiguousarray(arr).tobytes())
+            self._digest = h.hexdigest()
+        return self._digest
+
+    def know_digest(self, digest: str) -> None:
+        """Take :attr:`digest` from a record made when these same weights (same
+        :attr:`identity`) were last loaded, instead of loading them again."""
+        if self._digest is None:
+            self._digest = digest
 
     def to_manifest(self) -> dict[str, Any]:
         """The ``weights`` section of a run's manifest."""
@@ -108,12 +143,12 @@ def imagenet_weights_file() -> str:
     WeightsError
         When the file is not cached and cannot be downloaded.
     """
-    import keras
-
     cache_dir = keras_cache_dir()
     cached = os.path.join(cache_dir, "models", IMAGENET_FILE)
     if os.path.isfile(cached):
         return cached
+    import keras
+
     logger.info("ImageNet weights not in %s; downloading them once through Keras", cached)
     try:
         return keras.utils.get_file(
@@ -157,21 +192,40 @@ def file_arrays(path: str) -> list[np.ndarray]:
 
 
 def _s3_weights(spec: str) -> ResolvedWeights:
-    """Download an ``s3://`` weights file once, on the driver, and load it."""
+    """Download an ``s3://`` weights file once, on the driver, into a temporary folder
+    that lives as long as the process (the arrays are loaded from it on demand)."""
     import tempfile
 
     from featurize import s3
 
-    with tempfile.TemporaryDirectory(prefix="featurize-weights-") as tmp:
-        local = os.path.join(tmp, os.path.basename(s3.S3Uri.parse(spec).key) or "weights.h5")
-        try:
-            s3.download(s3.client(), spec, local)
-        except s3.S3Error as exc:
-            raise WeightsError(f"--weights {spec}: {exc}") from exc
-        arrays = file_arrays(local)
-        digest = sha256_file(local)
+    tmp = tempfile.mkdtemp(prefix="featurize-weights-")
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    local = os.path.join(tmp, os.path.basename(s3.S3Uri.parse(spec).key) or "weights.h5")
+    try:
+        s3.download(s3.client(), spec, local)
+    except s3.S3Error as exc:
+        raise WeightsError(f"--weights {spec}: {exc}") from exc
+    check_loadable(local)
     logger.info("weights: file %s (downloaded once on the driver)", spec)
-    return ResolvedWeights(spec, "file", arrays, path=spec, sha256=digest)
+    return ResolvedWeights(spec, "file", lambda: file_arrays(local), path=spec,
+                           sha256=sha256_file(local))
+
+
+def check_loadable(path: str) -> None:
+    """Refuse, before any work, a file that is not an HDF5 weights file (Keras .h5 and
+    .weights.h5 both are), without importing Keras: the arrays load later, maybe not
+    at all when the IR cache already holds them. A file of the right format but another
+    architecture is refused when it is loaded."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except OSError as exc:
+        raise WeightsError(
+            f"Could not load {path} as MobileNetV2 (alpha 1.0, no top) weights: {exc}. "
+            f"Pass a Keras .h5 / .weights.h5 file saved from that architecture."
+        ) from exc
 
 
 def resolve_weights(spec: str, seed: int = DEFAULT_SEED) -> ResolvedWeights:
@@ -196,15 +250,15 @@ def resolve_weights(spec: str, seed: int = DEFAULT_SEED) -> ResolvedWeights:
     """
     if spec == "imagenet":
         path = imagenet_weights_file()
-        arrays = file_arrays(path)
         logger.info("weights: imagenet from %s", path)
-        return ResolvedWeights(spec, "imagenet", arrays, path=path, sha256=sha256_file(path))
+        return ResolvedWeights(spec, "imagenet", lambda: file_arrays(path), path=path,
+                               sha256=sha256_file(path))
     if spec == "random":
         logger.warning(
             "weights: RANDOM (seed %d) - features carry no ImageNet knowledge; "
             "use only for tests and smoke runs", seed,
         )
-        return ResolvedWeights(spec, "random", random_arrays(seed), seed=seed)
+        return ResolvedWeights(spec, "random", lambda: random_arrays(seed), seed=seed)
     if spec.startswith(("s3://", "s3a://", "s3n://")):
         return _s3_weights(spec)
     path = spec[len("file://"):] if spec.startswith("file://") else spec
@@ -217,7 +271,8 @@ def resolve_weights(spec: str, seed: int = DEFAULT_SEED) -> ResolvedWeights:
             f"--weights {spec}: no such file. Pass imagenet, random, or the path of a "
             f"Keras weights file (.h5 / .weights.h5)."
         )
-    arrays = file_arrays(path)
+    check_loadable(path)
     logger.info("weights: file %s", path)
-    return ResolvedWeights(spec, "file", arrays, path=os.path.abspath(path),
+    path = os.path.abspath(path)
+    return ResolvedWeights(spec, "file", lambda: file_arrays(path), path=path,
                            sha256=sha256_file(path))

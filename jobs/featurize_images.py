@@ -16,6 +16,7 @@ from typing import Any
 
 from featurize.config import DEFAULT_MAX_FILE_BYTES, FeaturizeConfig
 from featurize.entry import configure_logging, run_job
+from featurize.engines import ENGINES, PRECISIONS, default_engine
 from featurize.images import (
     DEFAULT_EXTENSIONS, DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS, MODES,
 )
@@ -66,8 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="network input size, a multiple of 32 from 96 to 512 (default "
                         "224; larger helps photos with detail beyond 224 px, at about "
                         "(size/224)^2 the compute)")
-    p.add_argument("--tf-threads", type=int, default=None,
-                   help="TensorFlow threads per task (default: spark.task.cpus)")
+    p.add_argument("--engine", choices=ENGINES, default=default_engine(),
+                   help="inference engine: openvino (default where installed: the Keras "
+                        "model converted once to OpenVINO IR) or tensorflow")
+    p.add_argument("--precision", choices=PRECISIONS, default="f32",
+                   help="f32 (default) or bf16 (openvino only; faster on CPUs with AMX or "
+                        "AVX-512 BF16, features differ ~1e-1 relative)")
+    p.add_argument("--threads", "--tf-threads", dest="threads", type=int, default=None,
+                   help="inference threads per task (default: spark.task.cpus)")
     p.add_argument("--files-per-partition", type=int, default=None,
                    help="upper bound on images per Spark task (default 1024)")
     p.add_argument("--log-level", default="INFO")
@@ -90,7 +97,9 @@ def config_from_args(argv: Sequence[str] | None = None) -> FeaturizeConfig:
         resume=args.resume,
         extensions=tuple(e for e in args.extensions.split(",") if e),
         max_pixels=args.max_pixels,
-        tf_threads=args.tf_threads,
+        threads=args.threads,
+        engine=args.engine,
+        precision=args.precision,
         files_per_partition=args.files_per_partition,
         max_file_bytes=args.max_file_bytes,
         preprocess=args.preprocess,

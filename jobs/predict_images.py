@@ -17,8 +17,9 @@ from typing import Any
 
 from featurize.config import DEFAULT_MAX_FILE_BYTES
 from featurize.entry import configure_logging, run_job
-from featurize.rundir import RunDir
+from featurize.engines import ENGINES, PRECISIONS
 from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS
+from featurize.rundir import RunDir
 
 logger = logging.getLogger("featurize.jobs.predict_images")
 
@@ -34,7 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
     p.add_argument("--max-file-bytes", type=int, default=DEFAULT_MAX_FILE_BYTES,
                    help="files larger than this go to errors/ as too_large, unread")
-    p.add_argument("--tf-threads", type=int, default=None)
+    p.add_argument("--threads", "--tf-threads", dest="threads", type=int, default=None,
+                   help="inference threads per task (default: spark.task.cpus)")
+    p.add_argument("--engine", choices=ENGINES, default=None,
+                   help="default: the engine the run was featurized with (another one is "
+                        "refused: features would not match the run's)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="default: the run's")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -51,8 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_job("predict_images", lambda: PredictConfig(
         run=args.run, input=args.input, output=args.output, batch_size=args.batch_size,
         overwrite=args.overwrite, extensions=tuple(e for e in args.extensions.split(",") if e),
-        max_pixels=args.max_pixels, tf_threads=args.tf_threads,
-        max_file_bytes=args.max_file_bytes), "featurize.predict", done)
+        max_pixels=args.max_pixels, threads=args.threads,
+        max_file_bytes=args.max_file_bytes, engine=args.engine, precision=args.precision), "featurize.predict", done)
 
 
 if __name__ == "__main__":

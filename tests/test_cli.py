@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,22 +54,55 @@ def test_python_entry_point_reports_missing_input(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def _worker_libraries(root: int, seen: dict[int, set[str]]) -> None:
+    """Record which engine libraries each Python worker under ``root`` has mapped."""
+    from bench.run import _children
+
+    for pid in _children(root):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"pyspark.daemon" not in cmd and b"pyspark/daemon" not in cmd:
+                continue
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            continue
+        libs = seen.setdefault(pid, set())
+        libs.update(lib for lib in ("libtensorflow", "libopenvino") if lib in maps)
+
+
 @pytest.mark.spark
 def test_spark_submit_runs_the_job(tmp_path, weights_spec):
+    """A plain spark-submit (no log settings): the job's own lines, progress lines, no
+    per-file INFO lines from Spark, and Python workers that run OpenVINO without ever
+    loading TensorFlow (read from their memory maps while the job runs)."""
+    import time
+
     for i in range(6):
         write(tmp_path / "in" / f"class{i % 2}" / f"{i}.png",
               image_bytes(pattern_image(i), "PNG"))
     out = tmp_path / "run"
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [spark_submit(), "--master", "local[2]", "--conf", "spark.ui.enabled=false", JOB,
          "--input", str(tmp_path / "in"), "--output", str(out), "--weights", weights_spec,
-         "--pca-k", "2"],
-        capture_output=True, text=True, env=env(), timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+         "--pca-k", "2", "--files-per-partition", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**env(), "FEATURIZE_PROGRESS_SECONDS": "0.2"})
+    seen: dict[int, set[str]] = {}
+    while proc.poll() is None:
+        _worker_libraries(proc.pid, seen)
+        time.sleep(0.1)
+    log = proc.stdout.read()
+    assert proc.returncode == 0, log[-3000:]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert manifest["counts"]["featurized"] == 6 and manifest["pca"]["k"] == 2
     assert manifest["spark"]["master"] == "local[2]"
+    assert manifest["engine"]["name"] == "openvino" and manifest["engine"]["precision"] == "f32"
+    assert any("libopenvino" in libs for libs in seen.values()), seen
+    assert not any("libtensorflow" in libs for libs in seen.values()), seen
+    assert re.search(r"featurize: [1-6]/6 images \(\d+%\), [\d.]+ images/s, ETA", log), log
+    assert "Reading File path" not in log and " INFO Executor: Finished task" not in log
+    assert "oneDNN custom operations" not in log.split("featurize.job: input read by")[1]
 
 
 def test_pca_k_wins_over_pca_variance():

@@ -509,6 +509,7 @@ def test_bootstrap_script_installs_the_pins_idempotently(aws, cluster, tmp_path)
     first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     assert "imports ok: tensorflow 2.21.0" in first.stdout
+    assert "openvino 2026.4.1" in first.stdout
     assert "every wheel matches wheels.sha256" in first.stdout
     freeze = subprocess.run([str(venv / "bin/python"), "-m", "pip", "freeze", "--all"],
                             capture_output=True, text=True, check=True).stdout
@@ -517,7 +518,7 @@ def test_bootstrap_script_installs_the_pins_idempotently(aws, cluster, tmp_path)
     wanted = [ln.strip() for ln in (REPO / "bootstrap/requirements.txt").read_text().splitlines()
               if ln.strip() and not ln.startswith("#")]
     assert wanted == ["numpy", "pandas", "pyarrow", "pillow", "h5py", "tensorflow-cpu",
-                      "keras", "boto3"]
+                      "keras", "openvino", "boto3"]
     for name in wanted + ["pip", "setuptools", "wheel"]:
         assert installed[name] == pinned[name], name
     # every installed package at the project's pin, nothing unpinned

@@ -146,7 +146,7 @@ def test_manifest_counts_equal_what_was_written(spark, run_dir, corpus):
     assert manifest["model"]["name"].endswith("input 224x224x3)")
     assert manifest["weights"]["source"] in ("imagenet", "file")
     assert len(manifest["weights"]["sha256"]) == 64
-    for key in ("resolve_weights", "list_inputs", "featurize", "pca_fit", "pca_write", "total"):
+    for key in ("prepare_engine", "list_inputs", "featurize", "pca_fit", "pca_write", "total"):
         assert manifest["timings_seconds"][key] >= 0
     assert manifest["images_per_second"]["featurize"] > 0
     assert manifest["versions"]["pyspark"] == "3.5.6"

@@ -80,8 +80,10 @@ def reference_features(files: list[Path], weights_spec: str, mode: str = "crop",
 
 
 # squash is checked against the same reference in tests/test_images.py
-@pytest.mark.parametrize("mode, size", [("crop", 224), ("crop", 320)])
-def test_features_match_plain_keras(spark, weights_spec, tmp_path, mode, size):
+@pytest.mark.parametrize("mode, size, engine", [("crop", 224, "openvino"),
+                                                ("crop", 224, "tensorflow"),
+                                                ("crop", 320, "openvino")])
+def test_features_match_plain_keras(spark, weights_spec, tmp_path, mode, size, engine):
     files = parity_images(tmp_path / "images")
     assert len(files) == 8
     reference = reference_features(files, weights_spec, mode, size)
@@ -94,7 +96,9 @@ def test_features_match_plain_keras(spark, weights_spec, tmp_path, mode, size):
     # batch 3: the last batch of every partition is padded, which must not leak.
     manifest = run(spark, FeaturizeConfig(input=str(tmp_path / "images"), output=str(out),
                                           weights=weights_spec, pca_k=2, batch_size=3,
-                                          preprocess=mode, image_size=size))
+                                          preprocess=mode, image_size=size,
+                                          engine=engine))
+    assert manifest["engine"]["name"] == engine
     assert manifest["preprocessing"]["mode"] == mode
     assert manifest["preprocessing"]["image_size"] == [size, size]
     assert manifest["model"]["name"].endswith(f"input {size}x{size}x3)")
@@ -114,7 +118,7 @@ def test_crop_sees_a_portrait_and_a_landscape_photo_alike(resolved_weights):
     resampling sees slightly different neighbours); squashed, each is distorted its own
     way."""
     from featurize.images import Preprocessing, preprocess_image
-    from featurize.model import FeatureExtractor
+    from featurize.engines.tensorflow_engine import TensorFlowExtractor
 
     obj = pattern_image(11, (200, 200))
     shots = []
@@ -122,7 +126,7 @@ def test_crop_sees_a_portrait_and_a_landscape_photo_alike(resolved_weights):
         canvas = Image.new("RGB", size, (255, 255, 255))
         canvas.paste(obj, ((size[0] - 200) // 2, (size[1] - 200) // 2))
         shots.append(image_bytes(canvas, "PNG"))
-    extract = FeatureExtractor(2, 2, resolved_weights.arrays)
+    extract = TensorFlowExtractor(2, 2, 224, resolved_weights.arrays)
 
     def distance(mode: str) -> float:
         x = np.stack([preprocess_image(b, preprocessing=Preprocessing(mode)) for b in shots])
