@@ -44,7 +44,7 @@ BENCH_ARGS ?=
 # only when you set it (on the command line or in the environment); BUCKET is required by
 # every AWS target. Variables: BUCKET PREFIX REGION PROFILE RELEASE_LABEL INSTANCE_TYPE
 # MASTER_INSTANCE_TYPE CORE_COUNT TASK_COUNT SPOT SUBNET_ID KEY_NAME SERVICE_ROLE
-# INSTANCE_PROFILE IDLE_TIMEOUT EXECUTOR_CORES EXECUTOR_MEMORY CLUSTER_ID STEPS POLL DIST EMR_STATE
+# INSTANCE_PROFILE IDLE_TIMEOUT EXECUTOR_CORES EXECUTOR_MEMORY ENGINE CLUSTER_ID STEPS POLL DIST EMR_STATE
 # DRY_RUN SKIP_PREFLIGHT
 # (and INPUT OUTPUT WEIGHTS PREDICT_INPUT PREDICT_OUTPUT JOB_ARGS TRAIN_ARGS for the steps).
 
@@ -61,6 +61,7 @@ EMR_SETTINGS = $(call opt,BUCKET,--bucket) $(call opt,PREFIX,--prefix) \
   $(call opt,SUBNET_ID,--subnet-id) $(call opt,KEY_NAME,--key-name) \
   $(call opt,SERVICE_ROLE,--service-role) $(call opt,INSTANCE_PROFILE,--instance-profile) \
   $(call opt,IDLE_TIMEOUT,--idle-timeout) $(call opt,EXECUTOR_CORES,--executor-cores) \
+  $(call opt,ENGINE,--engine) \
   $(call opt,EXECUTOR_MEMORY,--executor-memory)
 EMR_STEPS = $(call opt,INPUT,--input) $(EMR_JOB_ARGS)
 EMR_JOB_ARGS = $(call opt,STEPS,--steps) $(call opt,WEIGHTS,--weights) $(call opt,OUTPUT,--output) \

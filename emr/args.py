@@ -43,6 +43,8 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--executor-memory",
                    help="EXECUTOR_MEMORY: heap per executor, e.g. 4g (default: from the "
                         "instance type; required for a type not in emr/sizing.py)")
+    g.add_argument("--engine", help="ENGINE: the featurize step's inference engine, openvino "
+                                     "(default) or tensorflow; executors are sized for it")
     g.add_argument("--name", help="cluster name")
 
 

@@ -214,7 +214,8 @@ def steps(settings: Settings, jobs: Sequence[str], args: JobArgs,
         if job == "featurize":
             weights = weights_uri(settings, args.weights)
             built.append(step(settings, job, ["--input", args.input, "--output", output,
-                                              "--weights", weights, *args.featurize_args],
+                                              "--weights", weights, "--engine", settings.engine,
+                                              *args.featurize_args],
                               action_on_failure, weights=weights, input_uri=args.input))
         elif job == "train":
             built.append(step(settings, job, ["--run", output, *args.train_args],

@@ -10,7 +10,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
-from emr.sizing import Sizing, size
+from emr.sizing import PYTHON_MB_BY_ENGINE, Sizing, size
 from featurize.errors import SettingsError
 
 #: The EMR release whose Spark (3.5.6) the local pyspark pin matches.
@@ -99,6 +99,8 @@ class Settings:
     #: Executor heap (e.g. ``4g``); None: what the instance type leaves. Needed for a type
     #: that is not in emr/sizing.py's table.
     executor_memory: str | None = None
+    #: The featurize step's --engine; the executors' Python memory is sized for it.
+    engine: str = "openvino"
     name: str = "featurize-images"
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -119,12 +121,16 @@ class Settings:
                                 f"like {DEFAULT_RELEASE_LABEL}")
         if self.executor_cores is not None and self.executor_cores < 1:
             raise SettingsError(f"EXECUTOR_CORES={self.executor_cores}: give at least 1")
+        if self.engine not in PYTHON_MB_BY_ENGINE:
+            raise SettingsError(f"ENGINE={self.engine}: choose one of "
+                                f"{', '.join(PYTHON_MB_BY_ENGINE)}")
         self.sizing  # noqa: B018 - validated now, before any AWS call
 
     @property
     def sizing(self) -> Sizing:
         """Executors and driver for the core/task nodes (emr/sizing.py)."""
-        return size(self.instance_type, self.executor_cores, self.executor_memory)
+        return size(self.instance_type, self.executor_cores, self.executor_memory,
+                    self.engine)
 
     @property
     def master(self) -> str:

@@ -6,16 +6,18 @@ The rule, per core or task node of ``V`` vCPUs and ``M`` MB of YARN memory (EMR'
 
 1. Keep room for the driver on every node (cluster deploy mode puts it in a YARN
    container on whichever node YARN picks): ``DRIVER_CONTAINER_MB``.
-2. Each executor core runs one Python worker holding TensorFlow and the model (measured
-   peak RSS about 1.1 GB, docs/PERFORMANCE.md): ``PYTHON_MB_PER_CORE`` of overhead per core.
+2. Each executor core runs one Python worker holding the engine and the model (measured
+   peak RSS 430 MB with openvino, 1.1 GB with tensorflow, docs/PERFORMANCE.md):
+   ``PYTHON_MB_BY_ENGINE`` of overhead per core.
 3. Cores per executor: ``EXECUTOR_CORES`` when given, else the choice (4 at most) that
    runs the most cores per node with at least ``MIN_HEAP_MB`` of heap per executor;
    executors per node: as many as fit the vCPUs and the memory.
 4. Whatever memory is left goes to the executors' heaps (cached rows, Arrow buffers).
 
-So m5.xlarge (4 vCPU, 12,288 MB): one 4-core executor, 3,072 MB heap + 6,144 MB overhead,
-beside a 3,072 MB driver container. Memory-poor types (c5, c6i, c7i: 2 GiB per vCPU) run
-fewer cores than they have: the sizes say so rather than overcommit and be killed by YARN.
+So m5.xlarge (4 vCPU, 12,288 MB): one 4-core executor, 6,144 MB heap + 3,072 MB overhead
+(openvino; tensorflow: 3,072 + 6,144), beside a 3,072 MB driver container. Memory-poor
+types (c5, c6i, c7i: 2 GiB per vCPU) can run fewer cores than they have: the sizes say
+so rather than overcommit and be killed by YARN.
 """
 from __future__ import annotations
 
@@ -75,8 +77,12 @@ NODE_TYPES = _node_types()
 DRIVER_MEMORY_MB = 1024
 DRIVER_OVERHEAD_MB = 2048
 DRIVER_CONTAINER_MB = DRIVER_MEMORY_MB + DRIVER_OVERHEAD_MB
-#: Python memory per executor core (one worker each), outside the JVM heap.
-PYTHON_MB_PER_CORE = 1536
+#: Python memory per executor core (one worker each), outside the JVM heap, by engine:
+#: ~1.7x the measured peak RSS of a worker at batch 16 (`make bench`, docs/PERFORMANCE.md:
+#: openvino 430 MB, tensorflow 1,100 MB), for bigger photos' decode buffers.
+PYTHON_MB_BY_ENGINE = {"openvino": 768, "tensorflow": 1536}
+#: The default engine's (the job's --engine default).
+PYTHON_MB_PER_CORE = PYTHON_MB_BY_ENGINE["openvino"]
 MIN_HEAP_MB = 1024
 MAX_AUTO_CORES = 4
 
@@ -119,21 +125,22 @@ def parse_mb(text: str, variable: str) -> int:
     return int(m.group(1)) * (1024 if m.group(2).lower() == "g" else 1)
 
 
-def _fit(vcpus: int, yarn_mb: int, cores: int) -> tuple[int, int]:
+def _fit(vcpus: int, yarn_mb: int, cores: int, python_mb: int) -> tuple[int, int]:
     """(executors per node, heap MB each) for ``cores`` per executor; (0, 0) if none fits."""
     room = yarn_mb - DRIVER_CONTAINER_MB
-    per_executor = PYTHON_MB_PER_CORE * cores + MIN_HEAP_MB
+    per_executor = python_mb * cores + MIN_HEAP_MB
     executors = min(vcpus // cores, max(room, 0) // per_executor)
     if executors < 1:
         return 0, 0
     container = room // executors
-    heap = (container - PYTHON_MB_PER_CORE * cores) // 256 * 256
+    heap = (container - python_mb * cores) // 256 * 256
     return executors, heap
 
 
 def size(instance_type: str, executor_cores: int | None = None,
-         executor_memory: str | None = None) -> Sizing:
-    """The executor plan for core/task nodes of ``instance_type``.
+         executor_memory: str | None = None, engine: str = "openvino") -> Sizing:
+    """The executor plan for core/task nodes of ``instance_type``, for Python workers
+    running ``engine``.
 
     Raises
     ------
@@ -141,6 +148,7 @@ def size(instance_type: str, executor_cores: int | None = None,
         An unknown type without ``executor_memory``, or ``executor_cores`` that do not
         fit the node.
     """
+    python_mb = PYTHON_MB_BY_ENGINE[engine]
     if instance_type not in NODE_TYPES:
         if not executor_memory:
             raise SettingsError(
@@ -150,7 +158,7 @@ def size(instance_type: str, executor_cores: int | None = None,
                 f"(one executor per node is then assumed)")
         cores = executor_cores or MAX_AUTO_CORES
         return Sizing(instance_type, None, None, 1, cores,
-                      parse_mb(executor_memory, "EXECUTOR_MEMORY"), PYTHON_MB_PER_CORE * cores)
+                      parse_mb(executor_memory, "EXECUTOR_MEMORY"), python_mb * cores)
     vcpus, yarn_mb = NODE_TYPES[instance_type]
     if executor_cores:
         if executor_cores > vcpus:
@@ -160,21 +168,21 @@ def size(instance_type: str, executor_cores: int | None = None,
     else:
         choices = list(range(min(vcpus, MAX_AUTO_CORES), 0, -1))
     # the most cores per node; among equals, the fewest (larger) executors
-    best = max(((_fit(vcpus, yarn_mb, c)[0] * c, c) for c in choices))
+    best = max(((_fit(vcpus, yarn_mb, c, python_mb)[0] * c, c) for c in choices))
     cores = best[1]
-    executors, heap = _fit(vcpus, yarn_mb, cores)
+    executors, heap = _fit(vcpus, yarn_mb, cores, python_mb)
     if executors < 1:
         raise SettingsError(
             f"EXECUTOR_CORES={cores} does not fit {instance_type} ({yarn_mb} MB for YARN): "
-            f"each core needs {PYTHON_MB_PER_CORE} MB for its Python worker, plus "
+            f"each core needs {python_mb} MB for its Python worker, plus "
             f"{MIN_HEAP_MB} MB of heap and the {DRIVER_CONTAINER_MB} MB driver container; "
             f"give fewer cores, or leave EXECUTOR_CORES unset")
     if executor_memory:
         heap = parse_mb(executor_memory, "EXECUTOR_MEMORY")
-        if executors * (heap + PYTHON_MB_PER_CORE * cores) > yarn_mb - DRIVER_CONTAINER_MB:
+        if executors * (heap + python_mb * cores) > yarn_mb - DRIVER_CONTAINER_MB:
             raise SettingsError(
                 f"EXECUTOR_MEMORY={executor_memory}: {executors} executor(s) of {heap}m + "
-                f"{PYTHON_MB_PER_CORE * cores}m and the driver's {DRIVER_CONTAINER_MB}m do "
+                f"{python_mb * cores}m and the driver's {DRIVER_CONTAINER_MB}m do "
                 f"not fit {instance_type}'s {yarn_mb} MB")
     return Sizing(instance_type, vcpus, yarn_mb, executors, cores, heap,
-                  PYTHON_MB_PER_CORE * cores)
+                  python_mb * cores)

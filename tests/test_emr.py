@@ -168,8 +168,8 @@ def test_cluster_as_created(aws, cluster, subnet):
         {"Classification": "spark-defaults", "Properties": {
             "spark.pyspark.python": NODE_PY, "spark.pyspark.driver.python": NODE_PY,
             "spark.executor.instances": "3", "spark.executor.cores": "4",
-            "spark.task.cpus": "1", "spark.executor.memory": "3072m",
-            "spark.executor.memoryOverhead": "6144m", "spark.driver.memory": "1024m",
+            "spark.task.cpus": "1", "spark.executor.memory": "6144m",
+            "spark.executor.memoryOverhead": "3072m", "spark.driver.memory": "1024m",
             "spark.driver.memoryOverhead": "2048m",
             "spark.python.worker.reuse": "true",
             "spark.dynamicAllocation.enabled": "false"}},
@@ -210,7 +210,7 @@ def test_submit_steps_and_artifacts(aws, cluster, weights_spec):
             "s3://featurize-emr-test/team/fz/dist/jobs/featurize_images.py",
             "--input", "s3://featurize-emr-test/input images",
             "--output", "s3://featurize-emr-test/runs/r1",
-            "--weights", weights, "--pca-k", "3", "--batch-size", "4"]),
+            "--weights", weights, "--engine", "openvino", "--pca-k", "3", "--batch-size", "4"]),
         ("featurize-images train", "CANCEL_AND_WAIT", "command-runner.jar", head + [
             "s3://featurize-emr-test/team/fz/dist/jobs/train_classifier.py",
             "--run", "s3://featurize-emr-test/runs/r1", "--test-fraction=0.25"]),
@@ -371,11 +371,11 @@ def test_run_transient_cluster(aws):
     c = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
     assert c["AutoTerminate"] is True
     steps = emr.list_steps(ClusterId=cluster_id)["Steps"]
-    assert [(s["Name"], s["ActionOnFailure"], s["Config"]["Args"][-6:]) for s in steps] == [
+    assert [(s["Name"], s["ActionOnFailure"], s["Config"]["Args"][-8:]) for s in steps] == [
         ("featurize-images featurize", "TERMINATE_CLUSTER",
          ["--input", "s3://featurize-emr-test/input images",
           "--output", "s3://featurize-emr-test/team/fz/runs/input images",
-          "--weights", "random"])]
+          "--weights", "random", "--engine", "openvino"])]
     emr.terminate_job_flows(JobFlowIds=[cluster_id])
 
 
@@ -386,25 +386,27 @@ def test_dry_run_calls_nothing(aws):
                 "TASK_COUNT=4", env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
     request = json.loads(proc.stdout[proc.stdout.index("\n{") + 1:])
     assert request["Instances"]["InstanceGroups"][1]["InstanceType"] == "c6i.2xlarge"
-    # 12,288 MB of YARN memory on 8 vCPUs: one 4-core executor (emr/sizing.py)
+    # 12,288 MB of YARN memory on 8 vCPUs: two 4-core executors of openvino workers
+    # (768 MB each, emr/sizing.py)
     assert request["Configurations"][1]["Properties"]["spark.executor.memoryOverhead"] == \
-        "6144m"
+        "3072m"
     assert "spark.executor.instances" in request["Configurations"][1]["Properties"]
     assert request["Instances"]["InstanceGroups"][1]["Market"] == "ON_DEMAND"  # SPOT=0
     assert request["Instances"]["InstanceGroups"][2] == {
         "Name": "task", "InstanceRole": "TASK", "Market": "ON_DEMAND",
         "InstanceType": "c6i.2xlarge", "InstanceCount": 4}
-    assert request["Configurations"][1]["Properties"]["spark.executor.instances"] == "6"
+    # (2 core + 4 task nodes) x 2 executors
+    assert request["Configurations"][1]["Properties"]["spark.executor.instances"] == "12"
     assert request["AutoTerminationPolicy"] == {"IdleTimeout": 3600}
     assert request["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
     proc = make("submit", *common, "DRY_RUN=1", f"INPUT={INPUT}", "STEPS=featurize",
                 "CLUSTER_ID=j-EXAMPLE", env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
     request = json.loads(proc.stdout[proc.stdout.index("\n{") + 1:])
     assert request["JobFlowId"] == "j-EXAMPLE"
-    assert request["Steps"][0]["HadoopJarStep"]["Args"][-6:] == [
+    assert request["Steps"][0]["HadoopJarStep"]["Args"][-8:] == [
         "--input", "s3://featurize-emr-test/input images",
         "--output", "s3://featurize-emr-test/team/fz/runs/input images",
-        "--weights", request["Steps"][0]["HadoopJarStep"]["Args"][-1]]
+        "--weights", request["Steps"][0]["HadoopJarStep"]["Args"][-3], "--engine", "openvino"]
     assert len(emr.list_clusters()["Clusters"]) == before
 
 

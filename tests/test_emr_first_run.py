@@ -46,14 +46,20 @@ def test_every_type_fits_its_node_with_the_driver(instance_type):
 
 def test_m5_xlarge_and_larger_types():
     small, large = sizing.size("m5.xlarge"), sizing.size("m5.4xlarge")
+    # openvino workers: 768 MB per core
     assert (small.executors_per_node, small.executor_cores, small.executor_memory_mb,
-            small.executor_overhead_mb) == (1, 4, 3072, 6144)
+            small.executor_overhead_mb) == (1, 4, 6144, 3072)
+    tf = sizing.size("m5.xlarge", engine="tensorflow")  # 1,536 MB per core
+    assert (tf.executors_per_node, tf.executor_cores, tf.executor_memory_mb,
+            tf.executor_overhead_mb) == (1, 4, 3072, 6144)
     assert small.executor_container_mb + sizing.DRIVER_CONTAINER_MB == 12288
     assert sizing.DRIVER_CONTAINER_MB >= 2560  # at least 2.5 GiB
     assert large.executor_container_mb > small.executor_container_mb
     assert large.executors_per_node * large.executor_cores == 16
     # memory-poor: fewer cores than vCPUs rather than containers YARN would kill
     c5 = sizing.size("c5.xlarge")
+    assert (c5.executors_per_node, c5.executor_cores) == (1, 2)
+    c5 = sizing.size("c5.xlarge", engine="tensorflow")
     assert (c5.executors_per_node, c5.executor_cores) == (1, 1)
 
 
@@ -63,9 +69,9 @@ def test_unknown_types_and_cores_that_do_not_fit_are_refused():
         sizing.size("x2iedn.xlarge")
     given = sizing.size("x2iedn.xlarge", executor_cores=2, executor_memory="8g")
     assert (given.executors_per_node, given.executor_cores, given.executor_memory_mb,
-            given.executor_overhead_mb) == (1, 2, 8192, 3072)
+            given.executor_overhead_mb) == (1, 2, 8192, 1536)
     with pytest.raises(SettingsError, match="EXECUTOR_CORES=8 does not fit c6i.2xlarge"):
-        sizing.size("c6i.2xlarge", executor_cores=8)
+        sizing.size("c6i.2xlarge", executor_cores=8, engine="tensorflow")
     with pytest.raises(SettingsError, match="EXECUTOR_MEMORY=20g"):
         sizing.size("m5.xlarge", executor_memory="20g")
 
@@ -83,10 +89,10 @@ def test_dry_run_shows_the_sizes_and_one_attempt(moto_endpoint, tmp_path):
     assert {k: v for k, v in sizes["m5.xlarge"].items() if "memory" in k.lower()
             or "instances" in k or k.endswith("cores")} == {
         "spark.executor.instances": "2", "spark.executor.cores": "4",
-        "spark.executor.memory": "3072m", "spark.executor.memoryOverhead": "6144m",
+        "spark.executor.memory": "6144m", "spark.executor.memoryOverhead": "3072m",
         "spark.driver.memory": "1024m", "spark.driver.memoryOverhead": "2048m"}
     assert sizes["m5.4xlarge"]["spark.executor.instances"] == "8"
-    assert sizes["m5.4xlarge"]["spark.executor.memory"] == "7424m"
+    assert sizes["m5.4xlarge"]["spark.executor.memory"] == "10496m"
     proc = make("submit", f"BUCKET={BUCKET}", "INPUT=s3://b/images", "DRY_RUN=1",
                 "CLUSTER_ID=j-X", env=dead)
     steps = json.loads(proc.stdout[proc.stdout.index("\n{") + 1:])["Steps"]
