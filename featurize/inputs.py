@@ -9,6 +9,7 @@ input goes through :func:`binary_files` or :func:`read_contents`.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from urllib.parse import unquote, urlsplit
@@ -161,10 +162,15 @@ def list_inputs(spark: SparkSession, config: FeaturizeConfig, mode: str, *,
                 f"--input {config.input} is not a folder (or does not exist); give the "
                 f"folder that holds the images (<label>/<file>.jpg).")
         root = storage.qualify(spark, config.input)
-        images = binary_files(spark, config.input, config.extensions)
-        listed = frozenset(spark_path(u) for u in images.inputFiles())
-        n_bytes = listed_bytes(images) if listed else 0
-        skipped = skipped_by_extension(spark, config.input, listed)
+        # The unfiltered walk (for the extension report) runs beside the filtered one:
+        # each is a driver-side file index, and together they were 40% of the fixed
+        # cost on 22,668 files.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="featurize-list") as pool:
+            everything = pool.submit(all_files, spark, config.input)
+            images = binary_files(spark, config.input, config.extensions)
+            listed = frozenset(spark_path(u) for u in images.inputFiles())
+            n_bytes = listed_bytes(images) if listed else 0
+            skipped = skipped_by_extension(everything.result(), listed)
     _check_listing(config, listed, skipped)
     return Listing(uri=config.input, root=root, mode=mode, extensions=config.extensions,
                    listed=listed, n_bytes=n_bytes, objects=objects, skipped=skipped,
@@ -230,16 +236,23 @@ def find_too_large(spark: SparkSession, config: FeaturizeConfig,
     return found
 
 
-def skipped_by_extension(spark: SparkSession, input_uri: str,
-                         listed: frozenset[str]) -> dict[str, int]:
-    """Files under ``input_uri`` that the extension filter leaves out, by extension.
+def all_files(spark: SparkSession, input_uri: str) -> list[str]:
+    """Every file under ``input_uri`` as Spark's file index lists it, without the
+    extension glob (driver-side metadata, no Spark job); hidden names are skipped as
+    Spark skips them."""
+    return [spark_path(uri) for uri in binary_files(spark, input_uri, None).inputFiles()]
 
-    A second look at the file index, without the extension glob (driver-side metadata,
-    no Spark job); hidden names are skipped as Spark skips them.
+
+def skipped_by_extension(everything: list[str], listed: frozenset[str]) -> dict[str, int]:
+    """Files of ``everything`` that the extension filter left out of ``listed``, by
+    extension.
+
+    >>> skipped_by_extension(["/a/x.jpg", "/a/y.gif", "/a/z.GIF", "/a/notes"],
+    ...                      frozenset({"/a/x.jpg"}))
+    {'.gif': 2, '(none)': 1}
     """
     counts: dict[str, int] = {}
-    for uri in binary_files(spark, input_uri, None).inputFiles():
-        path = spark_path(uri)
+    for path in everything:
         if path not in listed:
             ext = s3.extension_of(path)
             counts[ext] = counts.get(ext, 0) + 1
