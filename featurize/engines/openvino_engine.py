@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from featurize.engines import in_fixed_batches
+
 logger = logging.getLogger(__name__)
 
 #: Bumped when the conversion itself changes, so old cache entries are not reused.
@@ -171,18 +173,8 @@ class OpenVinoExtractor:
         self.key = key
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        from featurize.model import FEATURE_DIM
+        return in_fixed_batches(images, self.batch_size, self._infer)
 
-        n = len(images)
-        out = np.empty((n, FEATURE_DIM), dtype=np.float32)
-        bs = self.batch_size
-        for start in range(0, n, bs):
-            chunk = images[start:start + bs]
-            m = len(chunk)
-            if m < bs:
-                padded = np.zeros((bs, self.size, self.size, 3), dtype=np.float32)
-                padded[:m] = chunk
-                chunk = padded
-            self._request.infer({0: np.ascontiguousarray(chunk, dtype=np.float32)})
-            out[start:start + m] = self._request.get_output_tensor(0).data[:m]
-        return out
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        self._request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
+        return self._request.get_output_tensor(0).data

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from featurize.engines import in_fixed_batches
+
 logger = logging.getLogger(__name__)
 
 
@@ -79,17 +81,4 @@ class TensorFlowExtractor:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Features for ``images`` (``float32[n,size,size,3]``), any ``n >= 0``."""
-        from featurize.model import FEATURE_DIM
-
-        n = len(images)
-        out = np.empty((n, FEATURE_DIM), dtype=np.float32)
-        bs = self.batch_size
-        for start in range(0, n, bs):
-            chunk = images[start:start + bs]
-            m = len(chunk)
-            if m < bs:
-                padded = np.zeros((bs, *self.shape), dtype=np.float32)
-                padded[:m] = chunk
-                chunk = padded
-            out[start:start + m] = self._fn(chunk).numpy()[:m]
-        return out
+        return in_fixed_batches(images, self.batch_size, lambda b: self._fn(b).numpy())
