@@ -79,6 +79,19 @@ def test_ir_cache_hit_needs_no_tensorflow_and_a_tampered_entry_is_converted_agai
     assert openvino_engine.cached_ir(resolve_weights(weights_spec), 224).sha256 == again.sha256
 
 
+def test_an_unwritable_cache_converts_without_keeping(tmp_path, monkeypatch, caplog,
+                                                   resolved_weights):
+    from featurize.engines import openvino_engine
+
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("FEATURIZE_CACHE", str(tmp_path / "a-file" / "cache"))
+    with caplog.at_level(logging.WARNING, logger="featurize.engines.openvino_engine"):
+        ir = openvino_engine.cached_ir(resolved_weights, 96)
+    assert ir.status == "converted" and ir.sha256 == openvino_engine.ir_sha256(ir.xml, ir.bin)
+    assert "is not writable" in caplog.text and "FEATURIZE_CACHE" in caplog.text
+    assert not ir.folder.startswith(str(tmp_path))
+
+
 def _images(n: int) -> np.ndarray:
     from featurize.images import preprocess_image
 

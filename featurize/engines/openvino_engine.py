@@ -114,8 +114,16 @@ def cached_ir(weights: Any, size: int) -> CachedIR:
             return CachedIR(xml, bin_, meta["ir_sha256"], version, "hit", str(folder))
         logger.warning("openvino IR cache %s does not match its record; converting again",
                        folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    except OSError as exc:
+        # e.g. a YARN container whose HOME is not writable: convert, just do not keep it
+        logger.warning("openvino IR cache %s is not writable (%s); set FEATURIZE_CACHE to "
+                       "keep the IR between runs", folder.parent, exc)
+        base = Path(tempfile.mkdtemp(prefix="featurize-ir-"))
+        folder = base / folder.name
+        tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=base))
     try:
         convert(weights, size, tmp)
         xml, bin_ = (tmp / "model.xml").read_bytes(), (tmp / "model.bin").read_bytes()
