@@ -2,7 +2,8 @@
 
 A daemon thread on the driver reads an accumulator every ``interval`` seconds (tasks
 add their rows when they finish, so it moves a task at a time) and logs one line when
-the count has moved (or every third interval when it has not), e.g.::
+the count has moved (or every third interval when it has not), and a last one when the
+stage ends, e.g.::
 
     featurize: 4,096/22,668 images (18%), 151.3 images/s, ETA 2m03s
 
@@ -76,7 +77,7 @@ class Progress:
         self.lines = 0
 
     def _loop(self) -> None:
-        start = printed = time.monotonic()
+        start = printed = self._start
         last = 0
         while not self._stop.wait(self.interval):
             done, now = int(self.counter.value), time.monotonic()
@@ -87,11 +88,16 @@ class Progress:
                 last, printed = done, now
 
     def __enter__(self) -> "Progress":
+        self._start = time.monotonic()
         if self.total:
             self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+        if self.total and exc_type is None:  # the stage's last line, however short it was
+            logger.info("%s", progress_line(self.what, int(self.counter.value), self.total,
+                                            time.monotonic() - self._start))
+            self.lines += 1
