@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from featurize.encryption import Encryption
 from featurize.engines import check_engine, default_engine
 from featurize.errors import ConfigError
 from featurize.images import (
@@ -72,6 +73,8 @@ class FeaturizeConfig:
         (:mod:`featurize.engines`).
     precision : str
         ``f32`` (default) or ``bf16`` (openvino only).
+    encryption : Encryption
+        Server-side encryption of what the job writes to S3 (``--sse``).
     """
 
     input: str
@@ -92,6 +95,7 @@ class FeaturizeConfig:
     image_size: int = DEFAULT_IMAGE_SIZE
     engine: str = field(default_factory=default_engine)
     precision: str = "f32"
+    encryption: Encryption = field(default_factory=Encryption)
 
     def __post_init__(self) -> None:
         if not self.input:

@@ -54,6 +54,8 @@ def submit(app_name: str, job: Callable[[Any, Any], Any], config: Any) -> tuple[
         # log is its own lines and Spark's warnings; --conf spark.log.level=INFO brings
         # the rest back (and spark.log.level=WARN also quiets the start-up lines).
         spark.sparkContext.setLogLevel("WARN")
+    # Every job's config carries its --sse; S3A must have it before the first path.
+    config.encryption.apply(spark)
     try:
         return 0, job(spark, config)
     except FeaturizeError as exc:

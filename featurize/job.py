@@ -52,7 +52,7 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
     # Every check that needs no Spark job comes first: the output, the listing (the file
     # index is driver-side metadata) and what --resume would resume.
     in_mode = storage.io_mode(spark, config.input, "--input")
-    output = RunOutput(spark, config.output, config.overwrite, config.resume)
+    output = RunOutput(spark, config.output, config.overwrite, config.resume, encryption=config.encryption)
     output.check()
     # The driver prepares the engine (weights, IR) in a thread while it lists; once the
     # input and the run to resume are known good (a usage error starts no Spark job),

@@ -18,6 +18,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from featurize import s3, storage
+from featurize.encryption import Encryption
 from featurize.errors import ConfigError
 from featurize.manifest import StageTimer, first_error_line, to_json, utc_now
 from featurize.rundir import RunDir
@@ -38,6 +39,9 @@ class RunOutput:
     resume : bool
         Keep what is there (the job decides what to reuse); needs Spark's own
         filesystem for the output's scheme.
+    encryption : Encryption
+        For the objects uploaded with boto3 (Spark's own writes have it from
+        :meth:`Encryption.apply`).
 
     Attributes
     ----------
@@ -49,8 +53,9 @@ class RunOutput:
     """
 
     def __init__(self, spark: SparkSession, uri: str, overwrite: bool,
-                 resume: bool = False) -> None:
+                 resume: bool = False, encryption: Encryption = Encryption()) -> None:
         self.spark = spark
+        self.encryption = encryption
         self.uri = uri
         self.overwrite = overwrite
         self.resume = resume
@@ -67,8 +72,9 @@ class RunOutput:
                               f"bucket root; --overwrite would empty the whole bucket.")
 
     def check(self) -> None:
-        """Before any work: refuse a non-empty output unless ``overwrite``; in boto3 mode,
-        probe that the credentials may write there (:func:`s3.probe_write`)."""
+        """Before any work: refuse a non-empty output unless ``overwrite``; on S3, probe
+        that the credentials may write there (:func:`s3.probe_write` with boto3,
+        :func:`storage.probe_write` through Spark's S3 filesystem)."""
         if not (self.overwrite or self.resume):
             if self.mode == "spark":
                 taken = storage.is_nonempty(self.spark, self.uri)
@@ -80,7 +86,9 @@ class RunOutput:
                     f"to replace it, --resume to featurize only the inputs it does not hold "
                     f"yet, or choose another --output.")
         if self.mode == "boto3":
-            s3.probe_write(s3.client(), self.uri)
+            s3.probe_write(s3.client(), self.uri, self.encryption.boto3_args())
+        elif s3.is_s3(self.uri):
+            storage.probe_write(self.spark, self.uri)
 
     def prepare(self) -> None:
         """Clear the output if ``overwrite``; create the staging folder (boto3 mode)."""
@@ -143,7 +151,8 @@ class RunOutput:
         if self._staging is None:
             return
         try:
-            n = s3.upload_tree(s3.client(), self._staging, self.uri)
+            n = s3.upload_tree(s3.client(), self._staging, self.uri,
+                               extra_args=self.encryption.boto3_args())
             logger.info("uploaded %d objects to %s", n, self.uri)
         finally:
             shutil.rmtree(self._staging, ignore_errors=True)

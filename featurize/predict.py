@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 from featurize import storage
 from featurize.classify import labels_of, predict
 from featurize.config import DEFAULT_MAX_FILE_BYTES, FeaturizeConfig
+from featurize.encryption import Encryption
 from featurize.engines import WorkerSpec, check_same_engine, prepare_for
 from featurize.errors import ConfigError, JobError
 from featurize.featurize_pass import start_pass, start_warm_up, write_errors
@@ -50,6 +51,7 @@ class PredictConfig:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     engine: str | None = None
     precision: str | None = None
+    encryption: Encryption = field(default_factory=Encryption)
 
     def featurize_config(self, manifest: dict[str, Any]) -> FeaturizeConfig:
         """The featurize settings for the new images: the run's weights, preprocessing
@@ -76,6 +78,7 @@ class PredictConfig:
             extensions=self.extensions, max_pixels=self.max_pixels, threads=self.threads,
             pca_k=None, max_file_bytes=self.max_file_bytes, preprocess=pre.mode,
             image_size=pre.size, engine=engine, precision=precision,
+            encryption=self.encryption,
         )
 
 
@@ -144,7 +147,7 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
     metrics = json.loads(storage.read_text(spark, run_dir.metrics))
     fconfig = config.featurize_config(manifest_run)
     in_mode = storage.io_mode(spark, config.input, "--input")
-    output = RunOutput(spark, config.output, config.overwrite)
+    output = RunOutput(spark, config.output, config.overwrite, encryption=config.encryption)
     output.check()
     pca_model = PipelineModel.load(run_dir.pca_model)
     classifier = PipelineModel.load(run_dir.classifier)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -91,6 +91,14 @@ def previous_run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]
                 f"--resume {out}: that run used {flag} {before[key]}, this one "
                 f"{getattr(config, key)}; which inputs are errors would differ. Resume with "
                 f"{flag} {before[key]}, or use --overwrite.")
+    enc = before.get("encryption")
+    if enc is not None and enc != asdict(config.encryption):
+        # the kept objects stay as they were written: one run, one encryption
+        raise ConfigError(
+            f"--resume {out}: that run's objects were written with --sse "
+            f"{enc.get('algorithm') or '(bucket default)'}"
+            f"{' --sse-kms-key-id ' + enc['kms_key_id'] if enc.get('kms_key_id') else ''}; "
+            f"resume with the same, or use --overwrite.")
     return previous
 
 

@@ -145,15 +145,18 @@ def prefix_is_empty(s3: Any, uri: str) -> bool:
 WRITE_PROBE = "_featurize_write_probe"
 
 
-def probe_write(s3: Any, uri: str) -> None:
+def probe_write(s3: Any, uri: str, extra_args: dict[str, str] | None = None) -> None:
     """Put and delete one empty object under the output prefix, so that a write the
-    credentials may not do fails now (exit 2, nothing done) rather than after the run."""
+    credentials may not do fails now (exit 2, nothing done) rather than after the run.
+
+    ``extra_args`` (the run's encryption) go on the probe too: a bucket policy that
+    refuses unencrypted puts, or a KMS key the caller may not use, fails here."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     loc = S3Uri.parse(uri)
     key = f"{loc.prefix.rstrip('/')}/{WRITE_PROBE}"
     try:
-        s3.put_object(Bucket=loc.bucket, Key=key, Body=b"")
+        s3.put_object(Bucket=loc.bucket, Key=key, Body=b"", **(extra_args or {}))
         s3.delete_object(Bucket=loc.bucket, Key=key)
     except (ClientError, BotoCoreError) as exc:
         raise explain(exc, f"writing under {uri} (a probe before the run)") from exc
@@ -193,10 +196,12 @@ def delete_key(s3: Any, uri: str) -> None:
         raise explain(exc, f"deleting {uri}", S3WriteError) from exc
 
 
-def upload_tree(s3: Any, local_dir: str, uri: str, last: str = MANIFEST) -> int:
+def upload_tree(s3: Any, local_dir: str, uri: str, last: str = MANIFEST,
+                extra_args: dict[str, str] | None = None) -> int:
     """Upload a local folder under an S3 prefix, ``last`` after everything else.
 
-    Hadoop's ``.crc`` side files are skipped. Returns the number of objects written.
+    Hadoop's ``.crc`` side files are skipped; ``extra_args`` (e.g. the run's encryption)
+    go on every object. Returns the number of objects written.
     """
     from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import BotoCoreError, ClientError
@@ -212,7 +217,7 @@ def upload_tree(s3: Any, local_dir: str, uri: str, last: str = MANIFEST) -> int:
     try:
         for path in files:
             key = loc.prefix + os.path.relpath(path, local_dir).replace(os.sep, "/")
-            s3.upload_file(path, loc.bucket, key)
+            s3.upload_file(path, loc.bucket, key, ExtraArgs=extra_args or None)
     except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
         raise explain(exc, f"uploading to {uri}", S3WriteError) from exc
     return len(files)

@@ -156,6 +156,32 @@ def write_text(spark: SparkSession, uri: str, text: str) -> None:
         out.close()
 
 
+def probe_write(spark: SparkSession, uri: str) -> None:
+    """Create and delete one empty file under ``uri`` (S3 through S3A: EMR), so that
+    credentials that may not write there fail before any work, as the boto3 path's
+    probe does.
+
+    Raises
+    ------
+    S3AccessError
+        The filesystem refused (S3A turns S3's 403 into ``AccessDeniedException``).
+    """
+    from featurize.errors import AWS_HINTS, S3AccessError
+    from featurize.s3 import WRITE_PROBE
+
+    probe = f"{uri.rstrip('/')}/{WRITE_PROBE}"
+    try:
+        write_text(spark, probe, "")
+        fs, path = _filesystem(spark, probe)
+        fs.delete(path, False)
+    except Py4JJavaError as exc:
+        java = exc.java_exception
+        cause = java.getClass().getSimpleName() + ": " + str(java.getMessage()).split("\n")[0]
+        denied = "AccessDenied" in cause or "403" in cause
+        raise S3AccessError(f"writing under {uri} (a probe before the run): {cause}"
+                            + (f" ({AWS_HINTS['AccessDenied']})" if denied else "")) from None
+
+
 def read_text(spark: SparkSession, uri: str) -> str:
     """Read a small UTF-8 text file."""
     fs, path = _filesystem(spark, uri)

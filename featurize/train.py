@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pyspark.ml import PipelineModel
@@ -14,6 +14,7 @@ from featurize.classify import (
     ClassifierParams, evaluate, fit_classifier, labelled_only, labels_of, parse_split_file,
     predict, split_by_file, stratified_split,
 )
+from featurize.encryption import Encryption
 from featurize.errors import ClassifierError, ConfigError
 from featurize.manifest import FORMAT_VERSION, StageTimer, utc_now
 from featurize.output import read_finished_run
@@ -35,6 +36,8 @@ class TrainConfig:
     elastic_net_param: float = 0.0
     max_iter: int = 200
     standardize: bool = False
+    #: Server-side encryption of what the job writes to S3 (``--sse``).
+    encryption: Encryption = field(default_factory=Encryption)
 
     def __post_init__(self) -> None:
         if not self.run:

@@ -14,7 +14,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from featurize import encryption
 from featurize.config import DEFAULT_MAX_FILE_BYTES, FeaturizeConfig
+from featurize.encryption import Encryption
 from featurize.entry import configure_logging, run_job
 from featurize.engines import ENGINES, PRECISIONS, default_engine
 from featurize.images import (
@@ -77,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference threads per task (default: spark.task.cpus)")
     p.add_argument("--files-per-partition", type=int, default=None,
                    help="upper bound on images per Spark task (default 1024)")
+    encryption.add_flags(p)
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -104,6 +107,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> FeaturizeConfig:
         max_file_bytes=args.max_file_bytes,
         preprocess=args.preprocess,
         image_size=args.image_size,
+        encryption=Encryption.from_args(args),
     )
 
 

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from featurize import encryption
 from featurize.config import DEFAULT_MAX_FILE_BYTES
 from featurize.entry import configure_logging, run_job
 from featurize.engines import ENGINES, PRECISIONS
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "refused: features would not match the run's)")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="default: the run's")
+    encryption.add_flags(p)
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -59,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run=args.run, input=args.input, output=args.output, batch_size=args.batch_size,
         overwrite=args.overwrite, extensions=tuple(e for e in args.extensions.split(",") if e),
         max_pixels=args.max_pixels, threads=args.threads,
-        max_file_bytes=args.max_file_bytes, engine=args.engine, precision=args.precision), "featurize.predict", done)
+        max_file_bytes=args.max_file_bytes, engine=args.engine, precision=args.precision,
+        encryption=encryption.Encryption.from_args(args)), "featurize.predict", done)
 
 
 if __name__ == "__main__":

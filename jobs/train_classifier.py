@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from featurize import encryption
 from featurize.entry import configure_logging, run_job
 from featurize.rundir import RunDir
 from featurize.train import TrainConfig
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--standardize", action="store_true",
                    help="let LogisticRegression rescale each PCA component to unit variance "
                         "(off by default: it amplifies the noise components)")
+    encryption.add_flags(p)
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -53,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run=args.run, test_fraction=args.test_fraction, seed=args.seed,
         split_file=args.split_file, reg_param=args.reg_param,
         elastic_net_param=args.elastic_net_param, max_iter=args.max_iter,
-        standardize=args.standardize), "featurize.train", done)
+        standardize=args.standardize,
+        encryption=encryption.Encryption.from_args(args)), "featurize.train", done)
 
 
 if __name__ == "__main__":

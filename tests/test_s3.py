@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError, NoCredentialsError
 
 from featurize import s3
 from featurize.config import FeaturizeConfig
+from featurize.encryption import Encryption
 from featurize.errors import ConfigError
 from featurize.job import run
 from tests.helpers import assert_same_features
@@ -43,11 +44,30 @@ def download_prefix(client, prefix: str, dest: Path, bucket: str = BUCKET) -> Pa
 
 
 @pytest.fixture(scope="module")
-def s3_run(spark, bucket, weights_spec, tmp_path_factory):
+def kms_key(moto_endpoint) -> str:
+    return boto3.client("kms").create_key(Description="featurize runs")["KeyMetadata"]["Arn"]
+
+
+def assert_encrypted(client, prefix: str, key_arn: str, bucket: str = BUCKET) -> int:
+    """Every object under ``prefix`` reads back as SSE-KMS with ``key_arn``; returns how
+    many there are."""
+    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix) for o in page.get("Contents", [])]
+    assert keys, f"nothing under {prefix}"
+    for key in keys:
+        head = client.head_object(Bucket=bucket, Key=key)
+        assert (head.get("ServerSideEncryption"), head.get("SSEKMSKeyId")) == (
+            "aws:kms", key_arn), key
+    return len(keys)
+
+
+@pytest.fixture(scope="module")
+def s3_run(spark, bucket, weights_spec, kms_key, tmp_path_factory):
+    """The corpus from S3 to S3 (boto3 both ways), every output object under a KMS key."""
     client, corpus = bucket
     manifest = run(spark, FeaturizeConfig(
         input=f"s3://{BUCKET}/in", output=f"s3://{BUCKET}/runs/r1", weights=weights_spec,
-        pca_k=3, batch_size=4))
+        pca_k=3, batch_size=4, encryption=Encryption("aws:kms", kms_key)))
     local = download_prefix(client, "runs/r1/", tmp_path_factory.mktemp("fromS3"))
     reference = tmp_path_factory.mktemp("local") / "run"
     run(spark, FeaturizeConfig(input=str(corpus), output=str(reference), weights=weights_spec,
@@ -87,6 +107,14 @@ def test_s3_run_matches_expectations_exactly(spark, s3_run):
     manifest, local, _ = s3_run
     on_s3 = assert_corpus_outcomes(spark, local, f"s3://{BUCKET}/in/", "boto3")
     assert manifest["counts"] == on_s3["counts"]
+
+
+def test_every_object_of_an_s3_run_is_encrypted_with_the_given_key(bucket, s3_run, kms_key):
+    client, _ = bucket
+    manifest, local, _ = s3_run
+    written = sum(1 for p in local.rglob("*") if p.is_file())
+    assert assert_encrypted(client, "runs/r1/", kms_key) == written
+    assert manifest["config"]["encryption"] == {"algorithm": "aws:kms", "kms_key_id": kms_key}
 
 
 def test_s3_features_equal_the_local_run(spark, s3_run):

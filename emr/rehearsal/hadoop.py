@@ -32,7 +32,7 @@ def s3a_properties(endpoint: str) -> dict[str, str]:
         "fs.s3a.endpoint": endpoint,
         "fs.s3a.endpoint.region": MOTO_REGION,
         "fs.s3a.path.style.access": "true",
-        "fs.s3a.connection.ssl.enabled": "false",
+        "fs.s3a.connection.ssl.enabled": str(endpoint.startswith("https:")).lower(),
         "fs.s3a.aws.credentials.provider":
             "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         "fs.s3a.access.key": MOTO_ACCESS_KEY,
