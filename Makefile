@@ -44,7 +44,8 @@ BENCH_ARGS ?=
 # only when you set it (on the command line or in the environment); BUCKET is required by
 # every AWS target. Variables: BUCKET PREFIX REGION PROFILE RELEASE_LABEL INSTANCE_TYPE
 # MASTER_INSTANCE_TYPE CORE_COUNT TASK_COUNT SPOT SUBNET_ID KEY_NAME SERVICE_ROLE
-# INSTANCE_PROFILE IDLE_TIMEOUT EXECUTOR_CORES EXECUTOR_MEMORY ENGINE CLUSTER_ID STEPS POLL DIST EMR_STATE
+# INSTANCE_PROFILE IDLE_TIMEOUT EXECUTOR_CORES EXECUTOR_MEMORY ENGINE SSE SSE_KMS_KEY_ID
+# CLUSTER_ID STEPS POLL DIST EMR_STATE
 # DRY_RUN SKIP_PREFLIGHT
 # (and INPUT OUTPUT WEIGHTS PREDICT_INPUT PREDICT_OUTPUT JOB_ARGS TRAIN_ARGS for the steps).
 
@@ -61,8 +62,10 @@ EMR_SETTINGS = $(call opt,BUCKET,--bucket) $(call opt,PREFIX,--prefix) \
   $(call opt,SUBNET_ID,--subnet-id) $(call opt,KEY_NAME,--key-name) \
   $(call opt,SERVICE_ROLE,--service-role) $(call opt,INSTANCE_PROFILE,--instance-profile) \
   $(call opt,IDLE_TIMEOUT,--idle-timeout) $(call opt,EXECUTOR_CORES,--executor-cores) \
-  $(call opt,ENGINE,--engine) \
+  $(call opt,ENGINE,--engine) $(SSE_ARGS) \
   $(call opt,EXECUTOR_MEMORY,--executor-memory)
+# --sse/--sse-kms-key-id of every job, here and in EMR's steps (docs/cli.md, "Encryption")
+SSE_ARGS = $(call opt,SSE,--sse) $(call opt,SSE_KMS_KEY_ID,--sse-kms-key-id)
 EMR_STEPS = $(call opt,INPUT,--input) $(EMR_JOB_ARGS)
 EMR_JOB_ARGS = $(call opt,STEPS,--steps) $(call opt,WEIGHTS,--weights) $(call opt,OUTPUT,--output) \
   $(call opt,PREDICT_INPUT,--predict-input) $(call opt,PREDICT_OUTPUT,--predict-output) \
@@ -101,26 +104,26 @@ sample: $(SAMPLE)/.done $(NEW_SAMPLE)/.done ## render the embedded sample (sklea
 
 run-local: $(STAMP) $(if $(filter $(SAMPLE),$(INPUT)),$(SAMPLE)/.done $(NEW_SAMPLE)/.done) ## featurize -> train -> predict on local Spark (default: the embedded sample)
 	$(SUBMIT) jobs/featurize_images.py --input "$(INPUT)" --output "$(OUTPUT)" \
-	  --weights "$(WEIGHTS)" --overwrite $(JOB_ARGS)
-	$(SUBMIT) jobs/train_classifier.py --run "$(OUTPUT)" $(TRAIN_ARGS)
+	  --weights "$(WEIGHTS)" --overwrite $(SSE_ARGS) $(JOB_ARGS)
+	$(SUBMIT) jobs/train_classifier.py --run "$(OUTPUT)" $(SSE_ARGS) $(TRAIN_ARGS)
 	$(SUBMIT) jobs/predict_images.py --run "$(OUTPUT)" --input "$(PREDICT_INPUT)" \
-	  --output "$(PREDICT_OUTPUT)" --overwrite
+	  --output "$(PREDICT_OUTPUT)" --overwrite $(SSE_ARGS)
 	@echo
 	@$(PY) -m featurize.summary "$(OUTPUT)" --predictions "$(PREDICT_OUTPUT)"
 
 featurize: $(STAMP) ## featurize INPUT into OUTPUT only (WEIGHTS=, JOB_ARGS=)
 	$(SUBMIT) jobs/featurize_images.py --input "$(INPUT)" --output "$(OUTPUT)" \
-	  --weights "$(WEIGHTS)" $(JOB_ARGS)
+	  --weights "$(WEIGHTS)" $(SSE_ARGS) $(JOB_ARGS)
 	@$(PY) -m featurize.summary "$(OUTPUT)"
 
 train: $(STAMP) ## train the classifier of RUN (TRAIN_ARGS="--test-fraction 0.2 --split-file ...")
-	$(SUBMIT) jobs/train_classifier.py --run "$(RUN)" $(TRAIN_ARGS)
+	$(SUBMIT) jobs/train_classifier.py --run "$(RUN)" $(SSE_ARGS) $(TRAIN_ARGS)
 	@$(PY) -m featurize.summary "$(RUN)"
 
 predict: $(STAMP) ## predict INPUT with RUN's models into OUTPUT
 	@[ "$(OUTPUT)" != "$(RUN)" ] || { echo "make predict: give OUTPUT=, a folder other than RUN" >&2; exit 2; }
 	$(SUBMIT) jobs/predict_images.py --run "$(RUN)" --input "$(INPUT)" --output "$(OUTPUT)" \
-	  $(PREDICT_ARGS)
+	  $(SSE_ARGS) $(PREDICT_ARGS)
 	@$(PY) -m featurize.summary "$(RUN)" --predictions "$(OUTPUT)"
 
 report: $(STAMP) ## write RUN/report/ (PNGs + index.html)
@@ -171,8 +174,7 @@ emr-run: require-bucket $(STAMP) $(UPLOAD_FIRST) ## EMR: transient cluster that 
 	$(if $(DRY_RUN),,$(EMR) wait $(call opt,POLL,--poll))
 
 iam-policy: $(STAMP) ## EMR: the nodes' least-privilege IAM policy for INPUT/OUTPUT (offline; ROLE_NAME= also creates the role + instance profile)
-	$(EMR) policy $(EMR_SETTINGS) $(EMR_STEPS) $(call opt,KMS_KEY_ARN,--kms-key-arn) \
-	  $(call opt,ROLE_NAME,--create-role)
+	$(EMR) policy $(EMR_SETTINGS) $(EMR_STEPS) $(call opt,ROLE_NAME,--create-role)
 
 estimate: $(STAMP) ## EMR: time and cost of featurizing INPUT=s3://... (INSTANCE_TYPE= CORE_COUNT= PRICE_PER_HOUR= TARGET_MINUTES=)
 	$(EMR) estimate --input $(call q,$(INPUT)) $(call opt,INSTANCE_TYPE,--instance-type) \

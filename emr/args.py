@@ -15,6 +15,7 @@ from typing import Any
 from emr import requests, state
 from emr.estimate import RATE_FILE
 from emr.settings import Settings
+from featurize.encryption import ALGORITHMS
 from featurize.images import DEFAULT_EXTENSIONS
 
 
@@ -45,6 +46,12 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
                         "instance type; required for a type not in emr/sizing.py)")
     g.add_argument("--engine", help="ENGINE: the featurize step's inference engine, openvino "
                                      "(default) or tensorflow; executors are sized for it")
+    g.add_argument("--sse", choices=ALGORITHMS,
+                   help="SSE: every step's --sse (AES256 or aws:kms); `up`/`run` also give "
+                        "the cluster a security configuration with S3 encryption at rest "
+                        "(and, with a key, local-disk encryption)")
+    g.add_argument("--sse-kms-key-id", help="SSE_KMS_KEY_ID: the KMS key ARN of --sse "
+                                            "aws:kms (the policy's kms statement names it)")
     g.add_argument("--name", help="cluster name")
 
 
@@ -140,8 +147,6 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                                       "instance profile (offline)")
     _settings_args(p)
     _job_args(p)
-    p.add_argument("--kms-key-arn", help="KMS_KEY_ARN: the key of SSE-KMS outputs (adds "
-                                         "kms:Decrypt and kms:GenerateDataKey on it)")
     p.add_argument("--create-role", metavar="NAME",
                    help="ROLE_NAME: also create (or update) the role and instance profile "
                         "NAME with that policy; refuses a role this tool did not create")

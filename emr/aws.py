@@ -8,11 +8,14 @@ re-raises; :func:`featurize.errors.explain_aws` turns the exception into a messa
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
+
+from featurize.errors import CommandError
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +204,35 @@ def subnets(ec2: Any, *, subnet_id: str | None = None,
 
 
 # --- EMR -------------------------------------------------------------------------------
+
+def ensure_security_configuration(emr: Any, name: str, document: dict[str, Any]) -> str:
+    """Create the security configuration ``name`` unless it exists; ``created`` or
+    ``reused``.
+
+    Raises
+    ------
+    CommandError
+        One of that name exists with another document (its name carries the digest of
+        what this tool writes, so someone else made it).
+    """
+    try:
+        found = emr.describe_security_configuration(Name=name)
+    except ClientError as exc:
+        # EMR's API reference lists InvalidRequestException for DescribeSecurityConfiguration
+        # (no other "not found" code); moto raises ResourceNotFoundException.
+        if exc.response.get("Error", {}).get("Code") not in ("InvalidRequestException",
+                                                             "ResourceNotFoundException"):
+            logger.error("describe_security_configuration %s failed", name)
+            raise
+    else:
+        if json.loads(found["SecurityConfiguration"]) != document:
+            raise CommandError(f"security configuration {name} exists with another "
+                               f"document: not made by this tool; delete or rename it")
+        return "reused"
+    _call(f"create_security_configuration {name}", emr.create_security_configuration,
+          Name=name, SecurityConfiguration=json.dumps(document))
+    return "created"
+
 
 def run_job_flow(emr: Any, request: dict[str, Any]) -> str:
     return _call("run_job_flow", emr.run_job_flow, **request)["JobFlowId"]

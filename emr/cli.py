@@ -35,7 +35,7 @@ from emr import aws, estimate, logs, package, preflight, requests, sizing, state
 from emr.args import build_parser, job_args_from, jobs, settings_from
 from emr.follow import follow
 from emr.logs import out as _out
-from emr.settings import check_instance_type, check_s3_uri
+from emr.settings import Settings, check_instance_type, check_s3_uri
 from featurize.errors import CommandError, FeaturizeError, SettingsError, explain_aws
 from featurize.s3 import S3Uri, list_images
 
@@ -98,6 +98,15 @@ def cmd_upload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _secure(c: aws.Clients, settings: Settings) -> None:
+    """The security configuration SSE asks for, created once and reused after."""
+    secured = requests.security_configuration(settings)
+    if secured:
+        name, document = secured
+        how = aws.ensure_security_configuration(c.emr, name, document)
+        logger.info("security configuration %s %s: %s", name, how, json.dumps(document))
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     logger.info("%s", settings.sizing.summary())
@@ -110,6 +119,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not args.skip_preflight:
         preflight.run_checks(c, settings)
     preflight.check_artifacts(c, preflight.bootstrap_uris(settings))
+    _secure(c, settings)
     cluster_id = aws.run_job_flow(c.emr, request)
     state.save({"cluster_id": cluster_id, "region": c.region, "steps": []}, args.state_dir)
     _out(f"cluster {cluster_id} starting ({settings.release_label}, 1 x {settings.master} "
@@ -180,6 +190,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         preflight.run_checks(c, settings, built[0].input,
                              None if own else preflight.DEFAULT_EXTENSIONS)
     preflight.check_artifacts(c, preflight.bootstrap_uris(settings) + requests.s3_artifacts(built))
+    _secure(c, settings)
     cluster_id = aws.run_job_flow(c.emr, request)
     steps_now = aws.list_steps(c.emr, cluster_id)
     state.save({"cluster_id": cluster_id, "region": c.region,
@@ -292,7 +303,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
     from emr import policy
 
     settings = settings_from(args)
-    doc = policy.node_policy(settings, jobs(args), job_args_from(args), args.kms_key_arn)
+    doc = policy.node_policy(settings, jobs(args), job_args_from(args))
     if not args.create_role:
         _out(policy.to_json(doc))
         return 0

@@ -21,12 +21,13 @@ without ``s3:GetObject`` on it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from emr import requests
-from emr.settings import Settings
+from emr.settings import Settings, SettingsError
 from featurize.s3 import S3Uri
 
 READ = ("s3:GetObject",)
@@ -100,9 +101,21 @@ def _object_arns(g: Grant) -> list[str]:
     return [f"{base}/{g.prefix}", f"{base}/{g.prefix}/*"] if g.prefix else [f"{base}/*"]
 
 
-def node_policy(settings: Settings, jobs: Sequence[str], args: requests.JobArgs,
-                kms_key_arn: str | None = None) -> dict[str, Any]:
-    """The policy document (a dict; :func:`to_json` prints it)."""
+def node_policy(settings: Settings, jobs: Sequence[str], args: requests.JobArgs) -> dict[str, Any]:
+    """The policy document (a dict; :func:`to_json` prints it); with SSE_KMS_KEY_ID, the
+    use of that key too.
+
+    Raises
+    ------
+    SettingsError
+        SSE_KMS_KEY_ID is not a key ARN: an IAM statement on a KMS key names the key's
+        ARN (an alias or a bare id grants nothing).
+    """
+    kms_key_arn = settings.sse_kms_key_id
+    if kms_key_arn and not re.match(r"^arn:aws[-a-z]*:kms:[-a-z0-9]+:\d{12}:key/.+$",
+                                    kms_key_arn):
+        raise SettingsError(f"SSE_KMS_KEY_ID={kms_key_arn}: give the key's ARN "
+                            f"(arn:aws:kms:REGION:ACCOUNT:key/ID), which the policy names")
     statements: list[dict[str, Any]] = []
     listing: dict[tuple[str, bool], list[str]] = {}
     for g in grants(settings, jobs, args):

@@ -8,6 +8,8 @@ executes them without a shell, so an input path with spaces or ``$`` stays one a
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import posixpath
 import shlex
 from collections.abc import Sequence
@@ -69,6 +71,45 @@ def configurations(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
+def security_configuration(settings: Settings) -> tuple[str, dict[str, Any]] | None:
+    """``(name, document)`` of the EMR security configuration SSE asks for, or None.
+
+    S3 encryption at rest as the steps' ``--sse`` (SSE-S3 or SSE-KMS with the key), and
+    with a key, local-disk and EBS encryption under the same key. The document's shape is
+    AWS's ("Create a security configuration with the Amazon EMR console or with the AWS
+    CLI", Amazon EMR Management Guide: EncryptionConfiguration.AtRestEncryptionConfiguration
+    with S3EncryptionConfiguration {EncryptionMode, AwsKmsKey} and
+    LocalDiskEncryptionConfiguration {EncryptionKeyProviderType: AwsKms, AwsKmsKey,
+    EnableEbsEncryption}); moto stores it without checking it. The name carries a digest
+    of the document, so the same settings find the same configuration and other settings
+    never change one a running cluster uses.
+
+    Raises
+    ------
+    SettingsError
+        SSE=aws:kms without SSE_KMS_KEY_ID: EMR's SSE-KMS mode names its key.
+    """
+    enc = settings.encryption
+    if enc.algorithm is None:
+        return None
+    if enc.algorithm == "aws:kms" and not enc.kms_key_id:
+        raise SettingsError("SSE=aws:kms on a cluster needs SSE_KMS_KEY_ID=<key ARN>: the "
+                            "security configuration's S3 and local-disk encryption name it")
+    at_rest: dict[str, Any] = {"S3EncryptionConfiguration": (
+        {"EncryptionMode": "SSE-S3"} if enc.algorithm == "AES256"
+        else {"EncryptionMode": "SSE-KMS", "AwsKmsKey": enc.kms_key_id})}
+    if enc.kms_key_id:
+        at_rest["LocalDiskEncryptionConfiguration"] = {
+            "EncryptionKeyProviderType": "AwsKms", "AwsKmsKey": enc.kms_key_id,
+            "EnableEbsEncryption": True}
+    document = {"EncryptionConfiguration": {"EnableInTransitEncryption": False,
+                                            "EnableAtRestEncryption": True,
+                                            "AtRestEncryptionConfiguration": at_rest}}
+    digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:12]
+    mode = at_rest["S3EncryptionConfiguration"]["EncryptionMode"].lower()
+    return f"{PROJECT_TAG}-{mode}-{digest}", document
+
+
 def _instance_groups(settings: Settings) -> list[dict[str, Any]]:
     master = {"Name": "master", "InstanceRole": "MASTER", "Market": "ON_DEMAND",
               "InstanceType": settings.master, "InstanceCount": 1}
@@ -121,6 +162,9 @@ def run_job_flow(settings: Settings, steps: Sequence[Step] = (),
         "AutoTerminationPolicy": {"IdleTimeout": settings.idle_timeout},
         "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
     }
+    secured = security_configuration(settings)
+    if secured:
+        request["SecurityConfiguration"] = secured[0]
     if steps:
         request["Steps"] = [s.request for s in steps]
     return request
@@ -207,6 +251,7 @@ def steps(settings: Settings, jobs: Sequence[str], args: JobArgs,
         check_s3_uri(args.input, "INPUT")
         output = output or default_output(settings, args.input)
     output = check_s3_uri(output, "OUTPUT")
+    sse = settings.encryption.argv()  # every job writes: all three get it
     built = []
     for job in JOB_FILES:  # fixed order, whatever order they were asked in
         if job not in jobs:
@@ -215,17 +260,17 @@ def steps(settings: Settings, jobs: Sequence[str], args: JobArgs,
             weights = weights_uri(settings, args.weights)
             built.append(step(settings, job, ["--input", args.input, "--output", output,
                                               "--weights", weights, "--engine", settings.engine,
-                                              *args.featurize_args],
+                                              *sse, *args.featurize_args],
                               action_on_failure, weights=weights, input_uri=args.input))
         elif job == "train":
-            built.append(step(settings, job, ["--run", output, *args.train_args],
+            built.append(step(settings, job, ["--run", output, *sse, *args.train_args],
                               action_on_failure))
         else:
             predict_in = check_s3_uri(args.predict_input, "PREDICT_INPUT")
             predict_out = check_s3_uri(args.predict_output or f"{output}-predictions",
                                        "PREDICT_OUTPUT")
             built.append(step(settings, job, ["--run", output, "--input", predict_in,
-                                              "--output", predict_out],
+                                              "--output", predict_out, *sse],
                               action_on_failure, input_uri=predict_in))
     return built
 

@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass, field
 
 from emr.sizing import PYTHON_MB_BY_ENGINE, Sizing, size
-from featurize.errors import SettingsError
+from featurize.encryption import Encryption
+from featurize.errors import ConfigError, SettingsError
 
 #: The EMR release whose Spark (3.5.6) the local pyspark pin matches.
 DEFAULT_RELEASE_LABEL = "emr-7.13.0"
@@ -101,6 +102,9 @@ class Settings:
     executor_memory: str | None = None
     #: The featurize step's --engine; the executors' Python memory is sized for it.
     engine: str = "openvino"
+    #: Every step's --sse / --sse-kms-key-id, and the cluster's security configuration.
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
     name: str = "featurize-images"
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -124,7 +128,16 @@ class Settings:
         if self.engine not in PYTHON_MB_BY_ENGINE:
             raise SettingsError(f"ENGINE={self.engine}: choose one of "
                                 f"{', '.join(PYTHON_MB_BY_ENGINE)}")
+        try:
+            self.encryption  # noqa: B018 - validated now too
+        except ConfigError as exc:
+            raise SettingsError(str(exc).replace("--sse-kms-key-id", "SSE_KMS_KEY_ID")
+                                .replace("--sse ", "SSE=")) from exc
         self.sizing  # noqa: B018 - validated now, before any AWS call
+
+    @property
+    def encryption(self) -> Encryption:
+        return Encryption(self.sse, self.sse_kms_key_id)
 
     @property
     def sizing(self) -> Sizing:

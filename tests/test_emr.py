@@ -379,6 +379,72 @@ def test_run_transient_cluster(aws):
     emr.terminate_job_flows(JobFlowIds=[cluster_id])
 
 
+KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+#: What `make cluster SSE=aws:kms SSE_KMS_KEY_ID=KMS_KEY` must ask EMR for, written out
+#: from AWS's "Create a security configuration" reference (S3 SSE-KMS + local disk and
+#: EBS under the same key).
+SECURITY_CONFIGURATION = {"EncryptionConfiguration": {
+    "EnableInTransitEncryption": False, "EnableAtRestEncryption": True,
+    "AtRestEncryptionConfiguration": {
+        "S3EncryptionConfiguration": {"EncryptionMode": "SSE-KMS", "AwsKmsKey": KMS_KEY},
+        "LocalDiskEncryptionConfiguration": {"EncryptionKeyProviderType": "AwsKms",
+                                             "AwsKmsKey": KMS_KEY,
+                                             "EnableEbsEncryption": True}}}}
+
+
+def test_sse_gives_the_cluster_a_security_configuration_and_every_step_the_flags(aws, cluster):
+    _, emr, tmp, _ = aws
+    sse = ("--sse", "aws:kms", "--sse-kms-key-id", KMS_KEY)
+    clusters = []
+    for attempt in ("first", "second"):
+        proc = emr_cli("run", "--bucket", BUCKET, "--prefix", PREFIX, "--input", INPUT,
+                       "--steps", "featurize train predict", "--predict-input", INPUT,
+                       "--weights", "random", *sse, state_dir=tmp / f"sse-{attempt}")
+        assert proc.returncode == 0, proc.stderr
+        clusters.append(json.loads((tmp / f"sse-{attempt}" / "state.json").read_text())
+                        ["cluster_id"])
+        emr.terminate_job_flows(JobFlowIds=[clusters[-1]])
+    assert "created" in proc.stderr or "reused" in proc.stderr
+    names = {emr.describe_cluster(ClusterId=c)["Cluster"]["SecurityConfiguration"]
+             for c in clusters}
+    assert len(names) == 1  # the second cluster reuses the first one's configuration
+    name = names.pop()
+    assert name.startswith("featurize-images-sse-kms-")
+    # moto has no ListSecurityConfigurations: its backend holds them by name
+    assert [n for n in backend().security_configurations if n.startswith(
+        "featurize-images-")] == [name]
+    stored = emr.describe_security_configuration(Name=name)["SecurityConfiguration"]
+    assert json.loads(stored) == SECURITY_CONFIGURATION
+    for step in emr.list_steps(ClusterId=clusters[-1])["Steps"]:
+        args = step["Config"]["Args"]
+        at = args.index("--sse")
+        assert args[at:at + 4] == list(sse), step["Name"]
+    # a configuration of that name with another document is someone else's: refused
+    emr.delete_security_configuration(Name=name)
+    emr.create_security_configuration(Name=name, SecurityConfiguration=json.dumps(
+        {"EncryptionConfiguration": {"EnableInTransitEncryption": False,
+                                     "EnableAtRestEncryption": False}}))
+    proc = emr_cli("run", "--bucket", BUCKET, "--prefix", PREFIX, "--input", INPUT,
+                   "--steps", "featurize", "--weights", "random", *sse,
+                   state_dir=tmp / "sse-foreign")
+    assert proc.returncode == 1
+    assert f"security configuration {name} exists with another document" in proc.stderr
+    emr.delete_security_configuration(Name=name)
+
+
+def test_sse_kms_on_a_cluster_needs_the_key(aws):
+    _, emr, tmp, common = aws
+    before = len(emr.list_clusters()["Clusters"])
+    proc = make("cluster", *common, "SSE=aws:kms", check=False)
+    assert proc.returncode == 2
+    assert "SSE=aws:kms on a cluster needs SSE_KMS_KEY_ID=<key ARN>" in proc.stderr
+    proc = make("cluster", *common, "DRY_RUN=1", "SSE=AES256",
+                env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    request = json.loads(proc.stdout[proc.stdout.index("\n{") + 1:])
+    assert request["SecurityConfiguration"].startswith("featurize-images-sse-s3-")
+    assert len(emr.list_clusters()["Clusters"]) == before
+
+
 def test_dry_run_calls_nothing(aws):
     _, emr, tmp, common = aws
     before = len(emr.list_clusters()["Clusters"])

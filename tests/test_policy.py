@@ -63,9 +63,10 @@ def test_the_printed_policy_names_only_the_steps_prefixes():
 
 def test_predict_and_a_kms_key_add_their_statements():
     doc = policy.node_policy(
-        Settings(bucket="team-bucket"), ["featurize", "train", "predict"],
+        Settings(bucket="team-bucket", sse="aws:kms", sse_kms_key_id=KEY),
+        ["featurize", "train", "predict"],
         JobArgs(input="s3://team-bucket/in/", output="s3://team-bucket/out/run1",
-                predict_input="s3://other-bucket/new/"), KEY)
+                predict_input="s3://other-bucket/new/"))
     by_sid = {st["Sid"]: st for st in doc["Statement"]}
     assert by_sid["ReadPredictInput"]["Resource"] == ["arn:aws:s3:::other-bucket/new",
                                                       "arn:aws:s3:::other-bucket/new/*"]
@@ -76,6 +77,17 @@ def test_predict_and_a_kms_key_add_their_statements():
     assert by_sid["UseTheKmsKey"] == {"Sid": "UseTheKmsKey", "Effect": "Allow",
                                       "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
                                       "Resource": KEY}
+
+
+def test_a_kms_key_the_policy_cannot_name_is_refused():
+    proc = emr_policy("--bucket", "team-bucket", "--input", "s3://team-bucket/in/",
+                      "--sse", "aws:kms", "--sse-kms-key-id", "alias/runs")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "SSE_KMS_KEY_ID=alias/runs: give the key's ARN" in proc.stderr
+    proc = emr_policy("--bucket", "team-bucket", "--input", "s3://team-bucket/in/",
+                      "--sse-kms-key-id", KEY)
+    assert proc.returncode == 2
+    assert "SSE_KMS_KEY_ID is only used with SSE=aws:kms" in proc.stderr
 
 
 def test_create_role_is_idempotent_and_leaves_foreign_roles_alone(moto_endpoint):
