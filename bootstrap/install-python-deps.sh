@@ -7,14 +7,18 @@
 #
 #   install-python-deps.sh BOOTSTRAP WHEELS
 #
-# BOOTSTRAP is the folder holding requirements.txt, constraints.txt and wheels.sha256;
+# BOOTSTRAP is the folder holding requirements.txt, constraints.txt, wheels.sha256 and
+# requirements-hashed.txt;
 # WHEELS the folder of wheels (`make package` builds both; `make upload` puts them at
 # s3://BUCKET/PREFIX/dist/bootstrap and .../dist/wheels). Either may be an s3:// prefix
 # (fetched with the AWS CLI) or a local folder. Runs as the hadoop user, before Spark is
 # installed. Idempotent: a second run with the same pins and wheels changes nothing. Loud:
 # every step is logged, and the installed versions are listed at the end. Any failure
 # (a wheel whose sha256 differs from the list, a missing wheel) fails the node, and so the
-# cluster, which is what EMR expects of a bootstrap action.
+# cluster, which is what EMR expects of a bootstrap action. The wheels are checked twice:
+# against wheels.sha256 before any venv exists, then by pip itself, which installs only
+# requirements-hashed.txt (every wheel, name==version --hash=sha256:...) with
+# --require-hashes: nothing unlisted, nothing whose bytes differ.
 set -euo pipefail
 
 BOOTSTRAP="${1:?usage: install-python-deps.sh s3://BUCKET/PREFIX/dist/bootstrap s3://BUCKET/PREFIX/dist/wheels}"
@@ -40,10 +44,10 @@ fetch() {  # fetch SOURCE DEST [--recursive]
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-for name in requirements.txt constraints.txt wheels.sha256; do
+for name in requirements.txt constraints.txt wheels.sha256 requirements-hashed.txt; do
   fetch "${BOOTSTRAP%/}/$name" "$work/$name"
 done
-want="$(cat "$work/requirements.txt" "$work/constraints.txt" "$work/wheels.sha256" | sha256sum | cut -d' ' -f1)"
+want="$(cat "$work/requirements.txt" "$work/constraints.txt" "$work/wheels.sha256" "$work/requirements-hashed.txt" | sha256sum | cut -d' ' -f1)"
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
   log "already installed in $VENV (pins and wheels sha256 $want); nothing to do"
@@ -80,10 +84,13 @@ pip_offline() {
   "$VENV/bin/python" -m pip install --no-index --find-links "$work/wheels" --no-cache-dir \
     --disable-pip-version-check "$@"
 }
-log "upgrading the venv's pip, setuptools and wheel from the wheelhouse"
-pip_offline -c "$work/constraints.txt" --upgrade pip setuptools wheel
-log "installing $(grep -cvE '^\s*(#|$)' "$work/requirements.txt") packages at the project's pins, no index"
-pip_offline -r "$work/requirements.txt" -c "$work/constraints.txt"
+log "upgrading the venv's pip, setuptools and wheel from the wheelhouse (hashes required)"
+grep -E '^(pip|setuptools|wheel)==' "$work/requirements-hashed.txt" > "$work/tools-hashed.txt"
+# --no-deps: their own dependencies (wheel needs packaging) come with everything else next
+pip_offline --require-hashes --no-deps -r "$work/tools-hashed.txt"
+log "installing $(grep -cvE '^\s*(#|$)' "$work/requirements-hashed.txt") wheels at the project's pins, hashes required, no index"
+pip_offline --require-hashes -r "$work/requirements-hashed.txt"
+"$VENV/bin/python" -m pip check --disable-pip-version-check
 "$VENV/bin/python" -c "import numpy, pandas, pyarrow, PIL, h5py, tensorflow, keras, boto3, openvino; print('imports ok: tensorflow', tensorflow.__version__, 'openvino', openvino.__version__)"
 log "installed:"
 "$VENV/bin/python" -m pip freeze --all --disable-pip-version-check

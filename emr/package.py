@@ -8,6 +8,8 @@
     dist/bootstrap/requirements.txt         what it installs ...
     dist/bootstrap/constraints.txt          ... at the project's own pins (same file)
     dist/bootstrap/wheels.sha256            sha256 of every wheel, checked on the node
+    dist/bootstrap/requirements-hashed.txt  every wheel as name==version --hash=sha256:...,
+                                            what pip installs with --require-hashes
     dist/wheels/*.whl                       every pinned dependency as a binary wheel
 
 The zip holds pure Python only; the native dependencies (TensorFlow, pyarrow, ...) are
@@ -41,6 +43,7 @@ CODE_ZIP = "featurize.zip"
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)
 WHEELS = "wheels"
 WHEEL_SUMS = "bootstrap/wheels.sha256"
+HASHED_REQUIREMENTS = "bootstrap/requirements-hashed.txt"
 
 #: The nodes' platform: CPython 3.11 on Amazon Linux 2023 (emr-7.x), glibc 2.34, x86_64.
 #: pip's --platform matches one tag exactly (only manylinux2014 is widened to the older
@@ -75,7 +78,7 @@ def artifacts(dist: str | os.PathLike) -> list[str]:
                if line.strip()] if sums.is_file() else [])
     return (wheels + [CODE_ZIP] + [f"jobs/{j}" for j in JOBS]
             + [f"bootstrap/{BOOTSTRAP_SCRIPT}", "bootstrap/requirements.txt",
-               "bootstrap/constraints.txt", WHEEL_SUMS])
+               "bootstrap/constraints.txt", HASHED_REQUIREMENTS, WHEEL_SUMS])
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -121,17 +124,36 @@ def download_wheels(repo: Path = REPO, cache: Path | None = None) -> Path:
     return dest
 
 
+def hashed_requirement(wheel_name: str, sha256: str) -> str:
+    """One line of ``requirements-hashed.txt``: the wheel's project at its version, and
+    the one file pip may install for it.
+
+    >>> hashed_requirement("tensorflow_cpu-2.21.0-cp311-cp311-manylinux_2_27_x86_64.whl",
+    ...                    "ab" * 32)  # doctest: +ELLIPSIS
+    'tensorflow-cpu==2.21.0 --hash=sha256:abab...'
+    """
+    name, version = wheel_name.split("-")[:2]  # PEP 427: '-' only separates fields
+    return f"{name.lower().replace('_', '-')}=={version} --hash=sha256:{sha256}"
+
+
 def _copy_wheels(source: Path, dist: Path) -> list[str]:
-    """Link (or copy) the wheels into dist/wheels/ and write their sha256 list."""
+    """Link (or copy) the wheels into dist/wheels/; write their sha256 list (checked
+    with sha256sum before anything is installed) and the same hashes as a requirements
+    file (checked again by pip, which installs with --require-hashes)."""
     (dist / WHEELS).mkdir()
-    lines = []
+    lines, hashed = [], []
     for wheel in sorted(source.glob("*.whl")):
         target = dist / WHEELS / wheel.name
         try:
             os.link(wheel, target)
         except OSError:
             shutil.copyfile(wheel, target)
-        lines.append(f"{sha256_file(target)}  {wheel.name}")
+        digest = sha256_file(target)
+        lines.append(f"{digest}  {wheel.name}")
+        hashed.append(hashed_requirement(wheel.name, digest))
+    (dist / HASHED_REQUIREMENTS).write_text(
+        "# every wheel of the wheelhouse: pip install --require-hashes -r this file\n"
+        + "\n".join(hashed) + "\n")
     (dist / WHEEL_SUMS).write_text("\n".join(lines) + "\n")
     return lines
 

@@ -147,6 +147,7 @@ def bootstrap_uris(settings: Settings) -> list[str]:
     """The bootstrap action's files the cluster request names."""
     return [f"{settings.dist_uri}/bootstrap/{name}" for name in
             (package.BOOTSTRAP_SCRIPT, "requirements.txt", "constraints.txt")] + [
+                f"{settings.dist_uri}/{package.HASHED_REQUIREMENTS}",
                 f"{settings.dist_uri}/{package.WHEEL_SUMS}"]
 
 

@@ -579,6 +579,7 @@ def test_bootstrap_script_installs_the_pins_idempotently(aws, cluster, tmp_path)
     assert "imports ok: tensorflow 2.21.0" in first.stdout
     assert "openvino 2026.4.1" in first.stdout
     assert "every wheel matches wheels.sha256" in first.stdout
+    assert "hashes required, no index" in first.stdout
     freeze = subprocess.run([str(venv / "bin/python"), "-m", "pip", "freeze", "--all"],
                             capture_output=True, text=True, check=True).stdout
     installed = _pins(freeze)
@@ -636,6 +637,15 @@ def test_package_builds_a_wheelhouse_for_the_nodes(aws, cluster):
     names = {w.name.split("-")[0].lower().replace("_", "-") for w in wheels}
     assert {"numpy", "pandas", "pyarrow", "pillow", "h5py", "tensorflow-cpu", "keras",
             "boto3", "pip", "setuptools", "wheel"} <= names
+    # the same hashes for pip's --require-hashes: one line per wheel, name==version
+    hashed = [ln for ln in (dist / "bootstrap" / "requirements-hashed.txt").read_text()
+              .splitlines() if ln and not ln.startswith("#")]
+    expected = []
+    for wheel in wheels:
+        name, version = wheel.name.split("-")[:2]
+        expected.append(f"{name.lower().replace('_', '-')}=={version} --hash=sha256:"
+                        f"{hashlib.sha256(wheel.read_bytes()).hexdigest()}")
+    assert sorted(hashed) == sorted(expected)
     key = f"{PREFIX}/dist/wheels/{wheels[0].name}"
     head = s3.head_object(Bucket=BUCKET, Key=key)
     assert head["ContentLength"] == wheels[0].stat().st_size
@@ -661,3 +671,37 @@ def test_bootstrap_refuses_a_wheel_that_is_not_the_one_built(aws, cluster, tmp_p
     assert proc.returncode != 0
     assert f"{victim.name}: FAILED" in proc.stdout + proc.stderr
     assert not venv.exists()
+
+
+@pytest.mark.slow
+def test_pip_refuses_a_wheel_whose_hash_is_not_the_built_one(aws, cluster, tmp_path):
+    """The second check: wheels.sha256 rewritten to match a tampered wheel (the first
+    check passes), requirements-hashed.txt as built. pip's --require-hashes refuses the
+    wheel, and the node is not marked installed."""
+    import hashlib
+    import shutil
+
+    _, _, tmp, _ = aws
+    wheels, bootstrap = tmp_path / "wheels", tmp_path / "bootstrap"
+    shutil.copytree(tmp / "dist" / "wheels", wheels, copy_function=os.link)
+    shutil.copytree(tmp / "dist" / "bootstrap", bootstrap)
+    victim = next(w for w in wheels.glob("six-*.whl"))  # a small one
+    data = bytearray(victim.read_bytes())
+    victim.unlink()
+    victim.write_bytes(bytes(data) + b"\0")  # still a readable zip, other bytes
+    sums = (bootstrap / "wheels.sha256").read_text().splitlines()
+    (bootstrap / "wheels.sha256").write_text("\n".join(
+        f"{hashlib.sha256(victim.read_bytes()).hexdigest()}  {victim.name}"
+        if line.endswith(f"  {victim.name}") else line for line in sums) + "\n")
+    venv = tmp_path / "venv"
+    env = {**os.environ, "FEATURIZE_NODE_VENV": str(venv), "PIP_INDEX_URL":
+           "http://127.0.0.1:9/simple", "PIP_CONFIG_FILE": os.devnull}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(["bash", str(REPO / "bootstrap" / "install-python-deps.sh"),
+                           str(bootstrap), str(wheels)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-2000:]
+    assert "every wheel matches wheels.sha256" in out  # the first check was fooled
+    assert "DO NOT MATCH THE HASHES" in out and victim.name.split("-")[0] in out
+    assert not (venv / ".featurize-installed").exists()
