@@ -1,6 +1,7 @@
 """Frozen, validated configuration for the featurize job."""
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,6 +26,38 @@ DEFAULT_MAX_FILE_BYTES = 128 * 1024 * 1024
 #: The largest file Spark's binaryFile reader can hold (spark.sql.sources.binaryFile.
 #: maxLength, Int.MaxValue): larger files are too_large whatever --max-file-bytes says.
 BINARY_FILE_MAX_BYTES = 2**31 - 1
+
+
+#: ``scheme://userinfo@`` of a URI (``https://user:pass@host``, ``s3://KEY:SECRET@bucket``);
+#: an AWS secret key may hold '/', so after ``user:`` anything up to the '@' counts.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)"
+                       r"(?P<userinfo>(?:[^/@\s:]*:[^@\s]*?|[^/@\s]*)@)")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials part of every URI in it replaced by ``***``.
+
+    >>> redact("--weights https://me:s3cret@host/w.h5 and s3://bucket/a@b")
+    '--weights https://***@host/w.h5 and s3://bucket/a@b'
+    >>> redact("s3://AKIAEXAMPLE:ab/c+d@bucket/in s3://bucket/x:y@z")
+    's3://***@bucket/in s3://bucket/x:y@z'
+    """
+    return _USERINFO.sub(lambda m: f"{m['scheme']}***@", text)
+
+
+def refuse_credentials(flag: str, uri: str | None) -> None:
+    """A URI that carries credentials would put them in the manifest and the logs:
+    refused, and named without them.
+
+    Raises
+    ------
+    ConfigError
+    """
+    if uri and _USERINFO.search(uri):
+        raise ConfigError(
+            f"{flag} {redact(uri)}: the URI carries credentials (user:password@). Remove "
+            f"them: S3 credentials come from the AWS chain (profile, environment, instance "
+            f"role), and a URI ends up in the manifest and the logs.")
 
 
 @dataclass(frozen=True)
@@ -102,6 +135,9 @@ class FeaturizeConfig:
             raise ConfigError("--input is required: the folder (or s3:// prefix) of images.")
         if not self.output:
             raise ConfigError("--output is required: where the run directory is written.")
+        for flag, uri in (("--input", self.input), ("--output", self.output),
+                          ("--weights", self.weights)):
+            refuse_credentials(flag, uri)
         if self.pca_k is not None and not 1 <= self.pca_k <= FEATURE_DIM:
             raise ConfigError(
                 f"--pca-k {self.pca_k} is out of range: it must be between 1 and "

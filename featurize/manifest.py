@@ -61,8 +61,11 @@ def to_json(manifest: dict[str, Any]) -> str:
 
 
 def command_line() -> list[str]:
-    """The driver's argv (the job takes no secrets as flags)."""
-    return list(sys.argv)
+    """The driver's argv. The job takes no secrets as flags and refuses URIs with
+    credentials; any that reach here anyway are redacted."""
+    from featurize.config import redact
+
+    return [redact(arg) for arg in sys.argv]
 
 
 def header(job: str, config: dict[str, Any], started: str) -> dict[str, Any]:
@@ -87,5 +90,7 @@ def first_error_line(exc: BaseException) -> str:
     >>> first_error_line(ValueError("bad thing\\n  at line 2"))
     'ValueError: bad thing'
     """
+    from featurize.config import redact
+
     first = (str(exc).strip().splitlines() or [""])[0][:1000]
-    return f"{type(exc).__name__}: {first}"
+    return f"{type(exc).__name__}: {redact(first)}"

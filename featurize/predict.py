@@ -15,7 +15,7 @@ from pyspark.sql import SparkSession
 
 from featurize import storage
 from featurize.classify import labels_of, predict
-from featurize.config import DEFAULT_MAX_FILE_BYTES, FeaturizeConfig
+from featurize.config import DEFAULT_MAX_FILE_BYTES, FeaturizeConfig, refuse_credentials
 from featurize.encryption import Encryption
 from featurize.engines import WorkerSpec, check_same_engine, prepare_for
 from featurize.errors import ConfigError, JobError
@@ -52,6 +52,11 @@ class PredictConfig:
     engine: str | None = None
     precision: str | None = None
     encryption: Encryption = field(default_factory=Encryption)
+
+    def __post_init__(self) -> None:
+        for flag, uri in (("--run", self.run), ("--input", self.input),
+                          ("--output", self.output)):
+            refuse_credentials(flag, uri)
 
     def featurize_config(self, manifest: dict[str, Any]) -> FeaturizeConfig:
         """The featurize settings for the new images: the run's weights, preprocessing

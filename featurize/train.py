@@ -14,6 +14,7 @@ from featurize.classify import (
     ClassifierParams, evaluate, fit_classifier, labelled_only, labels_of, parse_split_file,
     predict, split_by_file, stratified_split,
 )
+from featurize.config import refuse_credentials
 from featurize.encryption import Encryption
 from featurize.errors import ClassifierError, ConfigError
 from featurize.manifest import FORMAT_VERSION, StageTimer, utc_now
@@ -42,6 +43,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not self.run:
             raise ConfigError("--run is required: a run directory made by featurize_images.")
+        refuse_credentials("--run", self.run)
+        refuse_credentials("--split-file", self.split_file)
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"--test-fraction {self.test_fraction} must be between 0 and 1.")
         if self.reg_param < 0 or not 0.0 <= self.elastic_net_param <= 1.0:

@@ -238,3 +238,19 @@ def test_s3a_without_hadoop_aws_is_s3_through_boto3(spark):
     assert storage.io_mode(spark, f"s3a://{BUCKET}/in", "--input") == "boto3"
     with pytest.raises(ConfigError, match="no filesystem for the 'gs://' scheme"):
         storage.io_mode(spark, "gs://b/in", "--input")
+
+
+def test_resume_refuses_another_encryption(spark, tmp_path):
+    """One run, one encryption: the manifest's config.encryption must match."""
+    from featurize.resume import previous_run
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "manifest.json").write_text(json.dumps({"status": "complete", "config": {
+        "encryption": {"algorithm": "aws:kms", "kms_key_id": "alias/runs"}}}))
+    common = dict(input=str(tmp_path), output=str(run_dir), resume=True)
+    with pytest.raises(ConfigError, match="written with --sse aws:kms --sse-kms-key-id "
+                                          "alias/runs; resume with the same"):
+        previous_run(spark, FeaturizeConfig(**common))
+    assert previous_run(spark, FeaturizeConfig(
+        **common, encryption=Encryption("aws:kms", "alias/runs")))["status"] == "complete"
