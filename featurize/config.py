@@ -138,6 +138,8 @@ class FeaturizeConfig:
         for flag, uri in (("--input", self.input), ("--output", self.output),
                           ("--weights", self.weights)):
             refuse_credentials(flag, uri)
+        if isinstance(self.encryption, dict):  # from to_dict() / a manifest's config
+            object.__setattr__(self, "encryption", Encryption(**self.encryption))
         if self.pca_k is not None and not 1 <= self.pca_k <= FEATURE_DIM:
             raise ConfigError(
                 f"--pca-k {self.pca_k} is out of range: it must be between 1 and "
