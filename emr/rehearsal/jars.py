@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emr.package import sha256_file
+from featurize.cache import cache_root
 from featurize.errors import CommandError
 
 #: Maven's own plugin, pinned, so ``mvn`` needs no project file to copy one artifact.
@@ -61,11 +62,9 @@ JARS = (
 
 
 def cache_dir() -> Path:
-    """``$FEATURIZE_CACHE`` or ``~/.cache/featurize-images``: jars, the compiled YARN
-    launcher and the rehearsal's node venvs live here, outside git."""
-    base = os.environ.get("FEATURIZE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "featurize-images")
-    return Path(base)
+    """Jars, the compiled YARN launcher and the rehearsal's node venvs live in the
+    project's cache folder (:func:`featurize.cache.cache_root`)."""
+    return cache_root()
 
 
 def required() -> bool:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import warnings
@@ -34,20 +33,13 @@ from typing import Any
 
 import numpy as np
 
+from featurize.cache import cache_root
 from featurize.engines import in_fixed_batches
 
 logger = logging.getLogger(__name__)
 
 #: Bumped when the conversion itself changes, so old cache entries are not reused.
 CONVERSION = "keras-convert_model-f32-v1"
-
-
-def cache_root() -> Path:
-    """``$FEATURIZE_CACHE`` or ``~/.cache/featurize-images``: the IR cache lives in its
-    ``ir/`` folder (a few MB per weights and size; delete it any time)."""
-    root = os.environ.get("FEATURIZE_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "featurize-images")
-    return Path(root)
 
 
 def openvino_version() -> str:
