@@ -15,6 +15,7 @@ map them to exit codes)::
         ├── ReducerError    PCA cannot be fitted on what was featurized
         ├── ClassifierError the classifier cannot be trained on the run
         ├── S3WriteError    writing, uploading or deleting on S3 failed
+        │   └── UploadError   a staged run's upload failed: kept, and how to finish it
         └── CommandError    python -m emr: a command cannot go on
 
 ``python -m emr`` raises ``SettingsError`` (a UsageError: a make variable to change) and
@@ -81,6 +82,11 @@ class S3AccessError(S3Error, ConfigError):
 
 class S3WriteError(S3Error, RunFailure):
     """Writing, uploading or deleting on S3 failed after the run began: exit status 1."""
+
+
+class UploadError(S3WriteError):
+    """A staged run could not be uploaded after every retry; it is kept, and the message
+    gives its folder and the command that finishes the upload."""
 
 
 #: What to do about an AWS error code, whichever service and tool met it.

@@ -52,8 +52,12 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
     # Every check that needs no Spark job comes first: the output, the listing (the file
     # index is driver-side metadata) and what --resume would resume.
     in_mode = storage.io_mode(spark, config.input, "--input")
-    output = RunOutput(spark, config.output, config.overwrite, config.resume, encryption=config.encryption)
+    output = RunOutput(spark, config.output, config.overwrite, config.resume,
+                       encryption=config.encryption, resumable=True)
     output.check()
+    # What --resume resumes: the run directory itself, or in boto3 mode its staged copy
+    # (kept until its upload succeeds).
+    resumed = replace(config, output=output.write_uri)
     # The driver prepares the engine (weights, IR) in a thread while it lists; once the
     # input and the run to resume are known good (a usage error starts no Spark job),
     # the workers start the engine while the preparation finishes.
@@ -61,7 +65,7 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
         preparing = pool.submit(timed, timer, "prepare_engine", prepare_for, config)
         with timer.stage("list_inputs"):
             listing = list_inputs(spark, config, in_mode)
-        previous = previous_run(spark, config) if config.resume else None
+        previous = previous_run(spark, resumed) if config.resume else None
         threads = config.threads or task_cpus(spark)
         warming = start_warm_up(spark, WorkerSpec(config.engine, config.precision,
                                                   config.batch_size, threads,
@@ -71,10 +75,12 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
     plan: ResumePlan | None = None
     if config.resume:
         with timer.stage("plan_resume"):
-            plan = plan_resume(spark, config, listing, weights, previous)
+            plan = plan_resume(spark, resumed, listing, weights, previous)
         listing = replace(listing, done=plan.done)
     listing = replace(listing, too_large=find_too_large(spark, config, listing))
-    if plan is not None and plan.nothing_to_do(listing, config):
+    # (in boto3 mode the staged run still has to reach S3: the job goes on, featurizing
+    # nothing, and uploads it)
+    if plan is not None and plan.nothing_to_do(listing, config) and output.mode == "spark":
         logger.info("--resume: %s already holds every input (%d featurized, %d failed) and "
                     "nothing changed; nothing to do", config.output, len(plan.kept_features),
                     len(plan.kept_errors))

@@ -7,21 +7,24 @@ any exception, ``complete`` last, then the staged folder is published.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import shlex
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from pyspark.sql import SparkSession
 
 from featurize import s3, storage
+from featurize.cache import cache_root
 from featurize.encryption import Encryption
-from featurize.errors import ConfigError
-from featurize.manifest import StageTimer, first_error_line, to_json, utc_now
-from featurize.rundir import RunDir
+from featurize.errors import ConfigError, S3WriteError, UploadError
+from featurize.manifest import StageTimer, command_line, first_error_line, to_json, utc_now
+from featurize.rundir import MANIFEST, RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -42,34 +45,44 @@ class RunOutput:
     encryption : Encryption
         For the objects uploaded with boto3 (Spark's own writes have it from
         :meth:`Encryption.apply`).
+    resumable : bool
+        The job has ``--resume`` (featurize): a failed upload's message offers it.
 
     Attributes
     ----------
     mode : str
         ``spark`` (Spark writes ``uri`` itself) or ``boto3`` (Spark writes ``write_uri``,
-        a local folder, and :meth:`publish` uploads it to ``uri``).
+        the :func:`staging_dir` of ``uri``, and :meth:`publish` uploads it to ``uri``).
     write_uri : str
         Where Spark writes.
     """
 
     def __init__(self, spark: SparkSession, uri: str, overwrite: bool,
-                 resume: bool = False, encryption: Encryption = Encryption()) -> None:
+                 resume: bool = False, encryption: Encryption = Encryption(),
+                 resumable: bool = False) -> None:
         self.spark = spark
+        self.resumable = resumable
         self.encryption = encryption
         self.uri = uri
         self.overwrite = overwrite
         self.resume = resume
         self.mode = storage.io_mode(spark, uri, "--output")
-        if resume and self.mode == "boto3":
-            raise ConfigError(
-                f"--resume {uri}: this Spark has no filesystem for s3://, so the run would "
-                f"be rebuilt in a local folder and uploaded; resume a local copy of the run "
-                f"instead (or run on EMR, where Spark writes s3:// itself).")
-        self._staging: str | None = None
         self.write_uri = uri
-        if self.mode == "boto3" and not s3.S3Uri.parse(uri).prefix:
+        #: boto3 mode: where the run is written, kept until its upload succeeds.
+        self.staging: Path | None = None
+        if self.mode == "spark":
+            return
+        if not s3.S3Uri.parse(uri).prefix:
             raise ConfigError(f"--output {uri}: give a prefix (s3://bucket/runs/name), not a "
                               f"bucket root; --overwrite would empty the whole bucket.")
+        self.staging = staging_dir(uri)
+        if resume and not (self.staging / MANIFEST).is_file():
+            raise ConfigError(
+                f"--resume {uri}: this Spark has no filesystem for s3://, so a run is resumed "
+                f"from the copy it keeps in {self.staging} until its upload succeeds, and "
+                f"there is none (the upload finished, or the run never started here). Run "
+                f"on EMR (Spark writes s3:// itself), resume a local copy, or use --overwrite.")
+        self.write_uri = "file:" + str(self.staging)
 
     def check(self) -> None:
         """Before any work: refuse a non-empty output unless ``overwrite``; on S3, probe
@@ -91,7 +104,8 @@ class RunOutput:
             storage.probe_write(self.spark, self.uri)
 
     def prepare(self) -> None:
-        """Clear the output if ``overwrite``; create the staging folder (boto3 mode)."""
+        """Clear the output if ``overwrite``; in boto3 mode, start the staged run afresh
+        (``resume``: keep it, the job resumes it and the upload replaces what S3 holds)."""
         if self.mode == "spark":
             if self.overwrite:
                 # The markers of a finished run go first: a delete stopped halfway must
@@ -100,6 +114,11 @@ class RunOutput:
                     storage.delete(self.spark, RunDir(self.uri).at(marker))
                 storage.delete(self.spark, self.uri)
             return
+        assert self.staging is not None
+        if self.resume:
+            logger.info("output: resuming the run staged in %s, then uploading it to %s",
+                        self.staging, self.uri)
+            return
         if self.overwrite:
             client = s3.client()
             # One object each: as prefixes ("…/manifest.json/") they would match nothing.
@@ -107,10 +126,11 @@ class RunOutput:
                 s3.delete_key(client, RunDir(self.uri).at(marker))
             n = s3.delete_prefix(client, self.uri)
             logger.info("deleted %d objects under %s", n, self.uri)
-        self._staging = tempfile.mkdtemp(prefix="featurize-run-")
-        self.write_uri = "file:" + self._staging
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging.mkdir(parents=True)
+        (self.staging.parent / f"{self.staging.name}.uri").write_text(self.uri + "\n")
         logger.info("output: writing locally in %s, then uploading to %s with boto3",
-                    self._staging, self.uri)
+                    self.staging, self.uri)
 
     @property
     def run_dir(self) -> RunDir:
@@ -131,7 +151,7 @@ class RunOutput:
             manifest.update(outcome, finished_at=utc_now())
             manifest["timings_seconds"]["total"] = timer.total()
             storage.write_text(self.spark, self.run_dir.manifest, to_json(manifest))
-            self.publish()
+            self.publish(complete=outcome["status"] == "complete")
 
         manifest["status"] = "running"
         try:
@@ -146,17 +166,51 @@ class RunOutput:
             raise
         close(status="complete")
 
-    def publish(self) -> None:
-        """Upload the staged run directory (boto3 mode), manifest last; then clean up."""
-        if self._staging is None:
+    def publish(self, complete: bool) -> None:
+        """Upload the staged run (boto3 mode), manifest last; delete the staged copy only
+        once a complete run is all in S3.
+
+        Raises
+        ------
+        UploadError
+            The upload failed after every retry: nothing is lost, the message says where
+            the run is kept and which command finishes the upload.
+        """
+        if self.staging is None:
             return
         try:
-            n = s3.upload_tree(s3.client(), self._staging, self.uri,
+            n = s3.upload_tree(s3.client(), str(self.staging), self.uri,
                                extra_args=self.encryption.boto3_args())
-            logger.info("uploaded %d objects to %s", n, self.uri)
-        finally:
-            shutil.rmtree(self._staging, ignore_errors=True)
-            self._staging = None
+        except S3WriteError as exc:
+            raise UploadError(
+                f"the run {'is complete' if complete else 'failed'}, but its upload to "
+                f"{self.uri} failed: {exc}. Nothing is lost: the run is kept in "
+                f"{self.staging}. {self.finish_hint}") from exc
+        logger.info("uploaded %d objects to %s", n, self.uri)
+        if complete:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            (self.staging.parent / f"{self.staging.name}.uri").unlink(missing_ok=True)
+        else:
+            logger.info("the failed run stays staged in %s: %s", self.staging,
+                        self.finish_hint)
+
+    @property
+    def finish_hint(self) -> str:
+        """The command that resumes (or reruns) this job and uploads the staged run."""
+        argv = [a for a in command_line() if a != "--overwrite"]
+        if self.resumable and "--resume" not in argv:
+            argv.append("--resume")
+        how = ("resumes it (nothing already featurized is featurized again) and uploads it"
+               if self.resumable else "runs it again")
+        return f"This command {how}: spark-submit {shlex.join(argv)}"
+
+
+def staging_dir(uri: str) -> Path:
+    """Where a boto3-mode run of ``uri`` is written before its upload:
+    ``<cache>/staging/<sha256 of the URI, 16 hex>`` (:mod:`featurize.cache`), the same
+    folder for the same output, so ``--resume`` finds it."""
+    digest = hashlib.sha256(uri.rstrip("/").encode("utf-8")).hexdigest()[:16]
+    return cache_root() / "staging" / digest
 
 
 def read_finished_run(spark: SparkSession, run_dir: RunDir) -> dict[str, Any]:

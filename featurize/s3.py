@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -61,15 +62,29 @@ def is_s3(uri: str) -> bool:
     return urlsplit(uri).scheme in S3_SCHEMES
 
 
+#: botocore's retries where the environment sets none (AWS_RETRY_MODE, AWS_MAX_ATTEMPTS
+#: win): the "standard" mode (throttling and transient errors, exponential backoff with
+#: jitter), 6 attempts per call instead of legacy's 5 without SlowDown handling.
+DEFAULT_RETRY_MODE = "standard"
+DEFAULT_MAX_ATTEMPTS = 6
+
+
 def client() -> Any:
-    """A boto3 S3 client from boto3's own configuration (env, profile, endpoint URLs).
+    """A boto3 S3 client from boto3's own configuration (env, profile, endpoint URLs),
+    with standard retries unless the environment chooses.
 
     A new Session each time: boto3's default session caches the credentials it first
     resolved, which would hide a changed environment.
     """
     import boto3
+    from botocore.config import Config
 
-    return boto3.session.Session().client("s3")
+    retries: dict[str, Any] = {}
+    if not os.environ.get("AWS_RETRY_MODE"):
+        retries["mode"] = DEFAULT_RETRY_MODE
+    if not os.environ.get("AWS_MAX_ATTEMPTS"):
+        retries["max_attempts"] = DEFAULT_MAX_ATTEMPTS
+    return boto3.session.Session().client("s3", config=Config(retries=retries or None))
 
 
 def explain(exc: Exception, what: str,
@@ -196,12 +211,44 @@ def delete_key(s3: Any, uri: str) -> None:
         raise explain(exc, f"deleting {uri}", S3WriteError) from exc
 
 
+#: Whole-file attempts of an upload, on top of botocore's own retries of each call, and
+#: the first pause between them (doubled each time): 2 + 4 + 8 s by default.
+#: FEATURIZE_UPLOAD_ATTEMPTS and FEATURIZE_UPLOAD_BACKOFF_SECONDS override them.
+UPLOAD_ATTEMPTS = 4
+UPLOAD_BACKOFF_SECONDS = 2.0
+
+
+def _upload_file(s3: Any, path: str, bucket: str, key: str,
+                 extra_args: dict[str, str] | None) -> None:
+    """One file, retried whole with exponential backoff; the last error propagates."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    attempts = max(int(os.environ.get("FEATURIZE_UPLOAD_ATTEMPTS", UPLOAD_ATTEMPTS)), 1)
+    pause = float(os.environ.get("FEATURIZE_UPLOAD_BACKOFF_SECONDS", UPLOAD_BACKOFF_SECONDS))
+    for attempt in range(1, attempts + 1):
+        try:
+            s3.upload_file(path, bucket, key, ExtraArgs=extra_args or None)
+            return
+        except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
+            if attempt == attempts:
+                raise
+            logger.warning("upload of s3://%s/%s failed (attempt %d of %d: %s); again in "
+                           "%.1f s", bucket, key, attempt, attempts, explain_aws(exc), pause)
+            time.sleep(pause)
+            pause *= 2
+
+
 def upload_tree(s3: Any, local_dir: str, uri: str, last: str = MANIFEST,
                 extra_args: dict[str, str] | None = None) -> int:
-    """Upload a local folder under an S3 prefix, ``last`` after everything else.
+    """Make the S3 prefix hold exactly a local folder, ``last`` written after everything.
 
-    Hadoop's ``.crc`` side files are skipped; ``extra_args`` (e.g. the run's encryption)
-    go on every object. Returns the number of objects written.
+    Each file is retried whole (:func:`_upload_file`). Objects under the prefix that the
+    folder does not hold (a partial upload of an earlier attempt, old part files) are
+    deleted before ``last`` is written, and ``last`` is first deleted, so the prefix never
+    looks finished while it is not. Hadoop's ``.crc`` side files are skipped;
+    ``extra_args`` (e.g. the run's encryption) go on every object. Returns the number of
+    objects written.
     """
     from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import BotoCoreError, ClientError
@@ -213,14 +260,34 @@ def upload_tree(s3: Any, local_dir: str, uri: str, last: str = MANIFEST,
             if name.endswith(".crc"):
                 continue
             files.append(os.path.join(dirpath, name))
-    files.sort(key=lambda p: (os.path.basename(p) == last and os.path.dirname(p) == local_dir, p))
+    keys = {p: loc.prefix + os.path.relpath(p, local_dir).replace(os.sep, "/")
+            for p in sorted(files)}
+    last_key = loc.prefix + last
     try:
-        for path in files:
-            key = loc.prefix + os.path.relpath(path, local_dir).replace(os.sep, "/")
-            s3.upload_file(path, loc.bucket, key, ExtraArgs=extra_args or None)
+        s3.delete_object(Bucket=loc.bucket, Key=last_key)
+        for path, key in keys.items():
+            if key != last_key:
+                _upload_file(s3, path, loc.bucket, key, extra_args)
+        orphans = [k for k in list_keys(s3, uri) if k not in set(keys.values())]
+        for start in range(0, len(orphans), 1000):
+            s3.delete_objects(Bucket=loc.bucket, Delete={"Objects": [
+                {"Key": k} for k in orphans[start:start + 1000]], "Quiet": True})
+        if orphans:
+            logger.info("deleted %d objects under %s that the run does not hold",
+                        len(orphans), uri)
+        for path, key in keys.items():
+            if key == last_key:
+                _upload_file(s3, path, loc.bucket, key, extra_args)
     except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
         raise explain(exc, f"uploading to {uri}", S3WriteError) from exc
     return len(files)
+
+
+def list_keys(s3: Any, uri: str) -> list[str]:
+    """Every key under a prefix."""
+    loc = S3Uri.parse(uri)
+    return [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=loc.bucket, Prefix=loc.prefix) for o in page.get("Contents", [])]
 
 
 def download(s3: Any, uri: str, dest: str) -> str:

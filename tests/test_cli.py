@@ -113,47 +113,5 @@ def test_pca_k_wins_over_pca_variance():
     assert config.pca_k == 3 and config.batch_size == 16
 
 
-#: Run in a child process: the real entry point, with every S3 PutObject answered by a
-#: 503 SlowDown. The handler short-circuits botocore's own call (before-call), so the
-#: ClientError is raised and parsed by botocore as for a real throttled upload.
-THROTTLED_UPLOADS = """
-import sys, types
-import boto3.session
-_client = boto3.session.Session.client
-puts = []
-def throttle(**kw):
-    puts.append(kw)
-    if len(puts) > 1:  # the write probe before the run passes; the uploads after it do not
-        error = {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}
-        return types.SimpleNamespace(status_code=503), error
-def client(self, name, *a, **k):
-    c = _client(self, name, *a, **k)
-    if name == "s3":
-        c.meta.events.register("before-call.s3.PutObject", throttle)
-    return c
-boto3.session.Session.client = client
-sys.path.insert(0, "jobs")
-from featurize_images import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-@pytest.mark.spark
-def test_an_upload_that_fails_after_a_complete_run_exits_1(tmp_path, moto_endpoint):
-    """A run failure, not bad configuration: the work was done and the upload failed."""
-    import boto3
-
-    client = boto3.client("s3")
-    client.create_bucket(Bucket="featurize-upload-fails")
-    for i in range(4):
-        write(tmp_path / "in" / f"c{i % 2}" / f"{i}.png", image_bytes(pattern_image(i), "PNG"))
-    proc = subprocess.run(
-        [sys.executable, "-c", THROTTLED_UPLOADS, "--input", str(tmp_path / "in"),
-         "--output", "s3://featurize-upload-fails/runs/r", "--weights", "random",
-         "--pca-k", "2"],
-        capture_output=True, text=True, env=env(), timeout=300, cwd=REPO)
-    assert proc.returncode == 1, proc.stderr[-3000:]
-    assert "run failed: uploading to s3://featurize-upload-fails/runs/r" in proc.stderr
-    assert "SlowDown" in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert client.list_objects_v2(Bucket="featurize-upload-fails").get("KeyCount") == 0
+# A failed upload (exit 1, the run kept, how to finish it) is tested over real HTTP in
+# tests/test_s3.py::test_a_failed_upload_keeps_the_run_and_resume_finishes_it.

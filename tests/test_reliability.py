@@ -245,12 +245,19 @@ def test_no_limit_still_stops_at_what_binaryfile_can_hold(spark, weights_spec, t
     assert "more than Spark's binaryFile reader can hold (2147483647 bytes)" in row["detail"]
 
 
-def test_resume_into_s3_without_a_filesystem_is_refused(spark, moto_endpoint, corpus):
+def test_resume_into_s3_without_a_filesystem_or_staged_run_is_refused(
+        spark, moto_endpoint, corpus, tmp_path, monkeypatch):
+    from featurize.output import staging_dir
+
+    monkeypatch.setenv("FEATURIZE_CACHE", str(tmp_path / "cache"))
     root, _ = corpus
     with pytest.raises(ConfigError, match="--resume s3://bucket/run: this Spark has no "
-                                          "filesystem for s3://"):
+                                          "filesystem for s3://, so a run is resumed from "
+                                          "the copy it keeps in .*, and there is none"):
         run(spark, FeaturizeConfig(input=str(root), output="s3://bucket/run", weights="random",
                                    resume=True))
+    assert staging_dir("s3://bucket/run") == staging_dir("s3://bucket/run/")
+    assert staging_dir("s3://bucket/run").parent == tmp_path / "cache" / "staging"
 
 
 # --- --resume ------------------------------------------------------------------------------

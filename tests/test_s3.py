@@ -4,6 +4,7 @@ of the same images."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import boto3
@@ -75,13 +76,15 @@ def s3_run(spark, bucket, weights_spec, kms_key, tmp_path_factory):
     return manifest, local, reference
 
 
-def assert_corpus_outcomes(spark, local: Path, prefix: str, io: str) -> dict:
+def assert_corpus_outcomes(spark, local: Path, prefix: str, io: str,
+                           model_images: int = 9) -> dict:
     """The run of make_corpus's images under ``prefix``, downloaded to ``local``: every
-    file's outcome, the schemas and the counts, exactly; returns its manifest."""
+    file's outcome, the schemas and the counts, exactly; returns its manifest.
+    ``model_images``: 0 for a resume that featurized nothing."""
     on_s3 = json.loads((local / "manifest.json").read_text())
     assert on_s3["status"] == "complete" and on_s3["io"] == {"input": io, "output": io}
     counts = on_s3["counts"]
-    assert counts["inputs"] == len(EXPECTED) and counts["model_images"] == 9
+    assert counts["inputs"] == len(EXPECTED) and counts["model_images"] == model_images
     assert counts["featurized"] == 9 and counts["failed"] == 3
     assert counts["failed_by_reason"] == {"empty": 1, "not_an_image": 1, "truncated": 1}
     # cats/notes.txt, dogs/pic.gif, dogs/jpg (no extension); dogs/.hidden.jpg is hidden
@@ -254,3 +257,69 @@ def test_resume_refuses_another_encryption(spark, tmp_path):
         previous_run(spark, FeaturizeConfig(**common))
     assert previous_run(spark, FeaturizeConfig(
         **common, encryption=Encryption("aws:kms", "alias/runs")))["status"] == "complete"
+
+
+def test_a_failed_upload_keeps_the_run_and_resume_finishes_it(spark, bucket, weights_spec,
+                                                              tmp_path, monkeypatch):
+    """Over real HTTP, through a proxy in front of moto that answers 503 SlowDown to the
+    output prefix's writes: a few refusals are absorbed by the retries; refusals that
+    last fail the run with exit 1, keep it staged and print the command that finishes it;
+    that command, once S3 takes writes again, uploads it without featurizing anything."""
+    import shlex
+    import subprocess
+
+    from featurize.output import staging_dir
+    from tests.refusing_proxy import RefusingProxy
+    from tests.test_cli import JOB, env, spark_submit
+
+    client, _ = bucket
+    out = f"s3://{BUCKET}/runs/upload"
+    monkeypatch.setenv("FEATURIZE_CACHE", str(tmp_path / "cache"))  # for staging_dir here
+    with RefusingProxy(os.environ["AWS_ENDPOINT_URL"], BUCKET, "runs/upload") as proxy:
+        e = {**env(), "AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "2",
+             "FEATURIZE_UPLOAD_BACKOFF_SECONDS": "0.05"}
+
+        def submit(*argv: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([spark_submit(), "--master", "local[2]", *argv],
+                                  capture_output=True, text=True, env=e, timeout=600,
+                                  cwd=tmp_path)
+
+        # refusals for a while: botocore's 2 attempts per call and the whole-file retries
+        # absorb them (in this process: the driver uploads, through the proxy)
+        proxy.refusals = 5
+        with monkeypatch.context() as m:
+            m.setenv("AWS_ENDPOINT_URL", proxy.url)
+            m.setenv("AWS_MAX_ATTEMPTS", "2")
+            m.setenv("FEATURIZE_UPLOAD_BACKOFF_SECONDS", "0.05")
+            run(spark, FeaturizeConfig(input=f"s3://{BUCKET}/in", output=f"{out}-transient",
+                                       weights=weights_spec, pca_k=3, batch_size=4))
+        assert proxy.refused == 5
+        # refusals that last: exit 1, the run kept, nothing that looks finished in S3
+        proxy.refusals, proxy.refused = -1, 0
+        failed = submit(JOB, "--input", f"s3://{BUCKET}/in", "--output", out, "--weights",
+                        weights_spec, "--pca-k", "3", "--batch-size", "4")
+        log = failed.stdout + failed.stderr
+        assert failed.returncode == 1, log[-3000:]
+        staged = staging_dir(out)
+        assert str(staged).startswith(str(tmp_path / "cache" / "staging"))
+        assert f"run failed: the run is complete, but its upload to {out} failed" in log
+        assert "SlowDown" in log and "Traceback" not in log
+        assert f"Nothing is lost: the run is kept in {staged}." in log
+        assert json.loads((staged / "manifest.json").read_text())["status"] == "complete"
+        assert "manifest.json" not in {k.rsplit("/", 1)[-1] for k in s3.list_keys(client, out)}
+        command = log.split("This command resumes it (nothing already featurized is "
+                            "featurized again) and uploads it: ", 1)[1].splitlines()[0]
+        argv = shlex.split(command)
+        assert argv[0] == "spark-submit" and argv[-1] == "--resume"
+        # S3 takes writes again: the printed command finishes the job
+        proxy.refusals = 0
+        finished = submit(*argv[1:])
+        assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    assert not staged.exists()
+    local = download_prefix(client, "runs/upload/", tmp_path / "fromS3")
+    manifest = assert_corpus_outcomes(spark, local, f"s3://{BUCKET}/in/", "boto3",
+                                      model_images=0)
+    assert manifest["resume"]["kept_features"] == manifest["counts"]["featurized"]
+    transient = download_prefix(client, "runs/upload-transient/", tmp_path / "transient")
+    assert assert_corpus_outcomes(spark, transient, f"s3://{BUCKET}/in/", "boto3")[
+        "counts"] == manifest["counts"] | {"model_images": manifest["counts"]["featurized"]}
