@@ -20,11 +20,21 @@ from featurize.errors import FeaturizeError, UsageError
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+def _not_a_py4j_retry(record: logging.LogRecord) -> bool:
+    """py4j's gateway logs a send it is about to retry, traceback and all, on the *root*
+    logger at INFO (java_gateway.py: ``logging.info("Exception while sending command.",
+    exc_info=True)``); the retry's outcome is what matters, and a failed one raises."""
+    return not (record.name == "root" and record.levelno < logging.WARNING
+                and f"{os.sep}py4j{os.sep}" in record.pathname)
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
-    # py4j logs every connection it closes, and a retried send with its traceback, at
-    # INFO: noise in the job's log, not news.
+    # py4j logs every connection it closes at INFO on its own loggers: noise in the
+    # job's log, not news. Its retried sends go to the root logger: filtered out.
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_a_py4j_retry)
 
 
 def build_config(prog: str, make: Callable[[], Any]) -> tuple[int, Any]:

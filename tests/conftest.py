@@ -33,6 +33,18 @@ def imagenet_available() -> bool:
     return os.path.isfile(os.path.join(home, "models", IMAGENET_FILE))
 
 
+def accuracy_applies() -> bool:
+    """Whether a test's accuracy thresholds apply: they do with the ImageNet weights.
+    Without them they are skipped (random weights separate nothing), except under
+    FEATURIZE_REQUIRE_SHARED=1 (CI), where the missing weights fail the test."""
+    if imagenet_available():
+        return True
+    if REQUIRE_SHARED:
+        pytest.fail("the ImageNet weights are not in $KERAS_HOME/models (../shared/keras), "
+                    "but FEATURIZE_REQUIRE_SHARED=1: accuracy cannot be checked")
+    return False
+
+
 def require_shared(path: Path) -> Path:
     """Skip when ``path`` (under ../shared) is absent; fail instead in CI."""
     if path.exists():

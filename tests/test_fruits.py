@@ -9,7 +9,7 @@ import pytest
 
 from featurize.config import FeaturizeConfig
 from featurize.job import run
-from tests.conftest import FRUITS, imagenet_available, require_shared
+from tests.conftest import FRUITS, accuracy_applies, imagenet_available, require_shared
 
 pytestmark = [pytest.mark.spark, pytest.mark.shared]
 
@@ -40,7 +40,7 @@ def test_fruits_subset_end_to_end(spark, weights_spec, tmp_path):
     assert 1 <= pca["k"] < n
     assert manifest["spark"]["partitions_used"] == manifest["spark"]["partitions_planned"]
 
-    if imagenet_available():
+    if accuracy_applies():
         # ImageNet features separate these fruits: leave-one-out nearest centroid.
         x = np.stack(features["features"].to_numpy())
         y = features["label"].to_numpy()

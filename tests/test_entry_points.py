@@ -1,0 +1,83 @@
+"""The train and predict entry points (and featurize.summary) as the user runs them: as
+processes, for their exit statuses (0 done, 1 the run failed, 2 a usage error) and what
+they print; the stale-classifier cycle end to end."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from featurize.sample import write_sample
+from tests.conftest import REPO
+from tests.test_cli import env
+
+pytestmark = pytest.mark.spark
+
+
+def job(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(REPO / "jobs" / script), *args],
+                          capture_output=True, text=True, env=env(), timeout=600, cwd=REPO)
+
+
+def test_train_and_predict_exit_statuses_and_the_stale_cycle(tmp_path: Path):
+    images, new, run = tmp_path / "images", tmp_path / "new", tmp_path / "run"
+    write_sample(str(images), per_class=3, with_broken=False)
+    write_sample(str(new), per_class=1, with_broken=False, offset=40)
+    pred = str(tmp_path / "pred")
+    featurize = ("featurize_images.py", "--input", str(images), "--output", str(run),
+                 "--weights", "random", "--image-size", "96", "--pca-k", "4")
+    steps = [
+        # usage errors: exit 2, before any Spark work
+        ("train, no run", 2, "has no manifest.json",
+         ("train_classifier.py", "--run", str(tmp_path / "nothing"))),
+        ("train, bad flag", 2, "--test-fraction 1.5 must be between 0 and 1",
+         ("train_classifier.py", "--run", str(run), "--test-fraction", "1.5")),
+        ("featurize", 0, "run complete: 30 inputs", featurize),
+        ("predict, untrained", 2, "has no trained classifier (metrics.json missing)",
+         ("predict_images.py", "--run", str(run), "--input", str(new), "--output", pred)),
+        ("train", 0, "test accuracy", ("train_classifier.py", "--run", str(run),
+                                       "--test-fraction", "0.34")),
+        ("predict", 0, "predictions:", ("predict_images.py", "--run", str(run), "--input",
+                                        str(new), "--output", pred)),
+        # a new input and a resume: PCA is rebuilt, the classifier marked stale
+        ("featurize --resume", 0, "marked stale", (*featurize, "--resume")),
+        ("predict, stale", 2, "the classifier is stale",
+         ("predict_images.py", "--run", str(run), "--input", str(new), "--output", pred,
+          "--overwrite")),
+        ("train again", 0, "test accuracy", ("train_classifier.py", "--run", str(run),
+                                             "--test-fraction", "0.34")),
+        ("predict again", 0, "predictions:", ("predict_images.py", "--run", str(run),
+                                              "--input", str(new), "--output", pred,
+                                              "--overwrite")),
+        # the run began and failed: exit 1 (a split that leaves no test image)
+        ("train, empty test split", 1, "the split left",
+         ("train_classifier.py", "--run", str(run), "--split-file", str(tmp_path / "split.csv"))),
+    ]
+    for what, status, says, argv in steps:
+        if what == "featurize --resume":
+            write_sample(str(images), per_class=4, with_broken=False)  # one more per digit
+        if what == "train, empty test split":
+            (tmp_path / "split.csv").write_text("".join(
+                f"Training,{p.parent.name},{p.name}\n" for p in sorted(images.rglob("*.png"))))
+        proc = job(*argv)
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == status, f"{what}: {log[-3000:]}"
+        assert says in log, f"{what}: {log[-3000:]}"
+        assert "Traceback" not in log, what
+        if what == "train again":
+            assert "stale" not in json.loads((run / "metrics.json").read_text())
+    # the summary, as make prints it
+    summary = subprocess.run([sys.executable, "-m", "featurize.summary", str(run),
+                              "--predictions", pred], capture_output=True, text=True,
+                             env=env(), timeout=120, cwd=REPO)
+    # (the featurize run is complete; the failed train removed metrics.json, its marker)
+    assert summary.returncode == 0, summary.stderr
+    assert "status        : complete" in summary.stdout
+    assert "weights       : RANDOM (seed" in summary.stdout
+    assert "engine        : openvino " in summary.stdout
+    assert "images        : 40 listed, 40 featurized, 0 failed" in summary.stdout
+    assert "predictions   : 10 predicted, 0 failed" in summary.stdout
+    assert not (run / "metrics.json").exists()
