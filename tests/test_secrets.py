@@ -10,6 +10,7 @@ searched for each secret.
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import boto3
@@ -28,11 +29,14 @@ SECRETS = (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, URI_PASSWORD)
 BUCKET = "featurize-secrets"
 
 
-def job(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def job(script: str, *args: str, cwd: Path, spark: bool = True) -> subprocess.CompletedProcess[str]:
+    """A job with the fake credentials; ``spark=False``: as plain Python, for a refusal
+    that comes before any Spark (no JVM to start)."""
     e = {**env(), "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
          "AWS_SESSION_TOKEN": SESSION_TOKEN}
-    return subprocess.run([spark_submit(), "--master", "local[2]", "--driver-memory", "2g",
-                           str(REPO / "jobs" / script), *args],
+    launcher = ([spark_submit(), "--master", "local[2]", "--driver-memory", "2g"] if spark
+                else [sys.executable])
+    return subprocess.run([*launcher, str(REPO / "jobs" / script), *args],
                           capture_output=True, text=True, env=e, timeout=600, cwd=cwd)
 
 
@@ -60,11 +64,12 @@ def test_no_output_log_or_message_carries_a_credential(moto_endpoint, weights_sp
                               weights_spec, cwd=tmp_path),
         "key in the input URI": job(
             "featurize_images.py", "--input", f"s3://{ACCESS_KEY}:{SECRET_KEY}@{BUCKET}/in",
-            "--output", str(tmp_path / "other"), cwd=tmp_path),
+            "--output", str(tmp_path / "other"), cwd=tmp_path, spark=False),
         "password in the weights URI": job(
             "featurize_images.py", "--input", f"s3://{BUCKET}/in", "--output",
             str(tmp_path / "other"), "--weights",
-            f"https://someone:{URI_PASSWORD}@weights.example.com/w.h5", cwd=tmp_path),
+            f"https://someone:{URI_PASSWORD}@weights.example.com/w.h5", cwd=tmp_path,
+            spark=False),
     }
     status = {what: p.returncode for what, p in runs.items()}
     assert status == {"featurize": 0, "train": 0, "predict": 0, "missing bucket": 2,
