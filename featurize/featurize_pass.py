@@ -156,6 +156,9 @@ def start_pass(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
         preprocessing=config.preprocessing,
     )
     conf_values = {
+        # A file deleted between the listing and the scan is skipped by the scan instead
+        # of failing its task, and becomes a not_read row (inputs.unscanned).
+        "spark.sql.files.ignoreMissingFiles": "true",
         "spark.sql.files.maxPartitionBytes": str(plan.max_partition_bytes),
         # One Arrow batch = one model batch: memory per worker stays flat.
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(config.batch_size),

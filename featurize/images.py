@@ -211,11 +211,17 @@ def _has_image_signature(data: bytes) -> bool:
 
 
 def _classified(exc: Exception) -> ImageDecodeError:
-    """Pillow's decode errors → ``truncated`` or ``decode_error``."""
+    """Pillow's decode errors → ``truncated`` or ``decode_error``.
+
+    Pillow says "image file is truncated" (or "Truncated File Read") when the data ends
+    early, and "broken data stream" when its decoder rejects the data itself (a garbled
+    JPEG scan, a corrupt PNG or GIF stream): the second is ``decode_error``. Files cut at
+    every 60th of their length, in six formats, all came out ``truncated``.
+    """
     message = str(exc) or type(exc).__name__
     lowered = message.lower()
     truncated = isinstance(exc, EOFError) or any(
-        s in lowered for s in ("truncated", "broken data stream", "premature end")
+        s in lowered for s in ("truncated", "premature end")
     )
     return ImageDecodeError("truncated" if truncated else "decode_error", message)
 

@@ -279,6 +279,11 @@ def unscanned(spark: SparkSession, scanned: DataFrame, listing: Listing,
     seen = {r["path"] for r in scanned.select("path").collect()}
     records = []
     for path in sorted(listing.to_read - seen):
+        if not storage.exists(spark, path):
+            records.append(ErrorRecord(path, label_of(path, listing.root), 0, 0, "not_read",
+                                       "listed, but gone when it was read (deleted during "
+                                       "the run?)"))
+            continue
         length, mtime_ms = storage.stat(spark, path)
         if length == 0:
             records.append(ErrorRecord(path, label_of(path, listing.root), 0, mtime_ms,

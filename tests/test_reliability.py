@@ -450,3 +450,98 @@ def test_resume_recovers_from_writes_stopped_at_any_point(spark, weights_spec, t
     _assert_close(_features(spark, out), want)
     assert not (out / "_features_next").exists()
     assert manifest["counts"]["featurized"] == second["counts"]["featurized"] == 8
+
+
+# --- outcomes only a changing input or a corrupt stream produce ---------------------------
+
+def _garbled_jpeg(seed: int) -> bytes:
+    """A JPEG whose entropy-coded scan is overwritten in places: its header reads, and its
+    decoding fails midway (Pillow: "broken data stream")."""
+    data = bytearray(image_bytes(pattern_image(seed), "JPEG"))
+    sos = data.index(b"\xff\xda")
+    for k in range(sos + 30, len(data) - 10, 7):
+        data[k] = 0xFF if data[k] != 0xFF else 0x00
+    return bytes(data)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_file_deleted_after_listing_is_not_read_and_resume_retries_it(
+        spark, moto_endpoint, weights_spec, tmp_path, monkeypatch, where):
+    """decode_error from a garbled scan, and not_read from a file deleted between the
+    listing and the read (Spark's scan locally, boto3's fetch on S3); then, with the file
+    back, --resume featurizes that one file and nothing else."""
+    import boto3
+
+    from featurize import job as job_module
+
+    images = tmp_path / "images"
+    victim = _images(images, 3)[0]
+    write(images / "b" / "garbled.jpg", _garbled_jpeg(5))
+    data = victim.read_bytes()
+    if where == "s3":
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="featurize-not-read")
+        for path in sorted(images.rglob("*.jpg")):
+            s3.upload_file(str(path), "featurize-not-read",
+                           "in/" + path.relative_to(images).as_posix())
+        source = "s3://featurize-not-read/in"
+        key = "in/" + victim.relative_to(images).as_posix()
+        delete = lambda: s3.delete_object(Bucket="featurize-not-read", Key=key)  # noqa: E731
+        restore = lambda: s3.put_object(Bucket="featurize-not-read", Key=key,  # noqa: E731
+                                        Body=data)
+    else:
+        source = str(images)
+        delete, restore = victim.unlink, lambda: victim.write_bytes(data)  # noqa: E731
+    listed = job_module.list_inputs
+
+    def listed_then_deleted(*args, **kwargs):
+        listing = listed(*args, **kwargs)
+        delete()
+        return listing
+
+    monkeypatch.setattr(job_module, "list_inputs", listed_then_deleted)
+    config = FeaturizeConfig(input=source, output=str(tmp_path / "run"),
+                             weights=weights_spec, pca_k=2, batch_size=4)
+    first = run(spark, config)
+    c = first["counts"]
+    assert (c["inputs"], c["featurized"], c["model_images"]) == (7, 5, 5)
+    assert c["failed_by_reason"] == {"decode_error": 1, "not_read": 1}
+    errors = {r["path"].rsplit("/", 1)[1]: r for r in
+              spark.read.parquet(str(tmp_path / "run" / "errors")).collect()}
+    assert errors["garbled.jpg"]["error"] == "decode_error"
+    assert "broken data stream" in errors["garbled.jpg"]["detail"]
+    assert errors[victim.name]["error"] == "not_read"
+    assert errors[victim.name]["label"] == victim.parent.name
+    monkeypatch.setattr(job_module, "list_inputs", listed)
+    restore()
+    from dataclasses import replace
+
+    resumed = run(spark, replace(config, resume=True))
+    c = resumed["counts"]
+    assert (c["inputs"], c["featurized"], c["model_images"]) == (7, 6, 1)
+    assert c["failed_by_reason"] == {"decode_error": 1}
+    assert resumed["resume"]["kept_features"] == 5 and resumed["resume"]["featurized_now"] == 1
+
+
+def test_the_counts_guard_fails_the_run_with_a_failed_manifest(spark, weights_spec, tmp_path,
+                                                               monkeypatch):
+    """Every input is featurized or failed exactly once, or the run fails: an error row
+    the counts do not see (forced here) gives exit status 1 and a failed manifest."""
+    from featurize import job as job_module
+    from featurize.errors import JobError
+
+    images = tmp_path / "images"
+    _images(images, 3)
+    write(images / "a" / "broken.jpg", b"not an image")
+    written = job_module.write_errors
+    monkeypatch.setattr(job_module, "write_errors",
+                        lambda *a, **k: (written(*a, **k)[0], {}))
+    out = tmp_path / "run"
+    with pytest.raises(JobError, match="7 inputs were listed but 6 featurized \\+ 0 failed "
+                                       "were written") as failed:
+        run(spark, FeaturizeConfig(input=str(images), output=str(out), weights=weights_spec,
+                                   pca_k=2))
+    assert failed.value.exit_status == 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    assert manifest["error"].startswith("JobError: 7 inputs were listed but 6 featurized")
