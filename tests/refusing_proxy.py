@@ -26,6 +26,8 @@ class RefusingProxy:
         self.refused_path = f"/{bucket}/{prefix}"
         self.refusals = 0
         self.refused = 0
+        #: (method, path) of every request, in the order they came
+        self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -79,6 +81,8 @@ class RefusingProxy:
 
             def _forward(self) -> None:
                 body = self._body()
+                with proxy._lock:
+                    proxy.requests.append((self.command, self.path))
                 if proxy._refuse(self.command, self.path):
                     self.send_response(503)
                     self.send_header("Content-Type", "application/xml")

@@ -323,3 +323,65 @@ def test_a_failed_upload_keeps_the_run_and_resume_finishes_it(spark, bucket, wei
     transient = download_prefix(client, "runs/upload-transient/", tmp_path / "transient")
     assert assert_corpus_outcomes(spark, transient, f"s3://{BUCKET}/in/", "boto3")[
         "counts"] == manifest["counts"] | {"model_images": manifest["counts"]["featurized"]}
+
+
+def test_a_failed_run_uploads_its_failed_manifest_last(spark, bucket, weights_spec,
+                                                       monkeypatch):
+    """A run that fails after it began (the counts guard, forced) still reaches S3: every
+    file it wrote, then manifest.json saying failed, last of all PUTs."""
+    from featurize import job as job_module
+    from featurize.errors import JobError
+    from tests.refusing_proxy import RefusingProxy
+
+    client, _ = bucket
+    written = job_module.write_errors
+    monkeypatch.setattr(job_module, "write_errors", lambda *a, **k: (written(*a, **k)[0], {}))
+    with RefusingProxy(os.environ["AWS_ENDPOINT_URL"], BUCKET, "runs/failing") as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        with pytest.raises(JobError, match="inputs were listed but"):
+            run(spark, FeaturizeConfig(input=f"s3://{BUCKET}/in",
+                                       output=f"s3://{BUCKET}/runs/failing",
+                                       weights=weights_spec, pca_k=3))
+    puts = [path for method, path in proxy.requests
+            if method == "PUT" and "/runs/failing/" in path and "_featurize_write_probe" not in path]
+    assert puts[-1].endswith("/runs/failing/manifest.json") and len(puts) > 1
+    manifest = json.loads(client.get_object(Bucket=BUCKET, Key="runs/failing/manifest.json")
+                          ["Body"].read())
+    assert manifest["status"] == "failed" and manifest["error"].startswith("JobError")
+
+
+def test_overwrite_on_s3_leaves_no_old_key(spark, bucket, weights_spec, tmp_path):
+    """boto3 path: a run over a prefix that holds another, bigger run."""
+    client, corpus = bucket
+    out = f"s3://{BUCKET}/runs/overwritten"
+    run(spark, FeaturizeConfig(input=f"s3://{BUCKET}/in", output=out, weights=weights_spec,
+                               pca_k=2))
+    before = set(s3.list_keys(client, out))
+    client.put_object(Bucket=BUCKET, Key="runs/overwritten/features/stray.parquet", Body=b"x")
+    manifest = run(spark, FeaturizeConfig(input=f"s3://{BUCKET}/in/dogs", output=out,
+                                          weights=weights_spec, pca_k=2, overwrite=True))
+    after = set(s3.list_keys(client, out))
+    assert "runs/overwritten/features/stray.parquet" not in after
+    # parquet part files carry a fresh UUID each run: none of the old ones survive
+    assert not {k for k in after & before if k.endswith(".parquet")}
+    assert any(k.endswith(".parquet") for k in before)
+    local = download_prefix(client, "runs/overwritten/", tmp_path / "overwritten")
+    assert spark.read.parquet(str(local / "features")).count() == manifest["counts"]["featurized"]
+    assert manifest["input"]["uri"].endswith("/in/dogs")
+
+
+def test_rejected_credentials_over_http_are_explained(spark, bucket, monkeypatch):
+    """moto with IAM enforced: an access key it does not know is refused before any work,
+    with the message docs/cli.md promises."""
+    from moto.core.authorization import enable_iam_authentication
+
+    from featurize.errors import S3AccessError
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUNKNOWNFEATURIZE1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-known-secret")
+    with enable_iam_authentication(), pytest.raises(S3AccessError) as refused:
+        run(spark, FeaturizeConfig(input=f"s3://{BUCKET}/in", output=f"s3://{BUCKET}/runs/x",
+                                   weights="random"))
+    assert refused.value.exit_status == 2
+    assert "InvalidAccessKeyId" in str(refused.value)
+    assert "the AWS credentials were rejected: refresh or fix them" in str(refused.value)
