@@ -115,10 +115,20 @@ def _losses(event_dir: Path) -> dict[str, list[str]]:
     return {"removed": removed, "lost_tasks": lost_tasks}
 
 
+def _fault_images(images: Path) -> Path:
+    """90 JPEGs in three labels and one broken file."""
+    for c, label in enumerate(("x", "y", "z")):
+        for i in range(30):
+            write(images / label / f"{label}{i:03d}.jpg",
+                  image_bytes(pattern_image(500 + 100 * c + i), "JPEG"))
+    write(images / "x" / "broken.jpg", b"\xff\xd8\xff\xe0 cut off")
+    return images
+
+
 def _submit(url: str, images: Path, out: Path, events: Path, weights: str,
-            log: Path) -> subprocess.Popen:
+            log: Path, extra: tuple[str, ...] = ()) -> subprocess.Popen:
     events.mkdir()
-    cmd = [str(BIN / "spark-submit"), "--master", url,
+    cmd = [str(BIN / "spark-submit"), "--master", url, *extra,
            "--conf", "spark.executor.cores=1", "--conf", "spark.cores.max=2",
            "--conf", "spark.executor.memory=1g", "--conf", "spark.ui.enabled=false",
            "--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir=file:{events}",
@@ -134,12 +144,7 @@ def _submit(url: str, images: Path, out: Path, events: Path, weights: str,
 def test_killed_executor_costs_a_retry_not_a_wrong_answer(spark, standalone, weights_spec,
                                                           tmp_path):
     url, worker_pids, cluster_dir = standalone
-    images = tmp_path / "images"
-    for c, label in enumerate(("x", "y", "z")):
-        for i in range(30):
-            write(images / label / f"{label}{i:03d}.jpg",
-                  image_bytes(pattern_image(500 + 100 * c + i), "JPEG"))
-    write(images / "x" / "broken.jpg", b"\xff\xd8\xff\xe0 cut off")
+    images = _fault_images(tmp_path / "images")
     # the control: the same job on the same cluster, nothing killed
     clean = tmp_path / "clean"
     control = _submit(url, images, clean, tmp_path / "clean-events", weights_spec,
@@ -198,3 +203,53 @@ def test_killed_executor_costs_a_retry_not_a_wrong_answer(spark, standalone, wei
         assert err <= 1e-4 * np.abs(ref).max(), f"{path}: max|a-b| = {err}"
     print(f"fault: executor {killed} killed after {committed_before_kill} part files; "
           f"{losses}; model_images {manifest['counts']['model_images']}")
+
+
+def test_an_executor_killed_inside_a_task_commit_leaves_every_input_once(
+        spark, standalone, weights_spec, tmp_path):
+    """The commit window: a test committer (tests/java/StallingCommitter.java) holds the
+    first features/ task commit until the test kills that executor, inside commitTask,
+    before its files move. The task runs again elsewhere; every input lands once."""
+    url, worker_pids, _ = standalone
+    jars = BIN.parent / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / \
+        "site-packages" / "pyspark" / "jars"
+    classes = tmp_path / "classes"
+    subprocess.run(["javac", "-cp", f"{jars}/*", "-d", str(classes),
+                    str(REPO / "tests" / "java" / "StallingCommitter.java")],
+                   check=True, capture_output=True)
+    jar = tmp_path / "stalling.jar"
+    subprocess.run(["jar", "cf", str(jar), "-C", str(classes), "."], check=True)
+    stall = tmp_path / "stall"
+    stall.mkdir()
+    images = _fault_images(tmp_path / "images")
+    out, log = tmp_path / "run", tmp_path / "submit.log"
+    proc = _submit(url, images, out, tmp_path / "events", weights_spec, log, extra=(
+        "--jars", str(jar), "--driver-class-path", str(jar),
+        "--conf", "spark.sql.parquet.output.committer.class=StallingCommitter",
+        "--conf", f"spark.executorEnv.FEATURIZE_STALL_DIR={stall}"))
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and proc.poll() is None \
+                and not (stall / "stalled").exists():
+            time.sleep(0.05)
+        assert (stall / "stalled").exists(), log.read_text()[-3000:]
+        time.sleep(0.2)  # the pid is written before the file is closed: let it land
+        pid = int((stall / "stalled").read_text())
+        killed = _executor_id(pid)
+        committed_before_kill = len(list((out / "features").glob("part-*.parquet")))
+        os.kill(pid, signal.SIGKILL)
+        rc = proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert rc == 0, log.read_text()[-5000:]
+    losses = _losses(tmp_path / "events")
+    assert killed in losses["removed"] or killed in losses["lost_tasks"], (killed, losses)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["counts"]["featurized"] == 90 and manifest["counts"]["failed"] == 1
+    paths = [r["path"] for r in spark.read.parquet(str(out / "features")).collect()]
+    assert len(paths) == len(set(paths)) == 90  # exactly once
+    assert not list((out / "features").glob("_temporary*"))
+    print(f"commit window: executor {killed} killed inside commitTask after "
+          f"{committed_before_kill} part files; {losses}")
