@@ -76,7 +76,7 @@ PREFLIGHT = $(if $(filter 1 true yes,$(SKIP_PREFLIGHT)),--skip-preflight)
 
 .PHONY: help install sample run-local featurize train predict report test bench bench-peer bench-levers clean
 .PHONY: require-bucket package upload cluster submit wait status logs down emr-run estimate
-.PHONY: jars emr-rehearse rehearsal-test iam-policy
+.PHONY: jars emr-rehearse rehearsal-test fault-test iam-policy
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -196,6 +196,10 @@ emr-rehearse: $(STAMP) package jars $(if $(call given,INPUT),,$(SAMPLE)/.done) #
 	  $(call opt,NODE_MB,--node-mb) $(call opt,NODE_VCORES,--node-vcores) \
 	  $(foreach k,$(DROP_CONF),--drop-conf $(k))
 	@$(PY) -m featurize.summary $(call q,$(OUT)) $(if $(findstring predict,$(STEPS)),--predictions $(call q,$(OUT)-predictions))
+
+fault-test: $(STAMP) ## lost executors on a local standalone cluster (marker fault; own CI step after make test)
+	@rc=0; $(PY) -m pytest -m fault tests/test_fault.py $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 rehearsal-test: $(STAMP) package jars ## the rehearsal and S3A tests (own CI step after make test)
 	@rc=0; $(PY) -m pytest -m rehearsal tests/test_s3a.py tests/test_rehearsal.py $(PYTEST_ARGS) || rc=$$?; \
