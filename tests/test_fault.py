@@ -115,6 +115,20 @@ def _losses(event_dir: Path) -> dict[str, list[str]]:
     return {"removed": removed, "lost_tasks": lost_tasks}
 
 
+def _kill_and_finish(proc: subprocess.Popen, pid: int, log: Path, events: Path,
+                     kill: bool = True) -> tuple[str, dict[str, list[str]]]:
+    """SIGKILL the executor JVM ``pid``, let the job finish, and require that it succeeded
+    and that Spark's event log shows that executor lost; returns its id and the losses."""
+    killed = _executor_id(pid)
+    if kill:
+        os.kill(pid, signal.SIGKILL)
+    rc = proc.wait(timeout=600)
+    assert rc == 0, log.read_text()[-5000:]
+    losses = _losses(events)
+    assert killed in losses["removed"] or killed in losses["lost_tasks"], (killed, losses)
+    return killed, losses
+
+
 def _fault_images(images: Path) -> Path:
     """90 JPEGs in three labels and one broken file."""
     for c, label in enumerate(("x", "y", "z")):
@@ -169,18 +183,13 @@ def test_killed_executor_costs_a_retry_not_a_wrong_answer(spark, standalone, wei
         assert proc.poll() is None and executors, \
             f"job ended before any kill (rc {proc.poll()}):\n{log.read_text()[-3000:]}"
         committed_before_kill = len(list((out / "features").glob("part-*.parquet")))
-        killed = _executor_id(executors[0])
-        if os.environ.get("FEATURIZE_FAULT_NO_KILL") != "1":  # to show the test needs it
-            os.kill(executors[0], signal.SIGKILL)
-        rc = proc.wait(timeout=600)
+        # (FEATURIZE_FAULT_NO_KILL=1 shows that the test fails without the kill)
+        killed, losses = _kill_and_finish(proc, executors[0], log, tmp_path / "events",
+                                          kill=os.environ.get("FEATURIZE_FAULT_NO_KILL") != "1")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert rc == 0, log.read_text()[-5000:]
-
-    # the fault happened, to the executor killed, and work was redone
-    losses = _losses(tmp_path / "events")
-    assert killed in losses["removed"] or killed in losses["lost_tasks"], (killed, losses)
+    # the fault happened, to the executor killed (above), and work was redone
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["spark"]["master"] == url
     assert committed_before_kill < manifest["spark"]["partitions_planned"]
@@ -235,16 +244,11 @@ def test_an_executor_killed_inside_a_task_commit_leaves_every_input_once(
         assert (stall / "stalled").exists(), log.read_text()[-3000:]
         time.sleep(0.2)  # the pid is written before the file is closed: let it land
         pid = int((stall / "stalled").read_text())
-        killed = _executor_id(pid)
         committed_before_kill = len(list((out / "features").glob("part-*.parquet")))
-        os.kill(pid, signal.SIGKILL)
-        rc = proc.wait(timeout=600)
+        killed, losses = _kill_and_finish(proc, pid, log, tmp_path / "events")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert rc == 0, log.read_text()[-5000:]
-    losses = _losses(tmp_path / "events")
-    assert killed in losses["removed"] or killed in losses["lost_tasks"], (killed, losses)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert manifest["counts"]["featurized"] == 90 and manifest["counts"]["failed"] == 1
