@@ -126,6 +126,9 @@ class RunOutput:
                 s3.delete_key(client, RunDir(self.uri).at(marker))
             n = s3.delete_prefix(client, self.uri)
             logger.info("deleted %d objects under %s", n, self.uri)
+        if (self.staging / MANIFEST).is_file():
+            logger.warning("a staged copy of an earlier run of %s was in %s: replaced by this "
+                           "run (--resume continues such a copy instead)", self.uri, self.staging)
         shutil.rmtree(self.staging, ignore_errors=True)
         self.staging.mkdir(parents=True)
         (self.staging.parent / f"{self.staging.name}.uri").write_text(self.uri + "\n")
