@@ -51,6 +51,8 @@ class PredictConfig:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     engine: str | None = None
     precision: str | None = None
+    #: Apply the temperature the classifier was calibrated with (``--no-calibrate``: 1).
+    calibrate: bool = True
     encryption: Encryption = field(default_factory=Encryption)
 
     def __post_init__(self) -> None:
@@ -165,6 +167,9 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
     with timer.stage("prepare_engine"):
         weights, engine = prepare_for(fconfig)
     check_compatible(manifest_run, metrics, pca_model, weights)
+    # A run trained before calibration existed has no temperature: its own probabilities.
+    temperature = (metrics.get("calibration") or {}).get("temperature", 1.0) \
+        if config.calibrate else 1.0
 
     manifest: dict[str, Any] = {
         **header("predict_images", {**asdict(config), "extensions": list(config.extensions)},
@@ -175,6 +180,7 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
         "preprocessing": fconfig.preprocessing.to_manifest(),
         "pca_model_id": metrics["pca_model_id"],
         "labels": labels_of(classifier),
+        "calibration": {"temperature": temperature, "applied": temperature != 1.0},
         "input": {"uri": config.input, "root": listing.root},
         "io": {"input": in_mode, "output": output.mode},
         "spark": {},
@@ -187,7 +193,8 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
                         timer=timer) as fz:
             manifest["spark"].update(fz.planned())
             with timer.stage("featurize_predict"), fz.confs(), fz.progress("predict"):
-                scored = predict(classifier, project(pca_model, features_rows(fz.observed)))
+                scored = predict(classifier, project(pca_model, features_rows(fz.observed)),
+                                 temperature)
                 scored.select(*PREDICTIONS_COLUMNS).write.mode("errorifexists").parquet(
                     out.predictions)
             with timer.stage("errors_write"):

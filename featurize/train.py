@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from pyspark.ml import PipelineModel
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
-from featurize import storage
+from featurize import calibration, storage
 from featurize.classify import (
-    ClassifierParams, evaluate, fit_classifier, labelled_only, labels_of, parse_split_file,
-    predict, split_by_file, stratified_split,
+    CV_FOLDS, REG_GRID, ClassifierParams, cross_validate, evaluate, fit_classifier,
+    labelled_only, labels_of, parse_split_file, predict, split_by_file, split_logits,
+    stratified_split,
 )
 from featurize.config import refuse_credentials
 from featurize.encryption import Encryption
@@ -33,10 +34,13 @@ class TrainConfig:
     test_fraction: float = 0.2
     seed: int = 0
     split_file: str | None = None
-    reg_param: float = 1e-3
+    #: ``None`` (``--reg-param auto``): chosen by cross-validation over ``REG_GRID``.
+    reg_param: float | None = None
     elastic_net_param: float = 0.0
     max_iter: int = 200
     standardize: bool = False
+    #: Fit a temperature on out-of-fold logits and apply it (``--no-calibrate``: off).
+    calibrate: bool = True
     #: Server-side encryption of what the job writes to S3 (``--sse``).
     encryption: Encryption = field(default_factory=Encryption)
 
@@ -47,7 +51,8 @@ class TrainConfig:
         refuse_credentials("--split-file", self.split_file)
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"--test-fraction {self.test_fraction} must be between 0 and 1.")
-        if self.reg_param < 0 or not 0.0 <= self.elastic_net_param <= 1.0:
+        if (self.reg_param is not None and self.reg_param < 0) or not (
+                0.0 <= self.elastic_net_param <= 1.0):
             raise ConfigError("--reg-param must be >= 0 and --elastic-net-param in [0, 1].")
         if self.max_iter < 1:
             raise ConfigError("--max-iter must be at least 1.")
@@ -99,12 +104,14 @@ def _train(spark: SparkSession, config: TrainConfig, manifest: dict[str, Any],
         params = ClassifierParams(config.reg_param, config.elastic_net_param, config.max_iter,
                                   config.standardize)
         with timer.stage("fit"):
-            model = fit_classifier(train, params)
+            fitted = _fit(train, params, config)
+        model, temperature = fitted.model, fitted.calibration["temperature"]
         labels = labels_of(model)
         with timer.stage("evaluate"):
-            test_pred = predict(model, test).cache()
+            test_pred = predict(model, test, temperature).cache()
             test_metrics = evaluate(test_pred, labels)
-            train_metrics = evaluate(predict(model, train), labels)
+            train_metrics = evaluate(predict(model, train, temperature), labels)
+            confidence = _confidence_scores(model, test, temperature, config.seed)
         missing = sorted(set(labels) - {r["label"] for r in test.select("label").distinct().collect()})
         with timer.stage("write"):
             model.write().overwrite().save(run_dir.classifier)
@@ -122,13 +129,16 @@ def _train(spark: SparkSession, config: TrainConfig, manifest: dict[str, Any],
         "config": asdict(config),
         "split": {**split, "train": n_train, "test": n_test, "not_in_split_file": unlisted,
                   "labels_missing_from_test": missing},
-        "model": {"type": "LogisticRegression(family=multinomial)", **asdict(params)},
+        "model": {"type": "LogisticRegression(family=multinomial)", **asdict(fitted.params)},
+        "reg_param_search": fitted.search,
+        "calibration": fitted.calibration,
         "pca_model_id": model_fingerprint(pca_model),
         "weights_sha256": manifest.get("weights", {}).get("sha256"),
         "preprocessing": manifest.get("preprocessing", {}).get("name"),
         "labels": labels,
         "accuracy": test_metrics["accuracy"],
         "macro_f1": test_metrics["macro_f1"],
+        **confidence,
         "test": test_metrics,
         "train": train_metrics,
         "timings_seconds": {**timer.seconds, "total": timer.total()},
@@ -137,3 +147,59 @@ def _train(spark: SparkSession, config: TrainConfig, manifest: dict[str, Any],
     logger.info("classifier: test accuracy %.4f, macro-F1 %.4f on %d images",
                 metrics["accuracy"], metrics["macro_f1"], n_test)
     return metrics
+
+
+@dataclass
+class _Fitted:
+    model: PipelineModel
+    #: The settings the model was fitted with (``reg_param`` as chosen).
+    params: ClassifierParams
+    #: ``metrics.json``'s ``reg_param_search`` (``None``: no cross-validation ran).
+    search: dict[str, Any] | None
+    #: ``metrics.json``'s ``calibration``; its ``temperature`` is what predict applies.
+    calibration: dict[str, Any]
+
+
+def _fit(train: DataFrame, params: ClassifierParams, config: TrainConfig) -> _Fitted:
+    """Fit at a fixed ``reg_param``, or cross-validate: to choose it (``auto``) and/or to
+    get the out-of-fold logits the temperature is fitted on (one grid value then)."""
+    if params.reg_param is not None and not config.calibrate:
+        return _Fitted(fit_classifier(train, params), params, None, _UNCALIBRATED)
+    grid = REG_GRID if params.reg_param is None else (params.reg_param,)
+    cv = cross_validate(train, params, grid, seed=config.seed)
+    search = {"method": "CrossValidator", "folds": CV_FOLDS,
+              "metric": "logLoss (mean over the validation folds)",
+              "auto": params.reg_param is None,
+              "scores": [{"reg_param": r, "log_loss": m} for r, m in cv.scores.items()],
+              "chosen": cv.reg_param}
+    calibrated = _UNCALIBRATED
+    if config.calibrate:
+        t = calibration.fit_temperature(cv.oof_logits, cv.oof_labels)
+        calibrated = {"method": "temperature", "temperature": t,
+                      "fitted_on": f"out-of-fold logits of the training split ({CV_FOLDS} folds)",
+                      "images": len(cv.oof_labels),
+                      "nll": {"before": calibration.nll(cv.oof_logits, cv.oof_labels),
+                              "after": calibration.nll(cv.oof_logits, cv.oof_labels, t)}}
+    logger.info("regParam %g%s; temperature %.3f", cv.reg_param,
+                " (cross-validated)" if params.reg_param is None else "",
+                calibrated["temperature"])
+    return _Fitted(cv.model, replace(params, reg_param=cv.reg_param), search, calibrated)
+
+
+_UNCALIBRATED: dict[str, Any] = {"method": "none", "temperature": 1.0}
+
+
+def _confidence_scores(model: PipelineModel, test: DataFrame, temperature: float,
+                       seed: int) -> dict[str, Any]:
+    """``ece``, ``brier`` (before and after the temperature), ``top5_accuracy`` (more than
+    5 labels) and ``confidence`` (NLL, mean confidence, the reliability bins) on the
+    test split's images of known labels."""
+    logits, y = split_logits(model, test, seed=seed)
+    if len(y) == 0:
+        return {"ece": None, "brier": None, "confidence": None}
+    s = calibration.scores(logits, y, temperature)
+    out: dict[str, Any] = {"ece": s.pop("ece"), "brier": s.pop("brier")}
+    if logits.shape[1] > 5:
+        out["top5_accuracy"] = calibration.top_k_accuracy(calibration.softmax(logits), y, 5)
+    out["confidence"] = {"images": len(y), "bins": calibration.ECE_BINS, **s}
+    return out

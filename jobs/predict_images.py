@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="default: the run's")
     encryption.add_flags(p)
+    p.add_argument("--no-calibrate", dest="calibrate", action="store_false",
+                   help="the regression's own probabilities, not the run's temperature")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -62,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overwrite=args.overwrite, extensions=tuple(e for e in args.extensions.split(",") if e),
         max_pixels=args.max_pixels, threads=args.threads,
         max_file_bytes=args.max_file_bytes, engine=args.engine, precision=args.precision,
-        encryption=encryption.Encryption.from_args(args)), "featurize.predict", done)
+        calibrate=args.calibrate, encryption=encryption.Encryption.from_args(args)), "featurize.predict", done)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """spark-submit entry point: train a classifier on a run's PCA features.
 
     spark-submit jobs/train_classifier.py --run RUN_DIR [--test-fraction 0.2] [--seed 0]
-        [--split-file split.csv] [--reg-param 0.001] [--elastic-net-param 0.0] [--max-iter 200]
-        [--standardize]
+        [--split-file split.csv] [--reg-param auto|0.001] [--no-calibrate]
+        [--elastic-net-param 0.0] [--max-iter 200] [--standardize]
 
 Writes RUN_DIR/models/classifier/, RUN_DIR/metrics.json and RUN_DIR/test_predictions/.
 Exit status: 0 done, 2 bad configuration, 1 failed.
@@ -23,6 +23,19 @@ from featurize.train import TrainConfig
 logger = logging.getLogger("featurize.jobs.train_classifier")
 
 
+def reg_param(text: str) -> float | None:
+    """``auto`` → ``None`` (cross-validated), else a non-negative number."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="train_classifier", description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True, help="run directory written by featurize_images")
@@ -31,8 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the stratified split")
     p.add_argument("--split-file", default=None,
                    help="CSV of 'Training|Test,<label>,<file name>' instead of a random split")
-    p.add_argument("--reg-param", type=float, default=1e-3,
-                   help="regularisation strength (default 0.001)")
+    p.add_argument("--reg-param", type=reg_param, default=None, metavar="auto|NUMBER",
+                   help="regularisation strength, or 'auto' (the default): chosen by "
+                        "3-fold cross-validation on the training split")
+    p.add_argument("--no-calibrate", dest="calibrate", action="store_false",
+                   help="keep the regression's own probabilities (no temperature scaling)")
     p.add_argument("--elastic-net-param", type=float, default=0.0,
                    help="0 = L2, 1 = L1 (default 0)")
     p.add_argument("--max-iter", type=int, default=200)
@@ -55,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run=args.run, test_fraction=args.test_fraction, seed=args.seed,
         split_file=args.split_file, reg_param=args.reg_param,
         elastic_net_param=args.elastic_net_param, max_iter=args.max_iter,
-        standardize=args.standardize,
+        standardize=args.standardize, calibrate=args.calibrate,
         encryption=encryption.Encryption.from_args(args)), "featurize.train", done)
 
 
