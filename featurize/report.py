@@ -1,5 +1,5 @@
-"""Pictures of a run: explained variance, a 2-D projection, the confusion matrix and the
-most confident mistakes. Used by ``make report`` and by ``notebooks/explore_run.ipynb``.
+"""Pictures of a run: explained variance, a 2-D projection, the confusion matrix, the
+reliability diagram and the most confident mistakes. Used by ``make report`` and by ``notebooks/explore_run.ipynb``.
 
 Reads a local run directory with pyarrow (no Spark needed)::
 
@@ -142,6 +142,47 @@ def plot_confusion(run: RunData) -> Any:
     return fig
 
 
+def plot_reliability(run: RunData) -> Any:
+    """Confidence against accuracy per confidence bin on the test split, before and after
+    the temperature (``metrics.json``'s ``confidence.reliability``), with the bins'
+    image counts below. A calibrated model's points lie on the diagonal."""
+    conf = (run.metrics or {}).get("confidence")
+    fig = _figure(9.0, 4.5)
+    if not conf:
+        ax = fig.add_subplot()
+        ax.text(0.5, 0.5, "no calibration scores (trained before calibration existed,\n"
+                "or no test image of a known label)", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    t = run.metrics["calibration"]["temperature"]
+    for i, (side, title) in enumerate((("before", "before (T = 1)"),
+                                       ("after", f"after (T = {t:.3f})"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        bins = conf["reliability"][side]
+        filled = [b for b in bins if b["count"]]
+        width = 1.0 / conf["bins"]
+        ax.bar([b["lower"] for b in filled], [b["accuracy"] for b in filled], width=width,
+               align="edge", color="#4c78a8", edgecolor="white", label="accuracy")
+        ax.plot([b["confidence"] for b in filled], [b["accuracy"] for b in filled], "o",
+                color="#e45756", markersize=4, label="(mean confidence, accuracy)")
+        ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
+        for b in filled:
+            ax.text(b["lower"] + width / 2, 0.02, str(b["count"]), ha="center", fontsize=6,
+                    color="white" if (b["accuracy"] or 0) > 0.08 else "black")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+        ece = run.metrics["ece"][side]
+        ax.set_title(f"{title}: ECE {ece:.3f}", fontsize=10)
+        if i == 0:
+            ax.legend(loc="upper left", fontsize=7)
+    fig.suptitle(f"Reliability on the test split ({conf['images']} images, "
+                 f"{conf['bins']} bins; bar labels: images per bin)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def confident_mistakes(run: RunData, n: int = 12) -> pd.DataFrame:
     """The ``n`` wrong test predictions with the highest confidence."""
     if run.test_predictions is None:
@@ -207,6 +248,8 @@ def write_report(run_dir: str) -> list[str]:
                ("projection.png", "First two principal components", plot_projection)]
     if run.metrics is not None:
         figures += [("confusion_matrix.png", "Confusion matrix (test split)", plot_confusion),
+                    ("reliability.png", "Reliability: confidence against accuracy",
+                     plot_reliability),
                     ("mistakes.png", "Most confident mistakes", plot_mistakes)]
     written = []
     for name, _, plot in figures:
@@ -219,6 +262,10 @@ def write_report(run_dir: str) -> list[str]:
     if run.metrics is not None:
         summary += (f"; test accuracy {run.metrics['accuracy']:.4f}, "
                     f"macro-F1 {run.metrics['macro_f1']:.4f}")
+        if run.metrics.get("ece"):
+            summary += (f"; ECE {run.metrics['ece']['before']:.4f} -> "
+                        f"{run.metrics['ece']['after']:.4f} (temperature "
+                        f"{run.metrics['calibration']['temperature']:.3f})")
     with open(os.path.join(out, "index.md"), "w", encoding="utf-8") as fh:
         fh.write(f"# Run report: {run.path}\n\n{summary}\n\n")
         for name, title, _ in figures:

@@ -86,10 +86,36 @@ def format_metrics(metrics: dict[str, Any]) -> str:
              f"{split['method']} split)"]
     if metrics.get("stale"):
         lines.append(f"classifier    : STALE: {metrics['stale'].get('reason')}")
+    lines.extend(format_confidence(metrics))
     worst = sorted(test["per_class"].items(), key=lambda kv: kv[1]["f1"])[:3]
     lines.append("weakest labels: " + ", ".join(
         f"{label} (F1 {v['f1']:.2f}, {v['support']} images)" for label, v in worst))
     return "\n".join(lines)
+
+
+def format_confidence(metrics: dict[str, Any]) -> list[str]:
+    """The regularisation as chosen, the temperature, and the test split's calibration
+    scores (absent from runs trained before calibration)."""
+    lines = []
+    search = metrics.get("reg_param_search")
+    reg = metrics["model"]["reg_param"]
+    if search and search.get("auto"):
+        grid = [s["reg_param"] for s in search["scores"]]
+        lines.append(f"regParam      : {reg:g}, chosen by {search['folds']}-fold "
+                     f"cross-validation over {', '.join(f'{g:g}' for g in grid)}")
+    elif reg is not None:
+        lines.append(f"regParam      : {reg:g} (given)")
+    cal = metrics.get("calibration")
+    if metrics.get("ece"):
+        t = (f"temperature {cal['temperature']:.3f}" if cal and cal["method"] == "temperature"
+             else "not calibrated")
+        ece, brier = metrics["ece"], metrics["brier"]
+        line = (f"confidence    : {t}; test ECE {ece['before']:.4f} -> {ece['after']:.4f}, "
+                f"Brier {brier['before']:.4f} -> {brier['after']:.4f}")
+        if metrics.get("top5_accuracy") is not None:
+            line += f"; top-5 accuracy {metrics['top5_accuracy']:.4f}"
+        lines.append(line)
+    return lines
 
 
 def format_predictions(pred_dir: str, n: int = 8) -> str:

@@ -14,7 +14,7 @@ from featurize.sample import write_sample
 from tests.conftest import REPO
 from tests.test_cli import env
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.integration]
 
 
 def job(script: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -44,7 +44,8 @@ def test_train_and_predict_exit_statuses_and_the_stale_cycle(weights_spec, tmp_p
          ("predict_images.py", "--run", str(run), "--input", str(new), "--output", pred,
           "--overwrite")),
         ("train again", 0, "test accuracy", ("train_classifier.py", "--run", str(run),
-                                             "--test-fraction", "0.34")),
+                                             "--test-fraction", "0.34", "--reg-param", "0.001",
+                                             "--no-calibrate")),
         # the run began and failed: exit 1 (a split that leaves no test image)
         ("train, empty test split", 1, "the split left",
          ("train_classifier.py", "--run", str(run), "--split-file", str(tmp_path / "split.csv"))),
@@ -60,8 +61,14 @@ def test_train_and_predict_exit_statuses_and_the_stale_cycle(weights_spec, tmp_p
         assert proc.returncode == status, f"{what}: {log[-3000:]}"
         assert says in log, f"{what}: {log[-3000:]}"
         assert "Traceback" not in log, what
+        if what == "train":
+            first = json.loads((run / "metrics.json").read_text())
+            assert first["reg_param_search"]["auto"] and first["calibration"]["temperature"] > 0
         if what == "train again":
-            assert "stale" not in json.loads((run / "metrics.json").read_text())
+            again = json.loads((run / "metrics.json").read_text())
+            assert "stale" not in again
+            assert again["model"]["reg_param"] == 0.001 and again["reg_param_search"] is None
+            assert again["calibration"] == {"method": "none", "temperature": 1.0}
     # the summary, as make prints it
     summary = subprocess.run([sys.executable, "-m", "featurize.summary", str(run),
                               "--predictions", pred], capture_output=True, text=True,

@@ -54,8 +54,10 @@ def test_fruits_subset_end_to_end(spark, weights_spec, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_fruits_classifier_on_the_datasets_own_split(spark, weights_spec, tmp_path):
-    """All 6,821 images, the dataset's split_manifest.csv: test accuracy >= 0.98."""
+    """All 6,821 images, the dataset's split_manifest.csv: test accuracy >= 0.98, ECE after
+    calibration <= 0.03."""
     from featurize import train
 
     require_shared(FRUITS)
@@ -73,3 +75,8 @@ def test_fruits_classifier_on_the_datasets_own_split(spark, weights_spec, tmp_pa
     assert metrics["split"]["not_in_split_file"] == 0
     assert metrics["test"]["n"] == 1714
     assert metrics["accuracy"] >= 0.98, metrics["test"]["confusion_matrix"]
+    # With the defaults (regParam by cross-validation, a fitted temperature), the test
+    # split's confidences are honest: ECE <= 0.03, or no worse than uncalibrated.
+    assert metrics["reg_param_search"]["auto"]
+    assert metrics["ece"]["after"] <= max(0.03, metrics["ece"]["before"]), metrics["ece"]
+    assert metrics["top5_accuracy"] >= metrics["accuracy"]

@@ -220,7 +220,8 @@ def test_train_and_predict_read_an_s3a_run(s3a, moto_tls, weights_spec, tmp_path
     sse = ("--sse", "aws:kms", "--sse-kms-key-id", key)
     steps = [("featurize_images.py", "--input", f"s3://{BUCKET}/digits", "--output", run_uri,
               "--weights", weights_spec, "--pca-k", "8"),
-             ("train_classifier.py", "--run", run_uri, "--test-fraction", "0.34"),
+             ("train_classifier.py", "--run", run_uri, "--test-fraction", "0.34",
+              "--reg-param", "0.001", "--no-calibrate"),
              ("predict_images.py", "--run", run_uri, "--input", f"s3://{BUCKET}/new",
               "--output", f"{run_uri}-predictions")]
     for job, *args in steps:
@@ -277,7 +278,8 @@ def test_the_three_jobs_run_on_s3a_with_exactly_the_printed_policy(s3a, weights_
     inputs_before = s3.list_objects_v2(Bucket=bucket, Prefix="in/")["Contents"]
     steps = [("featurize_images.py", "--input", f"s3://{bucket}/in", "--output", run_uri,
               "--weights", weights, "--pca-k", "4"),
-             ("train_classifier.py", "--run", run_uri, "--test-fraction", "0.5"),
+             ("train_classifier.py", "--run", run_uri, "--test-fraction", "0.5",
+              "--reg-param", "0.001", "--no-calibrate"),
              ("predict_images.py", "--run", run_uri, "--input", f"s3://{bucket}/new",
               "--output", f"{run_uri}-predictions")]
     # moto checks a signature by signing the request again with botocore's rules for

@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import REPO
 from tests.test_cli import env, spark_submit
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.integration]
 
 ACCESS_KEY = "AKIAFEATURIZEFAKE7Q2X"
 SECRET_KEY = "fAkeSecret/Featurize+0123456789abcdefGHIJ"
@@ -55,6 +55,7 @@ def test_no_output_log_or_message_carries_a_credential(moto_endpoint, weights_sp
         "featurize": job("featurize_images.py", "--input", f"s3://{BUCKET}/in", "--output",
                          str(run), "--weights", weights_spec, "--pca-k", "4", cwd=tmp_path),
         "train": job("train_classifier.py", "--run", str(run), "--test-fraction", "0.5",
+                     "--reg-param", "0.001", "--no-calibrate",
                      cwd=tmp_path),
         "predict": job("predict_images.py", "--run", str(run), "--input",
                        f"s3://{BUCKET}/new", "--output", f"s3://{BUCKET}/predictions",

@@ -50,6 +50,34 @@ def test_metrics_and_model(spark, trained_run):
         assert metrics["accuracy"] >= 0.90, metrics["test"]["confusion_matrix"]
 
 
+def test_regularisation_and_temperature_are_chosen_and_recorded(spark, trained_run):
+    from featurize.classify import REG_GRID
+    from tests.test_calibration import ece_of
+
+    run_dir, metrics = trained_run
+    search = metrics["reg_param_search"]
+    assert search["auto"] and search["folds"] == 3
+    assert [s["reg_param"] for s in search["scores"]] == list(REG_GRID)
+    best = min(search["scores"], key=lambda s: s["log_loss"])["reg_param"]
+    assert metrics["model"]["reg_param"] == search["chosen"] == best
+    cal = metrics["calibration"]
+    assert cal["method"] == "temperature" and cal["images"] == 480  # every training image
+    assert cal["nll"]["after"] <= cal["nll"]["before"]
+    # test_predictions holds calibrated confidences: the ECE after calibration, recomputed
+    # from them by a plain loop, is the one recorded.
+    rows = spark.read.parquet(str(run_dir / "test_predictions")).collect()
+    recomputed = ece_of([r["confidence"] for r in rows],
+                        [r["label"] == r["predicted_label"] for r in rows])
+    assert metrics["ece"]["after"] == pytest.approx(recomputed, abs=1e-9)
+    assert set(metrics["brier"]) == {"before", "after"}
+    bins = metrics["confidence"]["reliability"]
+    assert sum(b["count"] for b in bins["before"]) == sum(b["count"] for b in bins["after"]) == 120
+    assert metrics["top5_accuracy"] >= metrics["accuracy"]  # 10 labels
+    if accuracy_applies():
+        # Done-when of the calibration issue on the embedded sample.
+        assert metrics["ece"]["after"] <= max(0.03, metrics["ece"]["before"]), metrics["ece"]
+
+
 def test_predict_new_images(spark, trained_run, tmp_path):
     from featurize import predict, rundir
 
@@ -71,7 +99,10 @@ def test_predict_new_images(spark, trained_run, tmp_path):
         assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
         assert r["predicted_label"] == max(r["probabilities"], key=r["probabilities"].get)
     assert spark.read.parquet(str(out / "errors")).count() == 1
-    assert json.loads((out / "manifest.json").read_text())["counts"]["predicted"] == 50
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk["counts"]["predicted"] == 50
+    trained_t = json.loads((run_dir / "metrics.json").read_text())["calibration"]["temperature"]
+    assert on_disk["calibration"] == {"temperature": trained_t, "applied": trained_t != 1.0}
     if accuracy_applies():
         correct = [r["predicted_label"] == r["path"].split("/")[-2] for r in rows]
         assert np.mean(correct) >= 0.8
@@ -132,7 +163,7 @@ def test_report_pngs(trained_run):
     written = write_report(str(run_dir))
     names = sorted(os.path.basename(p) for p in written)
     assert names == ["confusion_matrix.png", "explained_variance.png", "index.html",
-                     "index.md", "mistakes.png", "projection.png"]
+                     "index.md", "mistakes.png", "projection.png", "reliability.png"]
     for p in written:
         if p.endswith(".png"):
             with Image.open(p) as img:
@@ -152,10 +183,10 @@ def test_notebook_executes_headless(trained_run, monkeypatch):
                    resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
-    assert len(images) == 4  # variance, projection, confusion matrix, mistakes
+    assert len(images) == 5  # variance, projection, confusion matrix, reliability, mistakes
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                    for o in c.get("outputs", []))
-    assert "test accuracy" in text
+    assert "test accuracy" in text and "test ECE" in text
 
 
 def test_image_size_320_end_to_end_and_resume_refuses_another_size(spark, weights_spec,
@@ -173,7 +204,8 @@ def test_image_size_320_end_to_end_and_resume_refuses_another_size(spark, weight
         "name": "pillow-exif-rgb-crop875-bilinear320-mobilenet_v2-v1", "mode": "crop",
         "image_size": [320, 320], "resample": "bilinear", "crop_fraction": 0.875}
     assert made["counts"]["featurized"] == 40
-    metrics = train.run(spark, train.TrainConfig(run=str(run_dir), test_fraction=0.25))
+    metrics = train.run(spark, train.TrainConfig(run=str(run_dir), test_fraction=0.25,
+                                                  reg_param=1e-3, calibrate=False))
     assert metrics["split"]["test"] == 10
     out = predict.run(spark, predict.PredictConfig(run=str(run_dir), input=str(tmp_path / "new"),
                                                    output=str(tmp_path / "pred")))
