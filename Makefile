@@ -197,6 +197,10 @@ emr-rehearse: $(STAMP) package jars $(if $(call given,INPUT),,$(SAMPLE)/.done) #
 	  $(foreach k,$(DROP_CONF),--drop-conf $(k))
 	@$(PY) -m featurize.summary $(call q,$(OUT)) $(if $(findstring predict,$(STEPS)),--predictions $(call q,$(OUT)-predictions))
 
+integration-test: $(STAMP) ## the jobs as spark-submit processes, a real bootstrap install, all of Fruits-360 (marker integration; own CI step after make test)
+	@rc=0; $(PY) -m pytest -m integration $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
 fault-test: $(STAMP) ## lost executors on a local standalone cluster (marker fault; own CI step after make test)
 	@rc=0; $(PY) -m pytest -m fault tests/test_fault.py $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc

@@ -332,6 +332,7 @@ def test_wait_shows_the_first_attempt_first(aws, cluster):
     assert proc.stdout.index("the real error") < proc.stdout.index("output already exists")
 
 
+@pytest.mark.integration
 def test_local_replay_of_the_featurize_step(aws, cluster, tmp_path):
     """Run the featurize step's spark-submit arguments here. Swapped, and only these:
     ``spark-submit`` -> the venv's, ``--deploy-mode cluster`` -> ``client``,
@@ -553,6 +554,7 @@ def _pins(text: str) -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_bootstrap_script_installs_the_pins_idempotently(aws, cluster, tmp_path):
     """The uploaded bootstrap script, run as EMR runs it (its arguments, the s3://
     bootstrap and wheelhouse prefixes), with the AWS CLI swapped for a boto3 stand-in,

@@ -123,6 +123,7 @@ def run_featurize(keys: dict, weights: str, output: str, tmp_path) -> subprocess
 
 
 @pytest.mark.spark
+@pytest.mark.integration
 def test_the_job_runs_with_exactly_the_printed_policy(spark, weights_spec, tmp_path,
                                                        monkeypatch):
     """moto with IAM enforced (real HTTP, signed requests): the featurize job, boto3 path,

@@ -259,6 +259,7 @@ def test_resume_refuses_another_encryption(spark, tmp_path):
         **common, encryption=Encryption("aws:kms", "alias/runs")))["status"] == "complete"
 
 
+@pytest.mark.integration
 def test_a_failed_upload_keeps_the_run_and_resume_finishes_it(spark, bucket, weights_spec,
                                                               tmp_path, monkeypatch):
     """Over real HTTP, through a proxy in front of moto that answers 503 SlowDown to the
