@@ -107,8 +107,12 @@ def format_confidence(metrics: dict[str, Any]) -> list[str]:
         lines.append(f"regParam      : {reg:g} (given)")
     cal = metrics.get("calibration")
     if metrics.get("ece"):
-        t = (f"temperature {cal['temperature']:.3f}" if cal and cal["method"] == "temperature"
-             else "not calibrated")
+        if cal and cal["method"] == "temperature":
+            t = f"temperature {cal['temperature']:.3f}"
+        elif cal and cal.get("reason"):
+            t = "temperature 1 (the held-out logits do not determine one)"
+        else:
+            t = "not calibrated"
         ece, brier = metrics["ece"], metrics["brier"]
         line = (f"confidence    : {t}; test ECE {ece['before']:.4f} -> {ece['after']:.4f}, "
                 f"Brier {brier['before']:.4f} -> {brier['after']:.4f}")

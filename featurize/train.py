@@ -173,8 +173,13 @@ def _fit(train: DataFrame, params: ClassifierParams, config: TrainConfig) -> _Fi
               "scores": [{"reg_param": r, "log_loss": m} for r, m in cv.scores.items()],
               "chosen": cv.reg_param}
     calibrated = _UNCALIBRATED
-    if config.calibrate:
-        t = calibration.fit_temperature(cv.oof_logits, cv.oof_labels)
+    t = calibration.fit_temperature(cv.oof_logits, cv.oof_labels) if config.calibrate else 1.0
+    if config.calibrate and calibration.at_bound(t):
+        calibrated = {**_UNCALIBRATED, "reason": (
+            f"the held-out logits do not determine a temperature (the fit ran to T = {t:.3g}, "
+            f"the end of [{calibration.T_MIN}, {calibration.T_MAX}]; typically every "
+            f"held-out image was right): the regression's own probabilities are kept")}
+    elif config.calibrate:
         calibrated = {"method": "temperature", "temperature": t,
                       "fitted_on": f"out-of-fold logits of the training split ({CV_FOLDS} folds)",
                       "images": len(cv.oof_labels),

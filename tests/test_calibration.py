@@ -88,6 +88,16 @@ def test_the_fitted_temperature_undoes_a_known_miscalibration(scale, expect):
     assert calibration.nll(bent, y, t) <= min(grid) + 1e-9
 
 
+def test_a_temperature_the_held_out_logits_cannot_determine_is_flagged():
+    """Every held-out image right: the likelihood rises as T → 0 and the fit runs to the
+    end of its interval; at_bound says so (train then keeps T = 1)."""
+    z, y = calibrated_logits(300, 4, seed=8)
+    y = z.argmax(axis=1)  # all right
+    t = calibration.fit_temperature(z, y)
+    assert t == pytest.approx(calibration.T_MIN, rel=1e-3) and calibration.at_bound(t)
+    assert not calibration.at_bound(calibration.fit_temperature(*calibrated_logits(300, 4, 9)))
+
+
 def test_fit_temperature_refuses_mismatched_input():
     with pytest.raises(ValueError, match="do not match"):
         calibration.fit_temperature(np.zeros((3, 2)), np.zeros(2, dtype=int))

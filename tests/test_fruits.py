@@ -78,5 +78,8 @@ def test_fruits_classifier_on_the_datasets_own_split(spark, weights_spec, tmp_pa
     # With the defaults (regParam by cross-validation, a fitted temperature), the test
     # split's confidences are honest: ECE <= 0.03, or no worse than uncalibrated.
     assert metrics["reg_param_search"]["auto"]
+    # Every held-out training image is right here: no temperature is determined, T = 1 kept.
+    cal = metrics["calibration"]
+    assert cal["method"] == "temperature" or ("reason" in cal and cal["temperature"] == 1.0)
     assert metrics["ece"]["after"] <= max(0.03, metrics["ece"]["before"]), metrics["ece"]
     assert metrics["top5_accuracy"] >= metrics["accuracy"]
