@@ -192,11 +192,20 @@ def test_cluster_as_created(aws, cluster, subnet):
         assert body == (REPO / local).read_bytes(), name
 
 
-def test_submit_steps_and_artifacts(aws, cluster, weights_spec):
-    s3, emr, tmp, common = aws
+@pytest.fixture(scope="module")
+def submitted(aws, cluster):
+    """``make submit`` of featurize + train to the module's cluster, once: the steps as
+    EMR lists them, oldest first (the replay test runs the first; it must not depend on
+    another test having submitted, since it runs in make integration-test alone)."""
+    _, emr, _, common = aws
     make("submit", *common, f"INPUT={INPUT}", f"OUTPUT={OUTPUT}",
          "JOB_ARGS=--pca-k 3 --batch-size 4", "TRAIN_ARGS=--test-fraction=0.25")
-    steps = list(reversed(emr.list_steps(ClusterId=cluster)["Steps"]))
+    return list(reversed(emr.list_steps(ClusterId=cluster)["Steps"]))
+
+
+def test_submit_steps_and_artifacts(aws, cluster, submitted, weights_spec):
+    s3, emr, tmp, common = aws
+    steps = submitted
     weights = ("s3://featurize-emr-test/team/fz/weights/"
                + ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
                   if weights_spec == "imagenet" else Path(weights_spec).name))
@@ -333,15 +342,14 @@ def test_wait_shows_the_first_attempt_first(aws, cluster):
 
 
 @pytest.mark.integration
-def test_local_replay_of_the_featurize_step(aws, cluster, tmp_path):
+def test_local_replay_of_the_featurize_step(aws, submitted, tmp_path):
     """Run the featurize step's spark-submit arguments here. Swapped, and only these:
     ``spark-submit`` -> the venv's, ``--deploy-mode cluster`` -> ``client``,
     ``--master yarn`` -> ``local[2]``, and the two ``s3://`` artifacts (the --py-files zip
     and the entry point) -> the same files in the local dist/. Input, output and
     ``--weights`` stay ``s3://`` on the moto endpoint."""
     s3, emr, tmp, _ = aws
-    step = list(reversed(emr.list_steps(ClusterId=cluster)["Steps"]))[0]
-    args = list(step["Config"]["Args"])
+    args = list(submitted[0]["Config"]["Args"])
     swaps = {"spark-submit": str(Path(sys.executable).parent / "spark-submit"),
              "cluster": "client", "yarn": "local[2]",
              f"{DIST_URI}/featurize.zip": str(tmp / "dist" / "featurize.zip"),
