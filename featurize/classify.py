@@ -69,6 +69,13 @@ def labelled_only(pca: DataFrame) -> DataFrame:
     return pca.where(F.col("label").isNotNull())
 
 
+def _within_label(seed: int) -> Window:
+    """Each label's rows in a seeded hash order of the file name, not the full path: the
+    same images split the same way wherever they are stored (local folder, S3)."""
+    name = F.element_at(F.split(F.col("path"), "/"), -1)
+    return Window.partitionBy("label").orderBy(F.xxhash64(name, F.lit(seed)), "path")
+
+
 def stratified_split(df: DataFrame, test_fraction: float, seed: int) -> tuple[DataFrame, DataFrame]:
     """Split per label, deterministically: every class lands in both halves.
 
@@ -82,11 +89,7 @@ def stratified_split(df: DataFrame, test_fraction: float, seed: int) -> tuple[Da
     """
     if not 0.0 < test_fraction < 1.0:
         raise ClassifierError(f"--test-fraction {test_fraction} must be between 0 and 1.")
-    # Hash the file name, not the full path: the same images split the same way wherever
-    # they are stored (local folder, another machine, S3).
-    name = F.element_at(F.split(F.col("path"), "/"), -1)
-    w = Window.partitionBy("label").orderBy(F.xxhash64(name, F.lit(seed)), "path")
-    ranked = df.withColumn("_rank", F.row_number().over(w)).withColumn(
+    ranked = df.withColumn("_rank", F.row_number().over(_within_label(seed))).withColumn(
         "_n", F.count(F.lit(1)).over(Window.partitionBy("label")))
     small = ranked.where(F.col("_n") < 2).select("label").distinct().collect()
     if small:
@@ -184,9 +187,8 @@ def with_folds(df: DataFrame, folds: int, seed: int) -> DataFrame:
         offsets[label] = start % folds
         start += n
     offset = F.create_map(*[F.lit(x) for kv in offsets.items() for x in kv])[F.col("label")]
-    name = F.element_at(F.split(F.col("path"), "/"), -1)
-    w = Window.partitionBy("label").orderBy(F.xxhash64(name, F.lit(seed)), "path")
-    return df.withColumn(_FOLD, ((F.row_number().over(w) - 1 + offset) % folds).cast("int"))
+    rank = F.row_number().over(_within_label(seed))
+    return df.withColumn(_FOLD, ((rank - 1 + offset) % folds).cast("int"))
 
 
 @dataclass
