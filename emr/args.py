@@ -93,6 +93,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("package", help="build dist/")
+    sub.add_parser("dag-package", help="zip the Airflow DAG with the emr and featurize "
+                                       "packages into dist/airflow/")
     p = sub.add_parser("upload", help="upload dist/ and the weights")
     _settings_args(p)
     p.add_argument("--weights", default=requests.JobArgs.weights,
@@ -183,7 +185,8 @@ def _given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    return Settings(**_given(args, Settings))
+    # no bucket: Settings refuses it with the "BUCKET is required" message
+    return Settings(**{"bucket": getattr(args, "bucket", None), **_given(args, Settings)})
 
 
 def job_args_from(args: argparse.Namespace) -> requests.JobArgs:
