@@ -10,7 +10,7 @@ setup(
     version="0.1.0",
     description="Batch image featurization (MobileNetV2 + StandardScaler + PCA) on Spark/EMR",
     python_requires=">=3.11",
-    packages=find_packages(include=["featurize", "featurize.*"]),
+    packages=find_packages(include=["featurize", "featurize.*", "emr", "emr.*"]),
     install_requires=[
         "numpy",
         "pandas",
