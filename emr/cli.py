@@ -3,6 +3,7 @@
 ::
 
     package   build dist/ (code zip, entry points, bootstrap + pins)
+    dag-package  dist/airflow/featurize_images_emr.zip: the Airflow DAG and its packages
     upload    put dist/ and the weights file under s3://BUCKET/PREFIX/
     up        start a long-lived cluster (bootstrap action, Spark configuration)
     submit    add featurize/train/predict steps to it
@@ -51,6 +52,13 @@ def cmd_package(args: argparse.Namespace) -> int:
     written = package.build(args.dist)
     for rel in written:
         _out(f"{os.path.join(args.dist, rel)}  {os.path.getsize(os.path.join(args.dist, rel))} B")
+    return 0
+
+
+def cmd_dag_package(args: argparse.Namespace) -> int:
+    zipped = package.dag_bundle(args.dist)
+    _out(f"{zipped}  {zipped.stat().st_size} B: copy it into the DAGs folder (docs/emr.md, "
+         f"\"Scheduling with Airflow\")")
     return 0
 
 
@@ -330,9 +338,9 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     return run.rehearse(args)
 
 
-COMMANDS = {"package": cmd_package, "upload": cmd_upload, "up": cmd_up, "submit": cmd_submit,
-            "run": cmd_run, "wait": cmd_wait, "status": cmd_status, "logs": cmd_logs,
-            "down": cmd_down, "estimate": cmd_estimate,
+COMMANDS = {"package": cmd_package, "dag-package": cmd_dag_package, "upload": cmd_upload,
+            "up": cmd_up, "submit": cmd_submit, "run": cmd_run, "wait": cmd_wait,
+            "status": cmd_status, "logs": cmd_logs, "down": cmd_down, "estimate": cmd_estimate,
             "jars": cmd_jars, "rehearse": cmd_rehearse, "policy": cmd_policy}
 
 

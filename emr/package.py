@@ -44,6 +44,9 @@ _ZIP_TIME = (2020, 1, 1, 0, 0, 0)
 WHEELS = "wheels"
 WHEEL_SUMS = "bootstrap/wheels.sha256"
 HASHED_REQUIREMENTS = "bootstrap/requirements-hashed.txt"
+#: The Airflow DAG (dags/) and the packaged DAG ``make dag-package`` writes under dist/.
+DAG_FILE = "featurize_images_emr.py"
+DAG_ZIP = "airflow/featurize_images_emr.zip"
 
 #: The nodes' platform: CPython 3.11 on Amazon Linux 2023 (emr-7.x), glibc 2.34, x86_64.
 #: pip's --platform matches one tag exactly (only manylinux2014 is widened to the older
@@ -58,15 +61,38 @@ PLATFORMS = tuple(f"manylinux_2_{m}_x86_64" for m in range(34, 4, -1)) + (
 TOOLS = ("pip", "setuptools", "wheel")
 
 
-def _zip_package(package_dir: Path, dest: Path) -> int:
-    files = sorted(p for p in package_dir.rglob("*.py") if "__pycache__" not in p.parts)
+def _modules(package_dir: Path) -> list[tuple[Path, str]]:
+    """A package's modules as ``(file, name in the zip)``, the package folder at the root."""
+    return [(p, str(p.relative_to(package_dir.parent))) for p in sorted(package_dir.rglob("*.py"))
+            if "__pycache__" not in p.parts]
+
+
+def _zip(files: list[tuple[Path, str]], dest: Path) -> int:
+    """A reproducible zip (fixed times and modes) of ``(file, name in the zip)``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for path in files:
-            info = zipfile.ZipInfo(str(path.relative_to(package_dir.parent)), _ZIP_TIME)
+        for path, name in files:
+            info = zipfile.ZipInfo(name, _ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             zf.writestr(info, path.read_bytes())
     return len(files)
+
+
+def _zip_package(package_dir: Path, dest: Path) -> int:
+    return _zip(_modules(package_dir), dest)
+
+
+def dag_bundle(dist: str | os.PathLike = "dist", repo: Path = REPO) -> Path:
+    """``dist/airflow/featurize_images_emr.zip``: the Airflow DAG at the zip's root beside
+    the ``emr`` and ``featurize`` packages it imports (Airflow's packaged-DAG layout: the
+    zip goes into the DAGs folder as it is, and Airflow puts it on ``sys.path``)."""
+    dest = Path(dist) / DAG_ZIP
+    files = [(repo / "dags" / DAG_FILE, DAG_FILE),
+             *_modules(repo / "emr"), *_modules(repo / "featurize")]
+    n = _zip(files, dest)
+    logger.info("packaged the DAG and %d modules into %s", n - 1, dest)
+    return dest
 
 
 def artifacts(dist: str | os.PathLike) -> list[str]:
