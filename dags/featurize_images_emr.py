@@ -23,8 +23,9 @@ the three) in the DAGs folder; the Airflow environment needs
 (``dags/requirements.txt``). Nothing account-specific has a default. AWS access is the
 connection the ``aws_conn_id`` param names (default ``aws_default``). Environment, read
 when the file is parsed: ``FEATURIZE_IMAGES_SCHEDULE`` (a cron or preset such as
-``@daily``; unset: manual runs only) and ``FEATURIZE_IMAGES_POLL_SECONDS`` (how often a
-step is polled, default 60).
+``@daily``; unset: manual runs only), ``FEATURIZE_IMAGES_POLL_SECONDS`` (how often a
+step is polled, default 60) and ``FEATURIZE_IMAGES_STEP_TIMEOUT_SECONDS`` (how long a
+step may run, default 24 hours).
 """
 from __future__ import annotations
 
@@ -49,10 +50,27 @@ DAG_ID = "featurize_images_emr"
 SCHEDULE = os.environ.get("FEATURIZE_IMAGES_SCHEDULE") or None
 POLL_SECONDS = int(os.environ.get("FEATURIZE_IMAGES_POLL_SECONDS", "60"))
 #: A step may run this long before its sensor gives up (the deferral's timeout).
-STEP_TIMEOUT_SECONDS = 24 * 3600
+STEP_TIMEOUT_SECONDS = int(os.environ.get("FEATURIZE_IMAGES_STEP_TIMEOUT_SECONDS", 24 * 3600))
 #: Airflow Variable: a JSON object of params; the run's non-null params override it.
 VARIABLE = "featurize_images_emr_params"
 DEFAULT_CONN_ID = "aws_default"
+
+
+class CreateCluster(EmrCreateJobFlowOperator):
+    """``EmrCreateJobFlowOperator`` that never leaves a cluster behind: after
+    ``run_job_flow`` the provider still calls ``describe_cluster`` (for its links), and
+    when anything fails there, the task fails without pushing the cluster id, so
+    ``terminate_cluster`` could not find it. Here that cluster is terminated first."""
+
+    def execute(self, context: Any) -> str | None:
+        try:
+            return super().execute(context)
+        except Exception:
+            created = getattr(self, "_job_flow_id", None)
+            if created:
+                self.log.error("terminating %s: the task failed after creating it", created)
+                self.hook.conn.terminate_job_flows(JobFlowIds=[created])
+            raise
 
 
 class TerminateCluster(EmrTerminateJobFlowOperator):
@@ -92,12 +110,15 @@ with DAG(
 ) as dag:
 
     @task(multiple_outputs=True)
-    def plan(params: dict[str, Any], ds: str) -> dict[str, Any]:
-        """The cluster request and the steps, as `python -m emr up/submit` build them."""
+    def plan(params: dict[str, Any], dag_run: Any = None, ds: str | None = None
+             ) -> dict[str, Any]:
+        """The cluster request and the steps, as `python -m emr up/submit` build them.
+        A manual run without a logical date is dated by when it was triggered."""
         defaults = Variable.get(VARIABLE, default=None, deserialize_json=True) or {}
         given = {**defaults, **{k: v for k, v in params.items() if v is not None}}
         conn_id = given.pop("aws_conn_id", None) or DEFAULT_CONN_ID
-        return {**schedule.plan(given, ds).xcom(), "aws_conn_id": conn_id}
+        day = ds or dag_run.run_after.date().isoformat()
+        return {**schedule.plan(given, day).xcom(), "aws_conn_id": conn_id}
 
     @task
     def prepare(artifacts: list[str], first_input: str | None,
@@ -121,13 +142,18 @@ with DAG(
     conn, region = planned["aws_conn_id"], planned["region"]
     prepared = prepare(planned["artifacts"], planned["first_input"],
                        planned["security_configuration"], conn, region)
-    create_cluster = EmrCreateJobFlowOperator(
+    # Every behaviour is pinned here, not left to the environment's [operators]
+    # default_deferrable or OpenLineage settings (which would make add_steps wait for the
+    # steps itself, or add --conf to them), and no retry may start a second cluster.
+    create_cluster = CreateCluster(
         task_id="create_cluster", job_flow_overrides=planned["job_flow"],
         emr_conn_id=None,  # the request is complete: nothing merged from a connection
-        aws_conn_id=conn, region_name=region)
+        aws_conn_id=conn, region_name=region, wait_for_completion=False, deferrable=False,
+        retries=0)
     add_steps = EmrAddStepsOperator(
         task_id="add_steps", job_flow_id=create_cluster.output, steps=planned["steps"],
-        aws_conn_id=conn, region_name=region)
+        aws_conn_id=conn, region_name=region, wait_for_completion=False, deferrable=False,
+        openlineage_inject_parent_job_info=False, retries=0)
     watch_step = EmrStepSensor.partial(
         task_id="watch_step", job_flow_id=create_cluster.output, aws_conn_id=conn,
         region_name=region, deferrable=True, poke_interval=POLL_SECONDS,
@@ -135,7 +161,7 @@ with DAG(
     ).expand(step_id=add_steps.output)
     terminate_cluster = TerminateCluster(
         task_id="terminate_cluster", job_flow_id=create_cluster.output, aws_conn_id=conn,
-        region_name=region, trigger_rule="all_done")
+        region_name=region, trigger_rule="all_done", deferrable=False)
     succeeded = EmptyOperator(task_id="succeeded")
 
     prepared >> create_cluster

@@ -12,6 +12,7 @@ No Airflow import here: the module is plain Python, like the rest of ``emr``.
 """
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -74,8 +75,9 @@ PARAMS: dict[str, Param] = {
     "name": Param("--name", "string", "cluster name (default featurize-images)"),
     "steps": Param("--steps", "string", "any of 'featurize train predict' (default "
                                         "'featurize train')", cluster=False),
-    "input": Param("--input", "string", "s3:// folder of images; {{ ds }} / {{ ds_nodash }} "
-                                        "become the run's date (daily runs)", cluster=False),
+    "input": Param("--input", "string", "s3:// folder of images; {{ ds }}, {{ ds_nodash }} "
+                                        "and {{ yesterday_ds }} become the run's date",
+                   cluster=False),
     "output": Param("--output", "string", "s3:// run directory (default s3://BUCKET/PREFIX/"
                                           "runs/<last folder of input>); dates as input",
                     cluster=False),
@@ -91,9 +93,11 @@ PARAMS: dict[str, Param] = {
                                                           "(default OUTPUT-predictions); "
                                                           "dates as input", cluster=False),
 }
-#: Params that may name the run's date (``{{ ds }}``, ``{{ ds_nodash }}``).
+#: Params that may name the run's date: ``{{ ds }}`` (YYYY-MM-DD), ``{{ ds_nodash }}``,
+#: ``{{ yesterday_ds }}`` (the day before: the day that just ended, for a daily run
+#: triggered at midnight).
 DATED = ("input", "output", "predict_input", "predict_output")
-_DATE = re.compile(r"\{\{\s*(ds|ds_nodash)\s*\}\}")
+_DATE = re.compile(r"\{\{\s*(ds|ds_nodash|yesterday_ds)\s*\}\}")
 
 
 def argv(command: str, params: dict[str, Any]) -> list[str]:
@@ -127,18 +131,21 @@ def argv(command: str, params: dict[str, Any]) -> list[str]:
 
 
 def dated(params: dict[str, Any], ds: str) -> dict[str, Any]:
-    """``params`` with ``{{ ds }}`` / ``{{ ds_nodash }}`` in the paths replaced by the
-    run's date (``ds`` = YYYY-MM-DD).
+    """``params`` with ``{{ ds }}``, ``{{ ds_nodash }}`` and ``{{ yesterday_ds }}`` in the
+    paths replaced by the run's date (``ds`` = YYYY-MM-DD).
 
-    >>> dated({"input": "s3://b/images/{{ ds }}/", "output": "s3://b/runs/{{ds_nodash}}"},
-    ...       "2026-12-03")["output"]
-    's3://b/runs/20261203'
+    >>> p = dated({"input": "s3://b/images/{{ yesterday_ds }}/",
+    ...            "output": "s3://b/runs/{{ds_nodash}}"}, "2026-12-01")
+    >>> p["input"], p["output"]
+    ('s3://b/images/2026-11-30/', 's3://b/runs/20261201')
     """
+    day = datetime.date.fromisoformat(ds)
+    values = {"ds": ds, "ds_nodash": ds.replace("-", ""),
+              "yesterday_ds": (day - datetime.timedelta(days=1)).isoformat()}
     out = dict(params)
     for name in DATED:
         if isinstance(out.get(name), str):
-            out[name] = _DATE.sub(lambda m: ds if m.group(1) == "ds" else ds.replace("-", ""),
-                                  out[name])
+            out[name] = _DATE.sub(lambda m: values[m.group(1)], out[name])
     return out
 
 
@@ -174,7 +181,8 @@ def _parse(command: str, params: dict[str, Any]) -> Any:
 
 
 def plan(params: dict[str, Any], ds: str) -> Plan:
-    """The cluster request (``up``) and the steps (``submit``) for the DAG run's params.
+    """The cluster request (``up``) and the steps (``submit``) for the DAG run's params,
+    dated ``ds`` (YYYY-MM-DD).
 
     Raises
     ------

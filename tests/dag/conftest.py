@@ -22,8 +22,9 @@ os.environ.update({
     "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
     # an AWS connection with nothing in it: boto3's own chain (moto's variables) applies
     "AIRFLOW_CONN_AWS_DEFAULT": '{"conn_type": "aws"}',
-    # steps are polled every second, not every minute
+    # steps are polled every second, not every minute, and a stuck test gives up soon
     "FEATURIZE_IMAGES_POLL_SECONDS": "1",
+    "FEATURIZE_IMAGES_STEP_TIMEOUT_SECONDS": "120",
 })
 os.environ.pop("FEATURIZE_IMAGES_SCHEDULE", None)
 

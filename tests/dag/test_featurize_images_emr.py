@@ -47,16 +47,17 @@ GRAPH = {  # task -> its upstream tasks (the plan's outputs feed every AWS task)
 MINIMAL = ({"bucket": BUCKET, "input": "s3://dag-bucket/images/"},
            ["--bucket", BUCKET], ["--input", "s3://dag-bucket/images/"])
 EVERY_PARAM = (
-    {"aws_conn_id": "aws_default", "region": REGION,
+    {"aws_conn_id": "aws_team", "region": REGION,
      "bucket": BUCKET, "prefix": "team/featurize", "release_label": "emr-7.12.0",
      "instance_type": "m5.2xlarge", "master_instance_type": "m5.xlarge", "core_count": 3,
      "task_count": 2, "spot": True, "subnet_id": "subnet-0abc", "key_name": "ops-key",
      "service_role": "TeamEmrService", "instance_profile": "FeaturizeNodes",
-     "idle_timeout": 1800, "executor_cores": 4, "executor_memory": None,
+     "idle_timeout": 1800, "executor_cores": 4, "executor_memory": "4g",
      "engine": "tensorflow", "sse": "aws:kms", "sse_kms_key_id": KMS_KEY,
      "name": "nightly featurize", "steps": "featurize train predict",
      "input": "s3://dag-bucket/images/{{ ds }}/", "output": "s3://dag-bucket/runs/{{ds_nodash}}",
-     "weights": "imagenet", "job_args": "--extensions jpg,png", "train_args": "--reg-param 0.01",
+     "weights": "s3://dag-bucket/weights/team.weights.h5", "job_args": "--extensions jpg,png",
+     "train_args": "--reg-param 0.01",
      "predict_input": "s3://dag-bucket/new/{{ ds }}/",
      "predict_output": "s3://dag-bucket/predictions/{{ ds }}"},
     ["--bucket", BUCKET, "--prefix", "team/featurize", "--release-label", "emr-7.12.0",
@@ -64,10 +65,12 @@ EVERY_PARAM = (
      "--core-count", "3", "--task-count", "2", "--spot", "--subnet-id", "subnet-0abc",
      "--key-name", "ops-key", "--service-role", "TeamEmrService",
      "--instance-profile", "FeaturizeNodes", "--idle-timeout", "1800",
-     "--executor-cores", "4", "--engine", "tensorflow", "--sse", "aws:kms",
+     "--executor-cores", "4", "--executor-memory", "4g", "--engine", "tensorflow",
+     "--sse", "aws:kms",
      "--sse-kms-key-id", KMS_KEY, "--name", "nightly featurize"],
     ["--steps", "featurize train predict", "--input", "s3://dag-bucket/images/2026-01-02/",
-     "--output", "s3://dag-bucket/runs/20260102", "--weights", "imagenet",
+     "--output", "s3://dag-bucket/runs/20260102",
+     "--weights", "s3://dag-bucket/weights/team.weights.h5",
      "--job-args=--extensions jpg,png", "--train-args=--reg-param 0.01",
      "--predict-input", "s3://dag-bucket/new/2026-01-02/",
      "--predict-output", "s3://dag-bucket/predictions/2026-01-02"])
@@ -83,9 +86,27 @@ def dag(airflow_db):
     return bag.dags["featurize_images_emr"]
 
 
-def planned(dag, params: dict[str, Any]) -> dict[str, Any]:
+def planned(dag, params: dict[str, Any], dag_run: Any = None, ds: str | None = DS
+            ) -> dict[str, Any]:
     """What the DAG's ``plan`` task hands its operators (through XCom) for ``params``."""
-    return dag.get_task("plan").python_callable(params, DS)
+    return dag.get_task("plan").python_callable(params, dag_run, ds)
+
+
+class Recorder:
+    """The RunJobFlow and AddJobFlowSteps calls the operators make (in this process,
+    under ``dag.test()``), as botocore receives them."""
+
+    def __init__(self, monkeypatch):
+        from botocore.client import BaseClient
+
+        self.calls: dict[str, list[dict[str, Any]]] = {}
+        real = BaseClient._make_api_call
+
+        def record(client, operation, api_params):
+            self.calls.setdefault(operation, []).append(json.loads(json.dumps(api_params)))
+            return real(client, operation, api_params)
+
+        monkeypatch.setattr(BaseClient, "_make_api_call", record)
 
 
 def dry_run(command: str, *flags: str) -> Any:
@@ -124,6 +145,14 @@ def test_task_graph_operators_and_params(dag):
     assert watch.is_mapped and issubclass(watch.operator_class, EmrStepSensor)
     assert watch.partial_kwargs["deferrable"] is True
     assert watch.partial_kwargs["poke_interval"] == 1  # FEATURIZE_IMAGES_POLL_SECONDS
+    assert watch.partial_kwargs["max_attempts"] == 120  # ..._STEP_TIMEOUT_SECONDS / poll
+    # pinned, whatever the environment's [operators] default_deferrable or OpenLineage
+    # settings say; no retry can start a second cluster
+    create, add = dag.get_task("create_cluster"), dag.get_task("add_steps")
+    assert (create.deferrable, create.wait_for_completion, create.retries) == (False, False, 0)
+    assert (add.deferrable, add.wait_for_completion, add.retries) == (False, False, 0)
+    assert add.openlineage_inject_parent_job_info is False
+    assert dag.get_task("terminate_cluster").deferrable is False
     assert type(dag.timetable).__name__ == "NullTimetable"  # manual unless scheduled
     assert dag.max_active_runs == 1
     # nothing has a default (a required param would stop Airflow from scheduling the DAG)
@@ -181,8 +210,25 @@ def test_requests_equal_the_cli_dry_run(dag, case):
     got = planned(dag, params)
     assert got["job_flow"] == dry_run("up", *cluster_flags)
     assert got["steps"] == dry_run("submit", *cluster_flags, *step_flags)["Steps"]
-    assert got["region"] == params.get("region")
-    assert got["aws_conn_id"] == "aws_default"
+
+
+def test_every_param_reaches_the_requests():
+    """The every-param case sets each param to a value that is not its default, so a
+    param dropped or mapped to the wrong flag changes the request."""
+    params = EVERY_PARAM[0]
+    assert set(params) == {"aws_conn_id", "region", *schedule.PARAMS}
+    assert all(v is not None for v in params.values())
+
+
+def test_connection_region_and_undated_runs(dag):
+    got = planned(dag, EVERY_PARAM[0])
+    assert (got["aws_conn_id"], got["region"]) == ("aws_team", REGION)
+    got = planned(dag, MINIMAL[0])
+    assert (got["aws_conn_id"], got["region"]) == ("aws_default", None)
+    # a manual run without a logical date is dated by when it was triggered
+    undated = planned(dag, {"bucket": BUCKET, "input": "s3://b/in/{{ yesterday_ds }}/"},
+                      dag_run=type("Run", (), {"run_after": LOGICAL_DATE})(), ds=None)
+    assert undated["first_input"] == "s3://b/in/2026-01-01/"
 
 
 def test_the_comparison_notices_a_field_changed_on_one_side(dag, monkeypatch):
@@ -237,19 +283,25 @@ class StepDriver:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+        self.error: BaseException | None = None
+
     def new_clusters(self) -> list[Any]:
-        return [c for cid, c in emr_backend().clusters.items() if cid not in self.known]
+        # copies: moto's server thread adds clusters and steps while this one reads
+        return [c for cid, c in list(emr_backend().clusters.items()) if cid not in self.known]
 
     def _run(self) -> None:
         seen: dict[str, float] = {}
-        while not self._stop.is_set():
-            for cluster in self.new_clusters():
-                for i, st in enumerate(cluster.steps):
-                    if st.state in ("PENDING", "RUNNING"):
-                        since = seen.setdefault(st.id, time.monotonic())
-                        if time.monotonic() - since >= self.after:
-                            st.state = self.outcomes[min(i, len(self.outcomes) - 1)]
-            time.sleep(0.2)
+        try:
+            while not self._stop.is_set():
+                for cluster in self.new_clusters():
+                    for i, st in enumerate(list(cluster.steps)):
+                        if st.state in ("PENDING", "RUNNING"):
+                            since = seen.setdefault(st.id, time.monotonic())
+                            if time.monotonic() - since >= self.after:
+                                st.state = self.outcomes[min(i, len(self.outcomes) - 1)]
+                time.sleep(0.2)
+        except BaseException as exc:  # re-raised in the test by __exit__
+            self.error = exc
 
     def __enter__(self) -> StepDriver:
         self._thread.start()
@@ -258,6 +310,8 @@ class StepDriver:
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._thread.join(5)
+        if self.error is not None:
+            raise self.error
 
 
 @pytest.fixture(scope="module")
@@ -288,14 +342,24 @@ def run(dag, params: dict[str, Any], outcomes: list[str]) -> tuple[Any, dict[str
     return dag_run, states, clusters
 
 
-def test_a_run_creates_runs_and_terminates_the_cluster(dag, s3):
+def test_a_run_creates_runs_and_terminates_the_cluster(dag, s3, monkeypatch):
     params = {"bucket": BUCKET, "prefix": "dag-ok", "input": "s3://dag-bucket/in/{{ ds }}/",
               "steps": "featurize train predict", "predict_input": "s3://dag-bucket/in/new/",
               "sse": "AES256"}
+    cluster_flags = ["--bucket", BUCKET, "--prefix", "dag-ok", "--sse", "AES256"]
+    step_flags = ["--steps", "featurize train predict", "--input", f"s3://dag-bucket/in/{DS}/",
+                  "--predict-input", "s3://dag-bucket/in/new/"]
     plan = upload_for(dag, s3, params)
+    recorder = Recorder(monkeypatch)
     dag_run, states, clusters = run(dag, params, ["COMPLETED"])
 
     assert dag_run.state == "success"
+    # what the operators sent is what the CLI's dry runs print for the same settings
+    assert recorder.calls["RunJobFlow"] == [dry_run("up", *cluster_flags)]
+    assert recorder.calls["AddJobFlowSteps"] == [{
+        "JobFlowId": clusters[0].id,
+        "Steps": dry_run("submit", *cluster_flags, *step_flags)["Steps"]}]
+    assert recorder.calls["TerminateJobFlows"] == [{"JobFlowIds": [clusters[0].id]}]
     assert states == {**{t: "success" for t in GRAPH if t != "watch_step"},
                       "watch_step[0]": "success", "watch_step[1]": "success",
                       "watch_step[2]": "success"}
@@ -367,3 +431,21 @@ def test_a_scheduled_run_takes_its_params_from_the_variable(dag, s3, monkeypatch
     assert [s["Config"]["Args"] for s in steps] == [
         s["HadoopJarStep"]["Args"] for s in plan["steps"]]
     assert f"s3://dag-bucket/daily/{DS}/" in steps[0]["Config"]["Args"]
+
+
+def test_a_failure_after_the_cluster_exists_still_terminates_it(dag, s3, monkeypatch):
+    """create_cluster fails after run_job_flow (here its log-link describe_cluster is
+    denied): no cluster id reaches XCom, so create_cluster itself terminates it."""
+    import airflow.providers.amazon.aws.operators.emr as operators
+
+    def denied(**_: Any) -> None:
+        raise RuntimeError("AccessDenied: elasticmapreduce:DescribeCluster")
+
+    monkeypatch.setattr(operators, "get_log_uri", denied)
+    params = {"bucket": BUCKET, "prefix": "dag-leak", "input": "s3://dag-bucket/in/{{ ds }}/"}
+    upload_for(dag, s3, params)
+    dag_run, states, clusters = run(dag, params, ["COMPLETED"])
+
+    assert dag_run.state == "failed"
+    assert states["create_cluster"] == "failed" and states["terminate_cluster"] == "skipped"
+    assert len(clusters) == 1 and clusters[0].state == "TERMINATED"
