@@ -32,6 +32,8 @@ RUN       ?= $(OUTPUT)
 PREDICT_INPUT ?= $(if $(filter $(SAMPLE),$(INPUT)),$(NEW_SAMPLE),$(INPUT))
 PREDICT_OUTPUT ?= $(OUTPUT)-predictions
 PREDICT_ARGS ?=
+IMAGE     ?=
+PREDICT_ONE_ARGS ?=
 PYTEST_ARGS ?=
 SUBMIT    := $(VENV)/bin/spark-submit --master "local[*]" --driver-memory 4g --conf spark.log.level=WARN
 
@@ -79,7 +81,7 @@ EMR_CLUSTER = $(call opt,CLUSTER_ID,--cluster-id)
 UPLOAD_FIRST = $(if $(DRY_RUN),,upload)
 PREFLIGHT = $(if $(filter 1 true yes,$(SKIP_PREFLIGHT)),--skip-preflight)
 
-.PHONY: help install sample run-local featurize train predict report test bench bench-peer bench-levers clean
+.PHONY: help install sample run-local featurize train predict predict-one report test bench bench-peer bench-one bench-levers clean
 .PHONY: require-bucket package upload cluster submit wait status logs down emr-run estimate
 .PHONY: jars emr-rehearse rehearsal-test fault-test iam-policy dag-test dag-package
 
@@ -131,6 +133,10 @@ predict: $(STAMP) ## predict INPUT with RUN's models into OUTPUT
 	  $(SSE_ARGS) $(PREDICT_ARGS)
 	@$(PY) -m featurize.summary "$(RUN)" --predictions "$(OUTPUT)"
 
+predict-one: $(STAMP) ## one photo, no Spark: RUN's label + confidence for IMAGE= (files; PREDICT_ONE_ARGS="--json --top 3")
+	@[ -n "$(IMAGE)" ] || { echo "make predict-one: give IMAGE=<image file(s)>, e.g. IMAGE=build/sample-new/3/3_060.png" >&2; exit 2; }
+	@$(PY) -m featurize.predict_one --run "$(RUN)" $(PREDICT_ONE_ARGS) $(IMAGE)
+
 report: $(STAMP) ## write RUN/report/ (PNGs + index.html)
 	$(PY) -m featurize.report "$(RUN)"
 
@@ -146,6 +152,9 @@ bench: $(STAMP) ## job vs the bare model in one process, same images (BENCH_N=50
 
 bench-peer: $(STAMP) ## whole spark-submit: the job vs predict_batch_udf + Spark ML (PEER_N=3000); last line: ratio job/peer
 	$(PY) -m bench.peer --n $(PEER_N) --weights "$(WEIGHTS)"
+
+bench-one: $(STAMP) ## one photo: predict_one (start-up, per photo) vs a spark-submit predict of it (RUN=, IMAGES=)
+	$(PY) -m bench.one_photo --run "$(RUN)" --images "$(or $(IMAGES),$(NEW_SAMPLE))"
 
 require-bucket:
 	@[ -n "$(BUCKET)" ] || { echo "make $(or $(MAKECMDGOALS),cluster): BUCKET is required: an S3 bucket you own, e.g. make $(or $(MAKECMDGOALS),cluster) BUCKET=my-bucket REGION=us-east-1" >&2; exit 2; }

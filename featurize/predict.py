@@ -112,16 +112,18 @@ def run_preprocessing(manifest: dict[str, Any]) -> Preprocessing:
 
 
 def check_compatible(
-    manifest: dict[str, Any], metrics: dict[str, Any], pca_model: PipelineModel,
+    manifest: dict[str, Any], metrics: dict[str, Any], pca_model_id: str,
     weights: ResolvedWeights,
 ) -> None:
-    """Refuse to mix a run's models with features made differently.
+    """Refuse to mix a run's models with features made differently; ``pca_model_id`` is
+    the fingerprint of the PCA model predict would use (``models/pca``, or the one in
+    ``models/classifier.npz``).
 
     Raises
     ------
     ConfigError
-        The classifier was trained on another PCA model than ``models/pca``, or the
-        preprocessing or weights now differ from those the run was featurized with.
+        The classifier was trained on another PCA model, or the preprocessing or weights
+        now differ from those the run was featurized with.
     """
     run_preprocessing(manifest)
     recorded = manifest["weights"]
@@ -134,8 +136,7 @@ def check_compatible(
         raise ConfigError(
             f"the classifier is stale: {metrics['stale'].get('reason', '')} "
             f"(make train RUN=<run>).")
-    fingerprint = model_fingerprint(pca_model)
-    if metrics.get("pca_model_id") != fingerprint:
+    if metrics.get("pca_model_id") != pca_model_id:
         raise ConfigError(
             "the classifier in models/classifier was trained on a different PCA model "
             "than the one in models/pca (the run was re-featurized after training); "
@@ -166,7 +167,7 @@ def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:
                                               config.batch_size, threads, fconfig.image_size))
     with timer.stage("prepare_engine"):
         weights, engine = prepare_for(fconfig)
-    check_compatible(manifest_run, metrics, pca_model, weights)
+    check_compatible(manifest_run, metrics, model_fingerprint(pca_model), weights)
     # A run trained before calibration existed has no temperature: its own probabilities.
     temperature = (metrics.get("calibration") or {}).get("temperature", 1.0) \
         if config.calibrate else 1.0

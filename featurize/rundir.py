@@ -8,6 +8,7 @@
     RUN/pca/                 path, label, pca_features[k]
     RUN/models/pca/          StandardScaler + PCA PipelineModel
     RUN/models/classifier/   after train: the classifier PipelineModel
+    RUN/models/classifier.npz  after train: scaler + PCA + classifier + T in NumPy
     RUN/metrics.json         after train: accuracy, macro-F1, per class, confusion matrix
     RUN/test_predictions/    after train: the test split's predictions
     RUN/report/              after ``make report``: PNGs and index.html
@@ -117,6 +118,8 @@ class RunDir:
     pca = _At("pca")
     pca_model = _At("models", "pca")
     classifier = _At("models", "classifier")
+    #: The same chain in NumPy (featurize/export.py), for one photo without Spark.
+    classifier_export = _At("models", "classifier.npz")
     test_predictions = _At("test_predictions")
     predictions = _At("predictions")
     report = _At("report")

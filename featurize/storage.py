@@ -148,10 +148,15 @@ def rename(spark: SparkSession, src: str, dst: str) -> None:
 
 def write_text(spark: SparkSession, uri: str, text: str) -> None:
     """Write (replace) a small UTF-8 text file."""
+    write_bytes(spark, uri, text.encode("utf-8"))
+
+
+def write_bytes(spark: SparkSession, uri: str, data: bytes) -> None:
+    """Write (replace) a small file."""
     fs, path = _filesystem(spark, uri)
     out = fs.create(path, True)
     try:
-        out.write(bytearray(text.encode("utf-8")))
+        out.write(bytearray(data))
     finally:
         out.close()
 

@@ -18,6 +18,7 @@ from featurize.classify import (
 from featurize.config import refuse_credentials
 from featurize.encryption import Encryption
 from featurize.errors import ClassifierError, ConfigError
+from featurize.export import ExportedClassifier
 from featurize.manifest import FORMAT_VERSION, StageTimer, utc_now
 from featurize.output import read_finished_run
 from featurize.reduce import model_fingerprint
@@ -115,6 +116,9 @@ def _train(spark: SparkSession, config: TrainConfig, manifest: dict[str, Any],
         missing = sorted(set(labels) - {r["label"] for r in test.select("label").distinct().collect()})
         with timer.stage("write"):
             model.write().overwrite().save(run_dir.classifier)
+            storage.write_bytes(spark, run_dir.classifier_export, ExportedClassifier.from_models(
+                pca_model, model, temperature, manifest.get("weights", {}).get("sha256"),
+                manifest.get("preprocessing", {}).get("name")).to_bytes())
             test_pred.select(*TEST_PREDICTIONS_COLUMNS).write.mode("overwrite").parquet(
                 run_dir.test_predictions)
         for frame in (train, test, test_pred):

@@ -68,3 +68,32 @@ def assert_same_features(spark, run_a: Path, marker_a: str, run_b: Path, marker_
     assert a.keys() == b.keys() and len(a) == n
     for rel in a:
         np.testing.assert_allclose(a[rel], b[rel], rtol=1e-5, atol=1e-5)
+
+
+def assert_one_photo_agrees(run_dir, prediction_rows, files, top: int = 3) -> int:
+    """``featurize.predict_one`` on ``files`` gives the Spark predict job's answers
+    (``prediction_rows``, from its ``predictions/``): the same label, confidences and top
+    labels within 1e-3; a file the job could not read gets an error. Returns the number
+    of files answered."""
+    import pytest
+    from featurize.predict_one import Predictor
+
+    one = Predictor(str(run_dir))
+    by_path = {Path(r["path"].replace("file:", "")).resolve(): r for r in prediction_rows}
+    answered = 0
+    for f in files:
+        answer = one.predict(Path(f).read_bytes(), str(f), top=top)
+        row = by_path.pop(Path(f).resolve(), None)
+        if row is None:
+            assert "error" in answer, answer
+            continue
+        probs = row["probabilities"]
+        assert answer["label"] == row["predicted_label"]
+        assert answer["confidence"] == pytest.approx(row["confidence"], abs=1e-3)
+        assert [t["label"] for t in answer["top"]] == sorted(probs, key=probs.get,
+                                                             reverse=True)[:top]
+        for t in answer["top"]:
+            assert t["probability"] == pytest.approx(probs[t["label"]], abs=1e-3)
+        answered += 1
+    assert by_path == {}, "rows of the job for files not given"
+    return answered

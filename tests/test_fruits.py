@@ -83,3 +83,21 @@ def test_fruits_classifier_on_the_datasets_own_split(spark, weights_spec, tmp_pa
     assert cal["method"] == "temperature" or ("reason" in cal and cal["temperature"] == 1.0)
     assert metrics["ece"]["after"] <= max(0.03, metrics["ece"]["before"]), metrics["ece"]
     assert metrics["top5_accuracy"] >= metrics["accuracy"]
+
+    # predict_one (no Spark) answers as the predict job does, on 5 test images per class
+    from featurize import predict
+    from tests.helpers import assert_one_photo_agrees
+
+    rows = [line.split(",") for line in
+            (FRUITS / "split_manifest.csv").read_text().splitlines() if line.strip()]
+    picked = tmp_path / "new"  # split_manifest.csv: split,class,file
+    for cls in sorted(p.name for p in FRUITS.iterdir() if p.is_dir()):
+        for name in sorted(f for split, c, f in rows if split == "Test" and c == cls)[:5]:
+            (picked / cls).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(FRUITS / cls / name, picked / cls / name)
+    files = sorted(picked.rglob("*.jpg"))
+    assert len(files) == 50
+    predict.run(spark, predict.PredictConfig(run=str(out), input=str(picked),
+                                             output=str(tmp_path / "pred")))
+    rows = spark.read.parquet(str(tmp_path / "pred" / "predictions")).collect()
+    assert assert_one_photo_agrees(out, rows, files) == 50

@@ -338,6 +338,7 @@ def test_resume_after_a_run_stopped_partway(spark, weights_spec, tmp_path):
 
 def test_resume_with_new_changed_and_removed_inputs(spark, weights_spec, tmp_path):
     from featurize.predict import check_compatible
+    from featurize.reduce import model_fingerprint
     from featurize.train import TrainConfig
     from featurize.train import run as train
 
@@ -398,7 +399,8 @@ def test_resume_with_new_changed_and_removed_inputs(spark, weights_spec, tmp_pat
 
     from featurize.weights import resolve_weights
     with pytest.raises(ConfigError, match="the classifier is stale"):
-        check_compatible(resumed, metrics, PipelineModel.load(str(out / "models" / "pca")),
+        check_compatible(resumed, metrics,
+                         model_fingerprint(PipelineModel.load(str(out / "models" / "pca"))),
                          resolve_weights(weights_spec))
 
     # other PCA settings: nothing to featurize, but PCA is rebuilt

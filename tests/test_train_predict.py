@@ -13,7 +13,7 @@ from featurize.config import FeaturizeConfig
 from featurize.errors import ConfigError
 from featurize.sample import write_sample
 from tests.conftest import REPO, accuracy_applies
-from tests.helpers import write
+from tests.helpers import assert_one_photo_agrees, write
 
 pytestmark = pytest.mark.spark
 
@@ -78,7 +78,43 @@ def test_regularisation_and_temperature_are_chosen_and_recorded(spark, trained_r
         assert metrics["ece"]["after"] <= max(0.03, metrics["ece"]["before"]), metrics["ece"]
 
 
-def test_predict_new_images(spark, trained_run, tmp_path):
+def test_exported_classifier_equals_the_spark_chain(spark, trained_run):
+    """models/classifier.npz gives the Spark pipeline's calibrated probabilities on the
+    test split (<= 1e-6), from the CNN features alone."""
+    from featurize.export import ExportedClassifier
+
+    run_dir, metrics = trained_run
+    exported = ExportedClassifier.from_bytes((run_dir / "models" / "classifier.npz").read_bytes())
+    assert exported.labels == tuple(metrics["labels"])
+    assert exported.pca_model_id == metrics["pca_model_id"]
+    assert exported.temperature == metrics["calibration"]["temperature"] != 1.0
+    assert exported.weights_sha256 == metrics["weights_sha256"]
+    assert exported.preprocessing == metrics["preprocessing"]
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import functions as F
+
+    from featurize.classify import predict
+
+    features = {r["path"]: r["features"] for r in
+                spark.read.parquet(str(run_dir / "features")).select("path", "features").collect()}
+    pca = {r["path"]: r["pca_features"] for r in spark.read.parquet(str(run_dir / "pca")).collect()}
+    test = {r["path"]: r for r in spark.read.parquet(str(run_dir / "test_predictions")).collect()}
+    # the Spark ML pipeline on the test split, with the run's temperature
+    rows = predict(PipelineModel.load(str(run_dir / "models" / "classifier")),
+                   spark.read.parquet(str(run_dir / "pca")).where(F.col("path").isin(list(test))),
+                   metrics["calibration"]["temperature"]).collect()
+    assert len(rows) == 120
+    assert all(r["confidence"] == test[r["path"]]["confidence"] for r in rows)
+    x = np.array([features[r["path"]] for r in rows], dtype=np.float32)
+    np.testing.assert_allclose(exported.pca_features(x), [pca[r["path"]] for r in rows],
+                               rtol=0, atol=1e-5)
+    got = exported.probabilities(x)
+    spark_p = np.array([[r["probabilities"][label] for label in exported.labels] for r in rows])
+    assert np.abs(got - spark_p).max() <= 1e-6
+    assert [exported.labels[i] for i in got.argmax(axis=1)] == [r["predicted_label"] for r in rows]
+
+
+def test_predict_new_images(spark, trained_run, tmp_path, capsys):
     from featurize import predict, rundir
 
     run_dir, _ = trained_run
@@ -107,6 +143,24 @@ def test_predict_new_images(spark, trained_run, tmp_path):
         correct = [r["predicted_label"] == r["path"].split("/")[-2] for r in rows]
         assert np.mean(correct) >= 0.8
 
+    # One photo at a time without Spark (featurize.predict_one): the same answers, and
+    # the broken file gets the job's reason.
+    files = sorted(new.rglob("*.*"))
+    assert assert_one_photo_agrees(run_dir, rows, files) == 50
+    from featurize.predict_one import main
+
+    broken = new / "7" / "broken_upload.png"
+    good = new / "3" / sorted(p.name for p in (new / "3").iterdir())[0]
+    label = next(r["predicted_label"] for r in rows if r["path"].endswith(f"/3/{good.name}"))
+    assert main(["--run", str(run_dir), str(good), str(broken)]) == 1  # one unreadable
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split("  ")[:2] == [str(good), label]
+    assert lines[1].startswith(f"{broken}  error:truncated  ")
+    assert main(["--run", str(run_dir), "--json", "--top", "2", str(good)]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["label"] == label and len(answer["top"]) == 2
+    assert answer["top"][0] == {"label": label, "probability": answer["confidence"]}
+
 
 def _copy_run(run_dir: Path, dest: Path) -> Path:
     shutil.copytree(run_dir, dest)
@@ -117,16 +171,19 @@ def test_predict_refuses_mismatched_models(spark, trained_run, tmp_path):
     from pyspark.ml import PipelineModel
 
     from featurize import predict, reduce
+    from featurize.predict_one import Predictor
 
     run_dir, _ = trained_run
     write(tmp_path / "new" / "x" / "a.png", (run_dir.parent / "images" / "3" / "3_000.png")
           .read_bytes())
 
-    def attempt(run: Path, match: str) -> None:
+    def attempt(run: Path, match: str, one_photo: str | None = None) -> None:
         with pytest.raises(ConfigError, match=match):
             predict.run(spark, predict.PredictConfig(run=str(run), input=str(tmp_path / "new"),
                                                      output=str(tmp_path / f"o-{run.name}")))
         assert not (tmp_path / f"o-{run.name}").exists()
+        with pytest.raises(ConfigError, match=one_photo or match):  # predict_one too
+            Predictor(str(run))
 
     # A PCA model refitted (here on half the features) after the classifier was trained.
     stale = _copy_run(run_dir, tmp_path / "stale")
@@ -135,7 +192,17 @@ def test_predict_refuses_mismatched_models(spark, trained_run, tmp_path):
     shutil.rmtree(stale / "models" / "pca")
     refit.write().save(str(stale / "models" / "pca"))
     assert isinstance(PipelineModel.load(str(stale / "models" / "pca")), PipelineModel)
-    attempt(stale, "different PCA model")
+    # predict_one reads no Spark model: it goes by the manifest's PCA model id, which a
+    # re-featurized run changes, and by the stale mark --resume leaves in metrics.json
+    m = json.loads((stale / "manifest.json").read_text())
+    m["pca"]["model_id"] = reduce.model_fingerprint(refit)
+    (stale / "manifest.json").write_text(json.dumps(m))
+    attempt(stale, "different PCA model", "another PCA model")
+    marked = _copy_run(run_dir, tmp_path / "marked")
+    m = json.loads((marked / "metrics.json").read_text())
+    m["stale"] = {"reason": "the run was re-featurized"}
+    (marked / "metrics.json").write_text(json.dumps(m))
+    attempt(marked, "classifier is stale")
 
     other_pre = _copy_run(run_dir, tmp_path / "prepro")
     m = json.loads((other_pre / "manifest.json").read_text())
@@ -152,6 +219,11 @@ def test_predict_refuses_mismatched_models(spark, trained_run, tmp_path):
     untrained = _copy_run(run_dir, tmp_path / "untrained")
     (untrained / "metrics.json").unlink()
     attempt(untrained, "no trained classifier")
+
+    unexported = _copy_run(run_dir, tmp_path / "unexported")
+    (unexported / "models" / "classifier.npz").unlink()
+    with pytest.raises(ConfigError, match="no models/classifier.npz"):
+        Predictor(str(unexported))
 
 
 def test_report_pngs(trained_run):
