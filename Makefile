@@ -34,6 +34,7 @@ PREDICT_OUTPUT ?= $(OUTPUT)-predictions
 PREDICT_ARGS ?=
 IMAGE     ?=
 PREDICT_ONE_ARGS ?=
+CLUSTER_ARGS ?=
 PYTEST_ARGS ?=
 SUBMIT    := $(VENV)/bin/spark-submit --master "local[*]" --driver-memory 4g --conf spark.log.level=WARN
 
@@ -81,7 +82,7 @@ EMR_CLUSTER = $(call opt,CLUSTER_ID,--cluster-id)
 UPLOAD_FIRST = $(if $(DRY_RUN),,upload)
 PREFLIGHT = $(if $(filter 1 true yes,$(SKIP_PREFLIGHT)),--skip-preflight)
 
-.PHONY: help install sample run-local featurize train predict predict-one report test bench bench-peer bench-one bench-levers clean
+.PHONY: help install sample run-local featurize train predict predict-one cluster-features report test bench bench-peer bench-one bench-levers clean
 .PHONY: require-bucket package upload cluster submit wait status logs down emr-run estimate
 .PHONY: jars emr-rehearse rehearsal-test fault-test iam-policy dag-test dag-package
 
@@ -136,6 +137,9 @@ predict: $(STAMP) ## predict INPUT with RUN's models into OUTPUT
 predict-one: $(STAMP) ## one photo, no Spark: RUN's label + confidence for IMAGE= (files; PREDICT_ONE_ARGS="--json --top 3")
 	@[ -n "$(IMAGE)" ] || { echo "make predict-one: give IMAGE=<image file(s)>, e.g. IMAGE=build/sample-new/3/3_060.png" >&2; exit 2; }
 	@$(PY) -m featurize.predict_one --run "$(RUN)" $(PREDICT_ONE_ARGS) $(IMAGE)
+
+cluster-features: $(STAMP) ## KMeans on RUN's PCA features, k by silhouette (CLUSTER_ARGS="--k 10" or "--k-min 2 --k-max 20"); not EMR's `make cluster`
+	$(SUBMIT) jobs/cluster_features.py --run "$(RUN)" $(SSE_ARGS) $(CLUSTER_ARGS)
 
 report: $(STAMP) ## write RUN/report/ (PNGs + index.html)
 	$(PY) -m featurize.report "$(RUN)"

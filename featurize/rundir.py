@@ -11,6 +11,8 @@
     RUN/models/classifier.npz  after train: scaler + PCA + classifier + T in NumPy
     RUN/metrics.json         after train: accuracy, macro-F1, per class, confusion matrix
     RUN/test_predictions/    after train: the test split's predictions
+    RUN/clusters/            after cluster_features: path, label, cluster, distance
+    RUN/clusters.json        after cluster_features: k, silhouette per k, ARI, purity
     RUN/report/              after ``make report``: PNGs and index.html
     OUT/predictions/         a predict job's output folder: path, predicted_label, ...
 
@@ -121,6 +123,8 @@ class RunDir:
     #: The same chain in NumPy (featurize/export.py), for one photo without Spark.
     classifier_export = _At("models", "classifier.npz")
     test_predictions = _At("test_predictions")
+    clusters = _At("clusters")
+    clusters_summary = _At("clusters.json")
     predictions = _At("predictions")
     report = _At("report")
 

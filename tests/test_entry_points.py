@@ -38,6 +38,10 @@ def test_train_and_predict_exit_statuses_and_the_stale_cycle(weights_spec, tmp_p
                                        "--test-fraction", "0.34")),
         ("predict", 0, "predictions:", ("predict_images.py", "--run", str(run), "--input",
                                         str(new), "--output", pred)),
+        ("cluster, bad k", 2, "allow k up to 29",
+         ("cluster_features.py", "--run", str(run), "--k", "30")),
+        ("cluster", 0, "silhouette", ("cluster_features.py", "--run", str(run),
+                                      "--k-min", "2", "--k-max", "3")),
         # a new input and a resume: PCA is rebuilt, the classifier marked stale
         ("featurize --resume", 0, "marked stale", (*featurize, "--resume")),
         ("predict, stale", 2, "the classifier is stale",
@@ -64,6 +68,17 @@ def test_train_and_predict_exit_statuses_and_the_stale_cycle(weights_spec, tmp_p
         if what == "train":
             first = json.loads((run / "metrics.json").read_text())
             assert first["reg_param_search"]["auto"] and first["calibration"]["temperature"] > 0
+            # one photo, no Spark, as a process (featurize.predict_one)
+            photo = sorted(new.rglob("*.png"))[0]
+            one = subprocess.run([sys.executable, "-m", "featurize.predict_one", "--run",
+                                  str(run), "--json", str(photo)], capture_output=True,
+                                 text=True, env=env(), timeout=300, cwd=REPO)
+            assert one.returncode == 0, one.stderr[-3000:]
+            answer = json.loads(one.stdout)
+            assert answer["path"] == str(photo) and answer["label"] in first["labels"]
+        if what == "cluster":
+            clusters = json.loads((run / "clusters.json").read_text())
+            assert clusters["images"] == 30 and clusters["k"] in (2, 3)
         if what == "train again":
             again = json.loads((run / "metrics.json").read_text())
             assert "stale" not in again

@@ -114,6 +114,50 @@ def test_exported_classifier_equals_the_spark_chain(spark, trained_run):
     assert [exported.labels[i] for i in got.argmax(axis=1)] == [r["predicted_label"] for r in rows]
 
 
+def test_cluster_features(spark, trained_run):
+    """KMeans over k = 9..10 on the sample's PCA features: the recorded silhouette is
+    scikit-learn's on the written assignment, k is the best, ARI and purity are sklearn's
+    and a loop's on the same rows."""
+    from sklearn.metrics import adjusted_rand_score, silhouette_score
+
+    from featurize import clusters
+
+    run_dir, _ = trained_run
+    summary = clusters.run(spark, clusters.ClusterConfig(run=str(run_dir), k_min=9, k_max=10,
+                                                            restarts=1))
+    assert json.loads((run_dir / "clusters.json").read_text()) == summary
+    df = spark.read.parquet(str(run_dir / "clusters"))
+    assert df.columns == list(clusters.CLUSTERS_COLUMNS)
+    assert dict(df.dtypes) == {"path": "string", "label": "string", "cluster": "int",
+                               "distance": "double"}
+    rows = {r["path"]: r for r in df.collect()}
+    pca = {r["path"]: r["pca_features"] for r in spark.read.parquet(str(run_dir / "pca")).collect()}
+    assert set(rows) == set(pca) and summary["images"] == len(rows) == 600
+    scores = {c["k"]: c["silhouette"] for c in summary["candidates"]}
+    assert list(scores) == [9, 10] and summary["k"] == max(scores, key=scores.get)
+    paths = sorted(rows)
+    x = np.array([pca[p] for p in paths], dtype=np.float64)
+    found = np.array([rows[p]["cluster"] for p in paths])
+    truth = np.array([rows[p]["label"] for p in paths])
+    assert set(found) == set(range(summary["k"]))
+    assert summary["cluster_sizes"] == [int(np.sum(found == c)) for c in range(summary["k"])]
+    assert summary["silhouette"] == pytest.approx(
+        silhouette_score(x, found, metric="cosine"), abs=1e-6)
+    assert summary["adjusted_rand_index"] == pytest.approx(adjusted_rand_score(truth, found),
+                                                           abs=1e-12)
+    # each image's distance is 1 - cos to its own cluster's centre, which at convergence
+    # points along the mean of its members' unit vectors
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    for c in range(summary["k"]):
+        centre = unit[found == c].mean(axis=0)
+        d = 1 - unit[found == c] @ (centre / np.linalg.norm(centre))
+        got = np.array([rows[p]["distance"] for p in np.array(paths)[found == c]])
+        assert np.abs(got - d).max() <= 1e-3
+    assert summary["purity"] == pytest.approx(sum(
+        max(np.sum((found == c) & (truth == t)) for t in set(truth))
+        for c in range(summary["k"])) / len(paths))
+
+
 def test_predict_new_images(spark, trained_run, tmp_path, capsys):
     from featurize import predict, rundir
 
