@@ -35,6 +35,14 @@ from featurize.udf import make_featurize_udf
 logger = logging.getLogger(__name__)
 
 
+def _stopped(sc: Any) -> bool:
+    """The SparkContext is stopped or stopping (its JVM side may already be gone)."""
+    try:
+        return sc._jsc is None or sc._jsc.sc().isStopped()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - a gateway that no longer answers: stopped
+        return True
+
+
 def start_warm_up(spark: SparkSession, spec: WorkerSpec) -> threading.Thread:
     """Start the engine in the Python workers in the background (see
     :func:`featurize.engines.worker.warm_up`).
@@ -58,8 +66,8 @@ def start_warm_up(spark: SparkSession, spec: WorkerSpec) -> threading.Thread:
             # A pandas (Arrow) job, not an RDD one: Spark keeps separate Python worker
             # pools for the two, and the UDF runs in the Arrow pool.
             spark.range(0, n, numPartitions=n).mapInPandas(warm, "id long").collect()
-        except Exception:  # noqa: BLE001 - an optimisation must never fail the run
-            if sc._jsc is None:  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - an optimisation must never fail the run
+            if _stopped(sc) or "SparkContext was shut down" in str(exc):
                 return  # the job ended first (a usage error): nothing to warm any more
             logger.warning("worker warm-up failed; workers will build the model on demand",
                            exc_info=True)
