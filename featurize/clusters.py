@@ -162,22 +162,22 @@ def run(spark: SparkSession, config: ClusterConfig) -> dict[str, Any]:
                         else _euclidean_distance(x, centre))
             (assigned.select("path", "label", "cluster", distance.alias("distance"))
              .write.mode("overwrite").parquet(run_dir.clusters))
-        counts = (spark.read.parquet(run_dir.clusters).where(F.col("label").isNotNull())
-                  .groupBy("label", "cluster").count().collect())
+        # one pass over the written assignment: (label, cluster) counts, null label too
+        everything = (spark.read.parquet(run_dir.clusters)
+                      .groupBy("label", "cluster").count().collect())
     finally:
         data.unpersist()
+    counts = [r for r in everything if r["label"] is not None]
+    sizes = [sum(r["count"] for r in everything if r["cluster"] == i) for i in range(k)]
     summary: dict[str, Any] = {
         "format_version": FORMAT_VERSION, "job": "cluster_features", "clustered_at": utc_now(),
         "run": config.run, "config": asdict(config), "images": n, "k": k,
         "k_chosen_by": "given" if config.k is not None else "silhouette",
         "candidates": [{"k": c, "silhouette": scores[c]} for c in ks],
-        "silhouette": scores[k], "cluster_sizes": None,
+        "silhouette": scores[k], "cluster_sizes": sizes,
         "labelled_images": sum(r["count"] for r in counts),
         "adjusted_rand_index": None, "purity": None,
     }
-    sizes = {r["cluster"]: r["count"] for r in spark.read.parquet(run_dir.clusters)
-             .groupBy("cluster").count().collect()}
-    summary["cluster_sizes"] = [sizes.get(i, 0) for i in range(k)]
     if counts:
         labels = sorted({r["label"] for r in counts})
         table = np.zeros((len(labels), k), dtype=np.int64)

@@ -76,9 +76,7 @@ class PredictConfig:
         precision = self.precision or recorded["precision"]
         check_same_engine(recorded, engine, precision, f"the run {self.run}")
         pre = run_preprocessing(manifest)
-        # The recorded absolute path (or s3:// URI), not the spec as typed: a relative
-        # --weights path must still resolve when predict runs from another folder.
-        weights = w["path"] if w["source"] == "file" and w.get("path") else w["spec"]
+        weights = run_weights_spec(manifest)
         return FeaturizeConfig(
             input=self.input, output=self.output, weights=weights,
             seed=w.get("seed") or 0, batch_size=self.batch_size, overwrite=self.overwrite,
@@ -87,6 +85,14 @@ class PredictConfig:
             image_size=pre.size, engine=engine, precision=precision,
             encryption=self.encryption,
         )
+
+
+def run_weights_spec(manifest: dict[str, Any]) -> str:
+    """The ``--weights`` that reproduces a run's weights: the recorded absolute path (or
+    s3:// URI), not the spec as typed, so that a relative path still resolves from
+    another folder."""
+    w = manifest["weights"]
+    return w["path"] if w["source"] == "file" and w.get("path") else w["spec"]
 
 
 def run_preprocessing(manifest: dict[str, Any]) -> Preprocessing:

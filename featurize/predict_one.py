@@ -24,7 +24,7 @@ from featurize.config import DEFAULT_MAX_FILE_BYTES
 from featurize.errors import ConfigError, FeaturizeError
 from featurize.export import ExportedClassifier
 from featurize.images import DEFAULT_MAX_PIXELS, try_preprocess
-from featurize.predict import check_compatible, run_preprocessing
+from featurize.predict import check_compatible, run_preprocessing, run_weights_spec
 from featurize.rundir import RunDir
 
 logger = logging.getLogger(__name__)
@@ -84,9 +84,8 @@ class Predictor:
                               f"than the run's (re-featurized after training); retrain "
                               f"it: make train RUN={run}")
         self.preprocessing = run_preprocessing(manifest)
-        w = manifest["weights"]
-        spec = w["path"] if w["source"] == "file" and w.get("path") else w["spec"]
-        weights = resolve_weights(spec, seed=w.get("seed") or 0)
+        weights = resolve_weights(run_weights_spec(manifest),
+                                  seed=manifest["weights"].get("seed") or 0)
         check_compatible(manifest, metrics, self.classifier.pca_model_id, weights)
         recorded = manifest.get("engine") or {"name": "tensorflow", "precision": "f32"}
         check_engine(recorded["name"], recorded["precision"])
