@@ -35,6 +35,10 @@ PREDICT_ARGS ?=
 IMAGE     ?=
 PREDICT_ONE_ARGS ?=
 CLUSTER_ARGS ?=
+PORT      ?= 8000
+HOST      ?= 127.0.0.1
+SERVE_ARGS ?=
+SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 PYTEST_ARGS ?=
 SUBMIT    := $(VENV)/bin/spark-submit --master "local[*]" --driver-memory 4g --conf spark.log.level=WARN
 
@@ -82,7 +86,7 @@ EMR_CLUSTER = $(call opt,CLUSTER_ID,--cluster-id)
 UPLOAD_FIRST = $(if $(DRY_RUN),,upload)
 PREFLIGHT = $(if $(filter 1 true yes,$(SKIP_PREFLIGHT)),--skip-preflight)
 
-.PHONY: help install sample run-local featurize train predict predict-one cluster-features report test bench bench-peer bench-one bench-levers clean
+.PHONY: help install sample run-local featurize train predict predict-one serve browser cluster-features report test bench bench-peer bench-one bench-levers clean
 .PHONY: require-bucket package upload cluster submit wait status logs down emr-run estimate
 .PHONY: jars emr-rehearse rehearsal-test fault-test iam-policy dag-test dag-package
 
@@ -95,7 +99,7 @@ install: $(STAMP) ## create .venv/ and install the package with pinned local+tes
 $(STAMP): setup.py constraints.txt
 	$(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[local,test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[local,serve,test]"
 	@touch $@
 
 $(SAMPLE)/.done: $(STAMP) featurize/sample.py
@@ -140,6 +144,16 @@ predict-one: $(STAMP) ## one photo, no Spark: RUN's label + confidence for IMAGE
 
 cluster-features: $(STAMP) ## KMeans on RUN's PCA features, k by silhouette (CLUSTER_ARGS="--k 10" or "--k-min 2 --k-max 20"); not EMR's `make cluster`
 	$(SUBMIT) jobs/cluster_features.py --run "$(RUN)" $(SSE_ARGS) $(CLUSTER_ARGS)
+
+serve: $(STAMP) ## web page + JSON API for one photo at a time with RUN's classifier (PORT=8000, HOST=127.0.0.1)
+	$(PY) -m featurize.serve --run "$(RUN)" --port "$(PORT)" --host "$(HOST)" $(SERVE_ARGS)
+
+browser: ## the headless Chromium the page test drives (Debian's chromium + chromium-driver; apt-get when missing)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+	  echo "chromium: $$(command -v chromium), chromedriver: $$(command -v chromedriver)"; \
+	else \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 report: $(STAMP) ## write RUN/report/ (PNGs + index.html)
 	$(PY) -m featurize.report "$(RUN)"

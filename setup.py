@@ -11,6 +11,7 @@ setup(
     description="Batch image featurization (MobileNetV2 + StandardScaler + PCA) on Spark/EMR",
     python_requires=">=3.11",
     packages=find_packages(include=["featurize", "featurize.*", "emr", "emr.*"]),
+    package_data={"featurize.web": ["*.html"]},
     install_requires=[
         "numpy",
         "pandas",
@@ -24,6 +25,7 @@ setup(
     ],
     extras_require={
         "local": ["pyspark[sql,ml]", "scikit-learn", "matplotlib"],
-        "test": ["pytest", "scikit-learn", "nbclient", "nbformat", "ipykernel", "moto[server]"],
+        "serve": ["flask", "waitress"],
+        "test": ["pytest", "selenium", "scikit-learn", "nbclient", "nbformat", "ipykernel", "moto[server]"],
     },
 )

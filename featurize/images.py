@@ -173,7 +173,9 @@ def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
             raise ImageDecodeError(
                 "truncated", f"starts like an image but ends inside its header "
                              f"({len(data)} bytes)") from exc
-        raise ImageDecodeError("not_an_image", str(exc)) from exc
+        raise ImageDecodeError(
+            "not_an_image", f"no image format recognised in its first bytes "
+                            f"({data[:8]!r}, {len(data)} bytes)") from exc
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError("too_many_pixels", str(exc)) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

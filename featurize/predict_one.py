@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ def _read_json(path: Path, missing: str) -> dict[str, Any]:
 class Predictor:
     """One run's chain, loaded once: preprocessing, engine (compiled), classifier.
 
+    Thread-safe: :meth:`predict` decodes in the caller's thread and serialises only the
+    model call (one compiled model, every core).
+
     Parameters
     ----------
     run : str
@@ -58,14 +62,16 @@ class Predictor:
     def __init__(self, run: str, calibrate: bool = True, threads: int | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS,
                  max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
-        from featurize.engines import WorkerSpec, check_engine, prepare_engine
+        from featurize.engines import check_engine, prepare_engine
         from featurize.engines.worker import _new_extractor
         from featurize.weights import resolve_weights
 
         rd = RunDir(run)
+        self._model_lock = threading.Lock()
         self.run, self.max_pixels, self.max_file_bytes = run, max_pixels, max_file_bytes
-        manifest = _read_json(Path(rd.manifest), f"{run} has no manifest.json: not a "
-                                                 f"featurize run")
+        self.manifest = manifest = _read_json(Path(rd.manifest), f"{run} has no "
+                                                                 f"manifest.json: not a "
+                                                                 f"featurize run")
         if manifest.get("status") != "complete":
             raise ConfigError(f"{run}: the featurize run did not complete "
                               f"(status {manifest.get('status')!r}); rerun it.")
@@ -110,7 +116,8 @@ class Predictor:
         decoded = try_preprocess(data, self.max_pixels, self.preprocessing)
         if decoded.array is None:
             return {"path": path, "error": decoded.reason, "detail": decoded.detail}
-        features = self._extractor(decoded.array[None])
+        with self._model_lock:
+            features = self._extractor(decoded.array[None])
         p = self.classifier.probabilities(features, self.temperature)[0]
         order = p.argsort()[::-1]
         return {"path": path, "label": self.labels[order[0]], "confidence": float(p[order[0]]),

@@ -139,6 +139,28 @@ def weights_spec(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
+#: Images per digit in the trained sample run (its unseen digits start at this offset).
+SAMPLE_PER_CLASS = 60
+
+
+@pytest.fixture(scope="session")
+def trained_sample_run(spark, weights_spec, tmp_path_factory):
+    """The embedded sample (60 per digit) featurized and trained with a 0.2 test split:
+    ``(run_dir, metrics)``. Shared by the train/predict and the web app tests; tests that
+    change a run copy it first."""
+    from featurize import job, train
+    from featurize.config import FeaturizeConfig
+    from featurize.sample import write_sample
+
+    root = tmp_path_factory.mktemp("sample")
+    write_sample(str(root / "images"), per_class=SAMPLE_PER_CLASS)
+    run_dir = root / "run"
+    job.run(spark, FeaturizeConfig(input=str(root / "images"), output=str(run_dir),
+                                   weights=weights_spec))
+    metrics = train.run(spark, train.TrainConfig(run=str(run_dir), test_fraction=0.2, seed=0))
+    return run_dir, metrics
+
+
 @pytest.fixture(scope="session")
 def resolved_weights(weights_spec: str):
     from featurize.weights import resolve_weights
