@@ -20,15 +20,15 @@ from featurize.encryption import Encryption
 from featurize.engines import WorkerSpec, check_same_engine, prepare_for
 from featurize.errors import ConfigError, JobError
 from featurize.featurize_pass import start_pass, start_warm_up, write_errors
-from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, Preprocessing
+from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS
 from featurize.inputs import list_inputs
 from featurize.manifest import StageTimer, header, utc_now
 from featurize.output import RunOutput, read_finished_run
 from featurize.pipeline import features_rows
 from featurize.reduce import model_fingerprint, project
+from featurize.run_checks import check_compatible, run_preprocessing, run_weights_spec
 from featurize.rundir import PREDICTIONS_COLUMNS, RunDir
 from featurize.sparkconf import task_cpus
-from featurize.weights import ResolvedWeights
 
 logger = logging.getLogger(__name__)
 
@@ -85,68 +85,6 @@ class PredictConfig:
             image_size=pre.size, engine=engine, precision=precision,
             encryption=self.encryption,
         )
-
-
-def run_weights_spec(manifest: dict[str, Any]) -> str:
-    """The ``--weights`` that reproduces a run's weights: the recorded absolute path (or
-    s3:// URI), not the spec as typed, so that a relative path still resolves from
-    another folder."""
-    w = manifest["weights"]
-    return w["path"] if w["source"] == "file" and w.get("path") else w["spec"]
-
-
-def run_preprocessing(manifest: dict[str, Any]) -> Preprocessing:
-    """The preprocessing a run was featurized with, as this code would apply it.
-
-    Raises
-    ------
-    ConfigError
-        The run recorded a preprocessing this code cannot reproduce: another version's
-        name, or an unknown mode or size.
-    """
-    section = manifest.get("preprocessing") or {}
-    try:
-        pre = Preprocessing.from_manifest(section)
-    except ValueError as exc:
-        raise ConfigError(f"the run's preprocessing {section!r}: {exc}") from exc
-    if section.get("name") != pre.name:
-        raise ConfigError(
-            f"the run was featurized with preprocessing {section.get('name')!r}, this code "
-            f"does {pre.name!r} for {pre.mode} at {pre.size}: features would not be "
-            f"comparable. Re-featurize the training images with this version, then retrain.")
-    return pre
-
-
-def check_compatible(
-    manifest: dict[str, Any], metrics: dict[str, Any], pca_model_id: str,
-    weights: ResolvedWeights,
-) -> None:
-    """Refuse to mix a run's models with features made differently; ``pca_model_id`` is
-    the fingerprint of the PCA model predict would use (``models/pca``, or the one in
-    ``models/classifier.npz``).
-
-    Raises
-    ------
-    ConfigError
-        The classifier was trained on another PCA model, or the preprocessing or weights
-        now differ from those the run was featurized with.
-    """
-    run_preprocessing(manifest)
-    recorded = manifest["weights"]
-    if weights.to_manifest()["arrays_sha256"] != recorded.get("arrays_sha256"):
-        raise ConfigError(
-            f"the weights resolved from {recorded['spec']!r} differ from those the run "
-            f"used (sha256 {recorded.get('sha256')}); point KERAS_HOME / the weights path "
-            f"at the same file, or re-featurize and retrain.")
-    if metrics.get("stale"):
-        raise ConfigError(
-            f"the classifier is stale: {metrics['stale'].get('reason', '')} "
-            f"(make train RUN=<run>).")
-    if metrics.get("pca_model_id") != pca_model_id:
-        raise ConfigError(
-            "the classifier in models/classifier was trained on a different PCA model "
-            "than the one in models/pca (the run was re-featurized after training); "
-            "retrain it: make train RUN=<run>.")
 
 
 def run(spark: SparkSession, config: PredictConfig) -> dict[str, Any]:

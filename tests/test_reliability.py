@@ -337,7 +337,7 @@ def test_resume_after_a_run_stopped_partway(spark, weights_spec, tmp_path):
 
 
 def test_resume_with_new_changed_and_removed_inputs(spark, weights_spec, tmp_path):
-    from featurize.predict import check_compatible
+    from featurize.run_checks import check_compatible
     from featurize.reduce import model_fingerprint
     from featurize.train import TrainConfig
     from featurize.train import run as train
