@@ -27,13 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cluster_features", description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True, help="run directory written by featurize_images")
     p.add_argument("--k", type=int, default=None,
-                   help="number of clusters (default: the best silhouette in the range)")
+                   help="number of clusters (default: chosen by the silhouette in the range, "
+                        "the smallest k within one sd of the best mean over the restarts)")
     p.add_argument("--k-min", type=int, default=2, help="smallest k tried (default 2)")
     p.add_argument("--k-max", type=int, default=20, help="largest k tried (default 20)")
     p.add_argument("--seed", type=int, default=0, help="KMeans' seed")
     p.add_argument("--max-iter", type=int, default=50, help="KMeans' iterations at most")
     p.add_argument("--restarts", type=int, default=3,
-                   help="KMeans fits per k, the lowest cost kept (default 3)")
+                   help="KMeans fits per k: the lowest cost kept, their silhouettes' mean "
+                        "and sd choose k (default 3)")
     p.add_argument("--distance", choices=("cosine", "euclidean"), default="cosine",
                    help="KMeans' and the silhouette's distance (default cosine)")
     encryption.add_flags(p)

@@ -34,3 +34,18 @@ def test_k_range():
         clusters.ClusterConfig(run="r", k_min=5, k_max=3)
     with pytest.raises(ConfigError, match="at least 2"):
         clusters.ClusterConfig(run="r", k=1)
+
+
+def test_choose_k_one_standard_deviation_rule():
+    from featurize.clusters import choose_k
+
+    # one restart: the best silhouette, the smaller k on a tie
+    assert choose_k({2: [0.30], 3: [0.41], 4: [0.41], 5: [0.39]}) == 3
+    # restarts: best mean is k=6 (0.40, sd 0.03), so the floor is 0.37; k=4's mean 0.38 is
+    # the smallest above it (k=3's 0.36 is not, k=5's 0.37 is but is larger)
+    silhouettes = {2: [0.20, 0.22], 3: [0.35, 0.37], 4: [0.37, 0.39],
+                   5: [0.36, 0.38], 6: [0.37, 0.43]}
+    assert np.mean(silhouettes[6]) - np.std(silhouettes[6]) == pytest.approx(0.37)
+    assert choose_k(silhouettes) == 4
+    # restarts that agree (sd 0) leave the plain maximum
+    assert choose_k({2: [0.2, 0.2], 3: [0.5, 0.5], 4: [0.45, 0.45]}) == 3
