@@ -1,5 +1,7 @@
 """Pictures of a run: explained variance, a 2-D projection, the confusion matrix, the
-reliability diagram and the most confident mistakes. Used by ``make report`` and by ``notebooks/explore_run.ipynb``.
+reliability diagram and the most confident mistakes; after ``make cluster-features``, the
+clusters' map, silhouette and image grid (featurize/report_clusters.py). Used by
+``make report`` and by ``notebooks/explore_run.ipynb``.
 
 Reads a local run directory with pyarrow (no Spark needed)::
 
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from featurize.images import ImageDecodeError, Preprocessing, decode_rgb
+from featurize.report_clusters import FIGURES as CLUSTER_FIGURES, load_clusters
 from featurize.rundir import METRICS, RunDir
 
 
@@ -251,6 +254,10 @@ def write_report(run_dir: str) -> list[str]:
                     ("reliability.png", "Reliability: confidence against accuracy",
                      plot_reliability),
                     ("mistakes.png", "Most confident mistakes", plot_mistakes)]
+    clusters = load_clusters(run.path, run.pca)
+    if clusters is not None:
+        figures += [(name, title, lambda _run, plot=plot: plot(clusters))
+                    for name, title, plot in CLUSTER_FIGURES]
     written = []
     for name, _, plot in figures:
         path = os.path.join(out, name)
@@ -266,6 +273,11 @@ def write_report(run_dir: str) -> list[str]:
             summary += (f"; ECE {run.metrics['ece']['before']:.4f} -> "
                         f"{run.metrics['ece']['after']:.4f} (temperature "
                         f"{run.metrics['calibration']['temperature']:.3f})")
+    if clusters is not None:
+        cs = clusters.summary
+        summary += f"; {cs['k']} clusters (silhouette {cs['silhouette']:.3f}"
+        summary += (f", ARI {cs['adjusted_rand_index']:.3f}, purity {cs['purity']:.3f})"
+                    if cs.get("adjusted_rand_index") is not None else ")")
     with open(os.path.join(out, "index.md"), "w", encoding="utf-8") as fh:
         fh.write(f"# Run report: {run.path}\n\n{summary}\n\n")
         for name, title, _ in figures:

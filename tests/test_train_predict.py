@@ -12,25 +12,15 @@ import pytest
 from featurize.config import FeaturizeConfig
 from featurize.errors import ConfigError
 from featurize.sample import write_sample
-from tests.conftest import REPO, accuracy_applies
+from tests.conftest import REPO, SAMPLE_PER_CLASS as PER_CLASS, accuracy_applies
 from tests.helpers import assert_one_photo_agrees, write
 
 pytestmark = pytest.mark.spark
 
-PER_CLASS = 60
-
 
 @pytest.fixture(scope="module")
-def trained_run(spark, weights_spec, tmp_path_factory):
-    from featurize import job, train
-
-    root = tmp_path_factory.mktemp("sample")
-    write_sample(str(root / "images"), per_class=PER_CLASS)
-    run_dir = root / "run"
-    job.run(spark, FeaturizeConfig(input=str(root / "images"), output=str(run_dir),
-                                   weights=weights_spec))
-    metrics = train.run(spark, train.TrainConfig(run=str(run_dir), test_fraction=0.2, seed=0))
-    return run_dir, metrics
+def trained_run(trained_sample_run):
+    return trained_sample_run
 
 
 def test_metrics_and_model(spark, trained_run):
@@ -278,12 +268,22 @@ def test_report_pngs(trained_run):
     run_dir, _ = trained_run
     written = write_report(str(run_dir))
     names = sorted(os.path.basename(p) for p in written)
-    assert names == ["confusion_matrix.png", "explained_variance.png", "index.html",
-                     "index.md", "mistakes.png", "projection.png", "reliability.png"]
+    # test_cluster_features has clustered this run: the cluster pictures are in
+    assert names == ["cluster_grid.png", "clusters_map.png", "confusion_matrix.png",
+                     "explained_variance.png", "index.html", "index.md", "mistakes.png",
+                     "projection.png", "reliability.png", "silhouette.png"]
     for p in written:
         if p.endswith(".png"):
             with Image.open(p) as img:
                 assert img.format == "PNG" and img.size[0] >= 400 and img.size[1] >= 250
+    from featurize.report import load_run
+    from featurize.report_clusters import embed_2d, load_clusters
+
+    clusters = load_clusters(str(run_dir), load_run(str(run_dir)).pca)
+    assert len(clusters.assigned) == 600  # every clustered image has its features
+    sample = embed_2d(clusters, max_points=100)
+    assert len(sample) == 100 and np.isfinite(sample[["x", "y"]].to_numpy()).all()
+    assert set(sample["path"]) <= set(clusters.assigned["path"])
     html = (run_dir / "report" / "index.html").read_text()
     assert all(f"src='{n}'" in html for n in names if n.endswith(".png"))
 
@@ -299,10 +299,13 @@ def test_notebook_executes_headless(trained_run, monkeypatch):
                    resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
-    assert len(images) == 5  # variance, projection, confusion matrix, reliability, mistakes
+    # variance, projection, confusion matrix, reliability, mistakes; clusters: map,
+    # silhouette, grid (test_cluster_features clustered this run)
+    assert len(images) == 8
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                    for o in c.get("outputs", []))
     assert "test accuracy" in text and "test ECE" in text
+    assert "silhouette" in text and "ARI" in text
 
 
 def test_image_size_320_end_to_end_and_resume_refuses_another_size(spark, weights_spec,
