@@ -93,13 +93,16 @@ class ClusterConfig:
 def choose_k(silhouettes: dict[int, list[float]]) -> int:
     """The k to keep, from each candidate's silhouettes (one per restart).
 
-    The one-standard-error rule (Hastie, Tibshirani and Friedman, *The Elements of
-    Statistical Learning*, 7.10): the smallest k whose mean silhouette is within one
-    standard deviation, over the restarts, of the best mean. KMeans restarts of one k
-    differ by more than neighbouring k do (on Fruits-360, sd 0.01-0.03 against steps of
-    0.001-0.02 past k = 9), so the plain maximum is mostly the luckiest start; among the
-    k that the restarts cannot tell apart, the simplest is kept. With one restart (sd 0)
-    this is the best silhouette, the smaller k on a tie.
+    A one-standard-deviation rule, after the one-standard-error rule of Hastie,
+    Tibshirani and Friedman (*The Elements of Statistical Learning*, 7.10): the smallest k
+    whose mean silhouette is within one standard deviation (population sd, over the
+    restarts) of the best mean. The sd, not the standard error of the mean: the question
+    is whether one more start of the best k could land below this k, and with 3 starts
+    the standard error would be a noisy 1/sqrt(3) of an already noisy sd. KMeans restarts
+    of one k differ by more than neighbouring k do (on Fruits-360, sd 0.004 to 0.05 per
+    k), so the plain maximum is mostly the luckiest start; among the k the restarts
+    cannot tell apart, the simplest is kept. With one restart (sd 0) this is the best
+    silhouette, the smaller k on a tie.
     """
     means = {k: float(np.mean(v)) for k, v in silhouettes.items()}
     best = max(means, key=lambda k: (means[k], -k))
@@ -192,7 +195,8 @@ def run(spark: SparkSession, config: ClusterConfig) -> dict[str, Any]:
         "format_version": FORMAT_VERSION, "job": "cluster_features", "clustered_at": utc_now(),
         "run": config.run, "config": asdict(config), "images": n, "k": k,
         "k_chosen_by": "given" if config.k is not None else "silhouette",
-        "k_rule": "one standard deviation" if config.restarts > 1 else "best",
+        "k_rule": (None if config.k is not None
+                   else "one standard deviation" if config.restarts > 1 else "best"),
         "candidates": [{"k": c, "silhouette": scores[c],
                         "silhouette_mean": float(np.mean(spread[c])),
                         "silhouette_sd": float(np.std(spread[c])),

@@ -25,7 +25,8 @@ from featurize.config import DEFAULT_MAX_FILE_BYTES
 from featurize.errors import ConfigError, FeaturizeError
 from featurize.export import ExportedClassifier
 from featurize.images import DEFAULT_MAX_PIXELS, try_preprocess
-from featurize.run_checks import check_compatible, run_preprocessing, run_weights_spec
+from featurize.run_checks import (check_classifier, check_compatible, run_preprocessing,
+                                  run_weights_spec)
 from featurize.rundir import RunDir
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class Predictor:
         self.preprocessing = run_preprocessing(manifest)
         weights = resolve_weights(run_weights_spec(manifest),
                                   seed=manifest["weights"].get("seed") or 0)
+        check_classifier(metrics, self.classifier.pca_model_id)  # before any conversion
         recorded = manifest.get("engine") or {"name": "tensorflow", "precision": "f32"}
         check_engine(recorded["name"], recorded["precision"])
         # The engine first: an OpenVINO IR cache hit tells the weights their arrays'

@@ -94,8 +94,8 @@ def plot_cluster_map(data: ClusterData, max_points: int = 3000) -> Any:
     agreement = ("" if s.get("adjusted_rand_index") is None else
                  f": ARI {s['adjusted_rand_index']:.3f}, purity {s['purity']:.3f}")
     _scatter(right, df, "label", f"by label{agreement}")
-    sampled = f"a sample of {len(df)} of {s['images']}" if len(df) < s["images"] else \
-        f"all {len(df)}"
+    total = len(data.assigned)
+    sampled = f"a sample of {len(df)} of {total}" if len(df) < total else f"all {total}"
     fig.suptitle(f"t-SNE map of the PCA features ({sampled} images, "
                  f"{s['config'].get('distance', 'cosine')} distance)", fontsize=10)
     fig.tight_layout()
@@ -112,7 +112,8 @@ def plot_silhouette(data: ClusterData) -> Any:
     ax = fig.subplots()
     ax.plot(ks, [c["silhouette"] for c in cands], marker="o", markersize=4, linewidth=1,
             label="the kept fit (lowest cost)")
-    if all("silhouette_mean" in c for c in cands) and len(cands[0].get("silhouettes", [])) > 1:
+    if (s.get("k_chosen_by") == "silhouette" and all("silhouette_mean" in c for c in cands)
+            and len(cands[0].get("silhouettes", [])) > 1):
         means = np.array([c["silhouette_mean"] for c in cands])
         sds = np.array([c["silhouette_sd"] for c in cands])
         ax.errorbar(ks, means, yerr=sds, fmt="s", markersize=3, color="#54a24b",

@@ -63,6 +63,18 @@ def check_compatible(
             f"the weights resolved from {recorded['spec']!r} differ from those the run "
             f"used (sha256 {recorded.get('sha256')}); point KERAS_HOME / the weights path "
             f"at the same file, or re-featurize and retrain.")
+    check_classifier(metrics, pca_model_id)
+
+
+def check_classifier(metrics: dict[str, Any], pca_model_id: str) -> None:
+    """The part of :func:`check_compatible` that needs no weights: the classifier is not
+    stale and was trained on this PCA model (``predict_one`` checks it before it prepares
+    an engine, which may mean a TensorFlow conversion).
+
+    Raises
+    ------
+    ConfigError
+    """
     if metrics.get("stale"):
         raise ConfigError(
             f"the classifier is stale: {metrics['stale'].get('reason', '')} "

@@ -14,11 +14,18 @@ Routes
     Multipart field ``image`` (optional query ``top``, default 5). 200 with the JSON of
     ``predict_one --json`` (``path`` is the uploaded file's name). A file that is no image
     gets 422 and ``{path, error, detail}`` with the job's reason (``not_an_image``,
-    ``truncated``, ``too_many_pixels``, ...); a body over ``--max-upload-bytes`` gets 413
-    (``too_large``); no ``image`` field gets 400 (``no_image``).
+    ``truncated``, ``empty``, ``decode_error``); an image over ``--max-pixels`` gets 413
+    (``too_many_pixels``), a body over ``--max-upload-bytes`` 413 (``too_large``); no
+    ``image`` field, or a ``top`` that is not a positive integer, 400 (``no_image``,
+    ``bad_request``). waitress itself refuses bodies over twice the upload limit, with a
+    plain-text 413, before they are read.
 ``GET /api/health``
     ``{"status": "ok", "run", "run_id", "labels", "label_names", "engine", "temperature"}``;
-    ``run_id`` is the run's PCA model id, the one a trained classifier is bound to.
+    ``run`` is the run directory's name, ``run_id`` its PCA model id (the one a trained
+    classifier is bound to).
+
+Memory: a decoded photo is up to ``--max-pixels`` × 3 bytes (120 MB at the default), so
+at most one decode per core runs at a time, whatever ``--threads`` says.
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from importlib import resources
@@ -55,6 +63,7 @@ def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
     app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes + _MULTIPART_SLACK
     page = resources.files("featurize.web").joinpath("index.html").read_text("utf-8")
     manifest = predictor.manifest
+    decode_slots = threading.BoundedSemaphore(os.cpu_count() or 1)
 
     @app.get("/")
     def index() -> Any:
@@ -62,7 +71,7 @@ def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
 
     @app.get("/api/health")
     def health() -> Any:
-        return jsonify(status="ok", run=predictor.run,
+        return jsonify(status="ok", run=os.path.basename(os.path.normpath(predictor.run)),
                        run_id=(manifest.get("pca") or {}).get("model_id"),
                        labels=len(predictor.labels), label_names=list(predictor.labels),
                        engine={k: predictor.engine.get(k)
@@ -75,18 +84,18 @@ def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
         if upload is None:
             return jsonify(path=None, error="no_image",
                            detail="POST the photo as the multipart form field `image`"), 400
-        try:
-            top = int(request.args.get("top", 5))
-        except ValueError:
+        top = request.args.get("top", "5")
+        if not top.isdigit() or int(top) < 1:
             return jsonify(path=upload.filename, error="bad_request",
-                           detail="`top` must be an integer"), 400
+                           detail="`top` must be a positive integer"), 400
         data = upload.read(max_upload_bytes + 1)
         name = upload.filename or "upload"
         if len(data) > max_upload_bytes:
             return jsonify(path=name, error="too_large",
                            detail=f"more than {max_upload_bytes} bytes"), 413
         started = time.perf_counter()
-        answer = predictor.predict(data, name, top)
+        with decode_slots:
+            answer = predictor.predict(data, name, int(top))
         ms = 1000 * (time.perf_counter() - started)
         if "error" in answer:
             logger.info("%s: %s (%.0f ms)", name, answer["error"], ms)
@@ -137,8 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_status
     from waitress import create_server
 
+    # waitress buffers a whole body before Flask sees it: cap it (Flask's own limit, just
+    # above --max-upload-bytes, answers the JSON 413 for anything between the two)
     server = create_server(create_app(predictor, args.max_upload_bytes), host=args.host,
-                           port=args.port, threads=args.threads)
+                           port=args.port, threads=args.threads,
+                           max_request_body_size=2 * (args.max_upload_bytes
+                                                      + _MULTIPART_SLACK))
     host, port = server.effective_host, server.effective_port
     print(f"serving {args.run} ({len(predictor.labels)} labels, engine "
           f"{predictor.engine.get('name')}) on http://{host}:{port}/  (Ctrl-C stops)",

@@ -41,11 +41,12 @@ def test_choose_k_one_standard_deviation_rule():
 
     # one restart: the best silhouette, the smaller k on a tie
     assert choose_k({2: [0.30], 3: [0.41], 4: [0.41], 5: [0.39]}) == 3
-    # restarts: best mean is k=6 (0.40, sd 0.03), so the floor is 0.37; k=4's mean 0.38 is
-    # the smallest above it (k=3's 0.36 is not, k=5's 0.37 is but is larger)
-    silhouettes = {2: [0.20, 0.22], 3: [0.35, 0.37], 4: [0.37, 0.39],
-                   5: [0.36, 0.38], 6: [0.37, 0.43]}
-    assert np.mean(silhouettes[6]) - np.std(silhouettes[6]) == pytest.approx(0.37)
+    # 3 restarts: best mean is k=6 (0.40, population sd 0.0245), so the floor is 0.3755;
+    # k=4's mean 0.38 is the smallest above it. The standard error (sd / sqrt(3) with
+    # ddof=1: 0.0173, floor 0.3827) would have kept k=5 (0.385) instead.
+    silhouettes = {2: [0.20, 0.21, 0.22], 3: [0.35, 0.36, 0.37], 4: [0.37, 0.38, 0.39],
+                   5: [0.38, 0.385, 0.39], 6: [0.37, 0.40, 0.43]}
+    assert np.mean(silhouettes[6]) - np.std(silhouettes[6]) == pytest.approx(0.37551, abs=1e-5)
     assert choose_k(silhouettes) == 4
     # restarts that agree (sd 0) leave the plain maximum
     assert choose_k({2: [0.2, 0.2], 3: [0.5, 0.5], 4: [0.45, 0.45]}) == 3

@@ -124,7 +124,7 @@ def test_health(server, trained_sample_run):
     run_dir = trained_sample_run[0]
     health = requests.get(server + "api/health", timeout=10).json()
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert health["status"] == "ok" and health["run"] == str(run_dir)
+    assert health["status"] == "ok" and health["run"] == run_dir.name
     assert health["run_id"] == manifest["pca"]["model_id"]
     assert health["labels"] == 10 and health["label_names"] == [str(d) for d in range(10)]
     assert health["engine"]["name"] == manifest["engine"]["name"]
@@ -137,9 +137,16 @@ def test_api_answers_as_predict_one_and_refuses_bad_uploads(server, photos, refe
         _check(name, _post(server, name, data), reference)
     missing = _post(server, "x.png", photos["0_060.png"], field="photo")
     assert missing.status_code == 400 and missing.json()["error"] == "no_image"
-    bad_top = requests.post(server + "api/predict?top=two",
-                            files={"image": ("a.png", photos["0_060.png"])}, timeout=60)
-    assert bad_top.status_code == 400
+    for top in ("two", "0", "-1"):
+        bad_top = requests.post(server + f"api/predict?top={top}",
+                                files={"image": ("a.png", photos["0_060.png"])}, timeout=60)
+        assert bad_top.status_code == 400 and bad_top.json()["error"] == "bad_request", top
+    # over Flask's limit (the upload limit + 64 KiB for the envelope): its JSON 413
+    over = _post(server, "over.bin", bytes(MAX_UPLOAD + 100_000))
+    assert over.status_code == 413 and over.json()["error"] == "too_large"
+    # over twice that: waitress refuses the body itself (plain text), and goes on serving
+    huge = _post(server, "huge.bin", bytes(3 * MAX_UPLOAD + 200_000))
+    assert huge.status_code == 413
     three = requests.post(server + "api/predict?top=3",
                           files={"image": ("0_060.png", photos["0_060.png"])}, timeout=60)
     assert [t["label"] for t in three.json()["top"]] == [
@@ -229,6 +236,24 @@ def test_page_in_headless_chromium(server, photos, reference, tmp_path):
         wait.until(lambda b: b.find_element(By.ID, "error").is_displayed())
         assert browser.find_element(By.ID, "error").text.startswith("not_an_image: ")
         assert not browser.find_element(By.ID, "result").is_displayed()
+
+        # markup in what the server echoes stays text
+        markup = tmp_path / "<b>markup<b>.png"
+        markup.write_bytes(b"<b>bold</b><img src=x onerror=alert(1)>")
+        browser.find_element(By.ID, "file").send_keys(str(markup))
+        wait.until(lambda b: "b'<b>bold<'" in b.find_element(By.ID, "error").text)
+        assert browser.find_elements(By.CSS_SELECTOR, "#error *") == []
+
+        # a refusal that is not JSON (waitress' own 413) is shown as its status
+        huge = tmp_path / "huge.png"
+        huge.write_bytes(bytes(3 * MAX_UPLOAD + 200_000))
+        browser.find_element(By.ID, "file").send_keys(str(huge))
+        wait.until(lambda b: b.find_element(By.ID, "error").text.startswith("http_413"))
+
+        # and the page still answers afterwards
+        browser.find_element(By.ID, "file").send_keys(str(path))
+        wait.until(lambda b: b.find_element(By.ID, "result").is_displayed())
+        assert browser.find_element(By.ID, "label").text == expected["label"]
         if os.environ.get("FEATURIZE_KEEP_SCREENSHOT"):
             shutil.copy(tmp_path / "answer.png", os.environ["FEATURIZE_KEEP_SCREENSHOT"])
     finally:

@@ -104,17 +104,26 @@ def test_exported_classifier_equals_the_spark_chain(spark, trained_run):
     assert [exported.labels[i] for i in got.argmax(axis=1)] == [r["predicted_label"] for r in rows]
 
 
-def test_cluster_features(spark, trained_run):
+@pytest.fixture(scope="module")
+def clustered_run(spark, trained_run, tmp_path_factory):
+    """A copy of the trained run, clustered (k = 9..10, 2 restarts): ``(run_dir, summary)``."""
+    from featurize import clusters
+
+    run_dir = shutil.copytree(trained_run[0], tmp_path_factory.mktemp("clustered") / "run")
+    summary = clusters.run(spark, clusters.ClusterConfig(run=str(run_dir), k_min=9, k_max=10,
+                                                            restarts=2))
+    return Path(run_dir), summary
+
+
+def test_cluster_features(spark, clustered_run):
     """KMeans over k = 9..10 on the sample's PCA features: the recorded silhouette is
-    scikit-learn's on the written assignment, k is the best, ARI and purity are sklearn's
-    and a loop's on the same rows."""
+    scikit-learn's on the written assignment, k follows the restarts' silhouettes, ARI and
+    purity are sklearn's and a loop's on the same rows."""
     from sklearn.metrics import adjusted_rand_score, silhouette_score
 
     from featurize import clusters
 
-    run_dir, _ = trained_run
-    summary = clusters.run(spark, clusters.ClusterConfig(run=str(run_dir), k_min=9, k_max=10,
-                                                            restarts=1))
+    run_dir, summary = clustered_run
     assert json.loads((run_dir / "clusters.json").read_text()) == summary
     df = spark.read.parquet(str(run_dir / "clusters"))
     assert df.columns == list(clusters.CLUSTERS_COLUMNS)
@@ -124,7 +133,13 @@ def test_cluster_features(spark, trained_run):
     pca = {r["path"]: r["pca_features"] for r in spark.read.parquet(str(run_dir / "pca")).collect()}
     assert set(rows) == set(pca) and summary["images"] == len(rows) == 600
     scores = {c["k"]: c["silhouette"] for c in summary["candidates"]}
-    assert list(scores) == [9, 10] and summary["k"] == max(scores, key=scores.get)
+    assert list(scores) == [9, 10] and summary["k_rule"] == "one standard deviation"
+    for c in summary["candidates"]:
+        assert len(c["silhouettes"]) == 2 and c["silhouette"] in c["silhouettes"]
+        assert c["silhouette_mean"] == pytest.approx(np.mean(c["silhouettes"]), abs=1e-12)
+        assert c["silhouette_sd"] == pytest.approx(np.std(c["silhouettes"]), abs=1e-12)
+    assert summary["k"] == clusters.choose_k({c["k"]: c["silhouettes"]
+                                              for c in summary["candidates"]})
     paths = sorted(rows)
     x = np.array([pca[p] for p in paths], dtype=np.float64)
     found = np.array([rows[p]["cluster"] for p in paths])
@@ -260,15 +275,15 @@ def test_predict_refuses_mismatched_models(spark, trained_run, tmp_path):
         Predictor(str(unexported))
 
 
-def test_report_pngs(trained_run):
+def test_report_pngs(clustered_run):
     from PIL import Image
 
     from featurize.report import write_report
 
-    run_dir, _ = trained_run
+    run_dir, _ = clustered_run
     written = write_report(str(run_dir))
     names = sorted(os.path.basename(p) for p in written)
-    # test_cluster_features has clustered this run: the cluster pictures are in
+    # a clustered run: the cluster pictures are in
     assert names == ["cluster_grid.png", "clusters_map.png", "confusion_matrix.png",
                      "explained_variance.png", "index.html", "index.md", "mistakes.png",
                      "projection.png", "reliability.png", "silhouette.png"]
@@ -288,11 +303,11 @@ def test_report_pngs(trained_run):
     assert all(f"src='{n}'" in html for n in names if n.endswith(".png"))
 
 
-def test_notebook_executes_headless(trained_run, monkeypatch):
+def test_notebook_executes_headless(clustered_run, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
-    run_dir, _ = trained_run
+    run_dir, _ = clustered_run
     monkeypatch.setenv("FEATURIZE_RUN", str(run_dir))
     nb = nbformat.read(REPO / "notebooks" / "explore_run.ipynb", as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3",
@@ -300,7 +315,7 @@ def test_notebook_executes_headless(trained_run, monkeypatch):
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     # variance, projection, confusion matrix, reliability, mistakes; clusters: map,
-    # silhouette, grid (test_cluster_features clustered this run)
+    # silhouette, grid
     assert len(images) == 8
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                    for o in c.get("outputs", []))
