@@ -3,8 +3,8 @@
 Spark ML ``KMeans`` on ``RUN/pca`` (the PCA features), k chosen by the silhouette
 (Spark's ``ClusteringEvaluator``) over ``--k-min`` .. ``--k-max`` unless ``--k`` is
 given: ``--restarts`` fits per k, and the smallest k within one standard deviation of
-the best mean silhouette (:func:`choose_k`). Writes ``RUN/clusters/`` (parquet: ``path``, ``label``, ``cluster``, ``distance``
-to its centre) and ``RUN/clusters.json`` (``k``, the silhouette per candidate k,
+the best mean silhouette (:func:`choose_k`). Writes ``RUN/clusters/`` (parquet: ``path``,
+``label``, ``cluster``, ``distance`` to its centre) and ``RUN/clusters.json`` (``k``, the silhouette per candidate k,
 ``silhouette``, and when images have labels, ``adjusted_rand_index`` and ``purity``
 against them). Both are replaced on every run.
 

@@ -25,7 +25,7 @@ from featurize.config import DEFAULT_MAX_FILE_BYTES
 from featurize.errors import ConfigError, FeaturizeError
 from featurize.export import ExportedClassifier
 from featurize.images import DEFAULT_MAX_PIXELS, try_preprocess
-from featurize.run_checks import (check_classifier, check_compatible, run_preprocessing,
+from featurize.run_checks import (check_classifier, check_weights, run_preprocessing,
                                   run_weights_spec)
 from featurize.rundir import RunDir
 
@@ -100,7 +100,7 @@ class Predictor:
         # digest, so the check below needs no TensorFlow (start-up ~1 s instead of ~10).
         engine = prepare_engine(recorded["name"], recorded["precision"], weights,
                                 self.preprocessing.size)
-        check_compatible(manifest, metrics, self.classifier.pca_model_id, weights)
+        check_weights(manifest, weights)
         spec_ = engine.worker_spec(1, threads or os.cpu_count() or 1, self.preprocessing.size)
         self._extractor = _new_extractor(spec_)
         self._extractor.load(engine.payload, spec_.key)

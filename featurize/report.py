@@ -22,7 +22,7 @@ import pandas as pd
 
 from featurize.images import ImageDecodeError, Preprocessing, decode_rgb
 from featurize.report_clusters import FIGURES as CLUSTER_FIGURES, load_clusters
-from featurize.rundir import METRICS, RunDir
+from featurize.rundir import METRICS, RunDir, local_path
 
 
 @dataclass
@@ -36,10 +36,6 @@ class RunData:
     test_predictions: pd.DataFrame | None
 
 
-def _local(path: str) -> str:
-    return path[len("file:"):] if path.startswith("file:") else path
-
-
 def _read_parquet(folder: str) -> pd.DataFrame | None:
     import pyarrow.parquet as pq
 
@@ -50,7 +46,7 @@ def _read_parquet(folder: str) -> pd.DataFrame | None:
 
 def load_run(run_dir: str) -> RunData:
     """Load manifest, ``pca/``, and (after training) metrics and test predictions."""
-    run_dir = _local(run_dir)
+    run_dir = local_path(run_dir)
     paths = RunDir(run_dir)
     with open(paths.manifest, encoding="utf-8") as fh:
         manifest = json.load(fh)
@@ -200,7 +196,7 @@ def model_view(path: str, preprocessing: Preprocessing, height: int = 160) -> An
     that region as the model sees it (:meth:`Preprocessing.fit`), both ``height`` high."""
     from PIL import Image, ImageDraw
 
-    with open(_local(path), "rb") as fh:
+    with open(local_path(path), "rb") as fh:
         original = decode_rgb(fh.read())
     seen = preprocessing.fit(original).resize((height, height), Image.BILINEAR)
     scale = height / original.size[1]

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from featurize.images import ImageDecodeError, decode_rgb
-from featurize.rundir import RunDir
+from featurize.rundir import RunDir, local_path
 
 
 @dataclass
@@ -143,16 +143,15 @@ def plot_cluster_grid(data: ClusterData, per_cluster: int = 6, thumb: int = 96) 
     axes = np.atleast_2d(fig.subplots(len(clusters), per_cluster))
     for row, cluster in zip(axes, clusters):
         members = df[df["cluster"] == cluster]
-        labels = members["label"].dropna()
-        common = (f"{labels.value_counts().index[0]} "
-                  f"{labels.value_counts().iloc[0] / len(members):.0%}") if len(labels) else ""
+        counts = members["label"].value_counts()  # nulls dropped, most common first
+        common = (f"{counts.index[0]} {counts.iloc[0] / len(members):.0%}"
+                  if len(counts) else "")
         nearest = members.nsmallest(per_cluster, "distance")
         for ax in row:
             ax.axis("off")
         for ax, path in zip(row, nearest["path"]):
             try:
-                with open(path[len("file:"):] if path.startswith("file:") else path,
-                          "rb") as fh:
+                with open(local_path(path), "rb") as fh:
                     img = decode_rgb(fh.read())
                 img.thumbnail((thumb, thumb), Image.BILINEAR)
                 ax.imshow(img)

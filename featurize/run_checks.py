@@ -57,17 +57,27 @@ def check_compatible(
         now differ from those the run was featurized with.
     """
     run_preprocessing(manifest)
+    check_weights(manifest, weights)
+    check_classifier(metrics, pca_model_id)
+
+
+def check_weights(manifest: dict[str, Any], weights: ResolvedWeights) -> None:
+    """The weights resolve to the arrays the run was featurized with.
+
+    Raises
+    ------
+    ConfigError
+    """
     recorded = manifest["weights"]
     if weights.to_manifest()["arrays_sha256"] != recorded.get("arrays_sha256"):
         raise ConfigError(
             f"the weights resolved from {recorded['spec']!r} differ from those the run "
             f"used (sha256 {recorded.get('sha256')}); point KERAS_HOME / the weights path "
             f"at the same file, or re-featurize and retrain.")
-    check_classifier(metrics, pca_model_id)
 
 
 def check_classifier(metrics: dict[str, Any], pca_model_id: str) -> None:
-    """The part of :func:`check_compatible` that needs no weights: the classifier is not
+    """The part of :func:`check_compatible` about the classifier: it is not
     stale and was trained on this PCA model (``predict_one`` checks it before it prepares
     an engine, which may mean a TensorFlow conversion).
 

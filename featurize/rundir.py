@@ -88,6 +88,15 @@ def join(base: str, *parts: str) -> str:
     return out
 
 
+def local_path(path: str) -> str:
+    """A ``file:`` path as the local file system names it (Spark's ``path`` column).
+
+    >>> local_path("file:/data/photos/cat/1.jpg")
+    '/data/photos/cat/1.jpg'
+    """
+    return path[len("file:"):] if path.startswith("file:") else path
+
+
 class _At:
     """A path inside a run directory, read as an attribute of a :class:`RunDir`."""
 

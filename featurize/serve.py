@@ -88,11 +88,10 @@ def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
         if not top.isdigit() or int(top) < 1:
             return jsonify(path=upload.filename, error="bad_request",
                            detail="`top` must be a positive integer"), 400
-        data = upload.read(max_upload_bytes + 1)
+        # Flask has capped the body; the Predictor's own limit (the job's too_large) is
+        # --max-upload-bytes for the file itself
+        data = upload.read()
         name = upload.filename or "upload"
-        if len(data) > max_upload_bytes:
-            return jsonify(path=name, error="too_large",
-                           detail=f"more than {max_upload_bytes} bytes"), 413
         started = time.perf_counter()
         with decode_slots:
             answer = predictor.predict(data, name, int(top))
