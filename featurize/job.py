@@ -26,7 +26,7 @@ from featurize.manifest import StageTimer, header, utc_now
 from featurize.model import FEATURE_DIM, model_name
 from featurize.output import RunOutput
 from featurize.pipeline import features_rows
-from featurize.reduce import fit_reducer, model_fingerprint, project
+from featurize.reduce import fit_reducer, model_fingerprint, write_projection
 from featurize.resume import (
     JOB_NAME, ResumePlan, mark_classifier_stale, plan_resume, previous_run, write_features,
 )
@@ -203,5 +203,5 @@ def fit_pca(spark: SparkSession, config: FeaturizeConfig, run_dir: RunDir,
         # The model save is several small Spark jobs; run them beside the projection.
         with ThreadPoolExecutor(max_workers=1) as saver:  # waits for the save on any exit
             saved = saver.submit(model.write().save, run_dir.pca_model)
-            project(model, features).write.mode("errorifexists").parquet(run_dir.pca)
+            write_projection(model, features, run_dir.pca)
             saved.result()

@@ -7,7 +7,7 @@ import pytest
 
 from featurize.model import FEATURE_DIM
 from featurize.errors import ReducerError
-from featurize.reduce import MomentStats, choose_k, fit_reducer, project
+from featurize.reduce import MomentStats, choose_k, fit_reducer, project, write_projection
 
 pytestmark = pytest.mark.spark
 
@@ -78,6 +78,30 @@ def test_pca_matches_scikit_learn(spark):
     assert ours.shape == (len(x), 10)
     expected = ref.transform(standardise(x))[order]
     assert_same_up_to_sign(ours.astype(np.float64), expected, atol=2e-3 * np.abs(expected).max())
+
+
+def test_worker_projection_equals_spark_ml_transform(spark, tmp_path, monkeypatch):
+    """The featurize job's pca/ (NumPy in the workers) against Spark ML's transform of
+    the same model: dead columns (std 0), several partitions, batches cut in chunks."""
+    import featurize.reduce as reduce
+
+    monkeypatch.setattr(reduce, "_CHUNK_ROWS", 7)  # 150 rows: chunks of 7 and a rest
+    x = synthetic_features(150, seed=4)
+    df = frame(spark, x).repartition(3)
+    model, _ = fit_reducer(df, len(x), k=25, variance=None)
+    write_projection(model, df, str(tmp_path / "pca"))
+    got = spark.read.parquet(str(tmp_path / "pca"))
+    assert got.schema.simpleString() == (
+        "struct<path:string,label:string,pca_features:array<float>>")
+    ours = got.orderBy("path").toPandas()
+    ref = project(model, df).orderBy("path").toPandas()
+    assert list(ours["path"]) == list(ref["path"]) and list(ours["label"]) == list(ref["label"])
+    a, b = np.stack(ours["pca_features"]), np.stack(ref["pca_features"])
+    assert a.shape == (150, 25)
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
+    # and the empty case writes an empty, typed output
+    write_projection(model, df.limit(0), str(tmp_path / "none"))
+    assert spark.read.parquet(str(tmp_path / "none")).count() == 0
 
 
 def test_variance_mode_picks_k_like_the_reference(spark):
