@@ -8,8 +8,9 @@ building (and, for openvino, reading the cached IR and compiling it).
 
 - ``--engine openvino``: the job's IR (from the same cache), compiled with the faster
   of the THROUGHPUT and LATENCY hints on this machine (its own loop timed on the first
-  480 images before the timer starts, as tensorflow's call is picked), batches of 16 through an ``AsyncInferQueue`` with the plugin's
-  optimal number of requests, decoding the next batch while the CPU plugin infers.
+  ``HINT_SAMPLE`` images before the timer starts, as tensorflow's call is picked),
+  batches of 16 through an ``AsyncInferQueue`` with the plugin's optimal number of
+  requests, decoding the next batch while the CPU plugin infers.
 - ``--engine tensorflow``: batch 64 with the faster of ``model.predict`` and a
   ``tf.function`` call.
 
@@ -36,6 +37,7 @@ from featurize.weights import resolve_weights
 
 BATCH = 64
 OV_BATCH = 16
+HINT_SAMPLE = 480  # images each OpenVINO hint is timed on, before the timer
 
 
 def pick_method(size: int) -> str:
@@ -71,12 +73,12 @@ def compile_ir(weights_spec: str, size: int, hint: str) -> object:
                                              "INFERENCE_PRECISION_HINT": "f32"})
 
 
-def pick_hint(files: list[Path], weights_spec: str, pre: Preprocessing,
-              n: int = 480) -> tuple[str, dict[str, float]]:
-    """Run the ceiling's own loop (decode included) over the first ``n`` images with the
-    THROUGHPUT and the LATENCY hint, outside the timer; the faster one is the ceiling's.
-    Returns it and images/s of each."""
-    sample = files[:n]
+def pick_hint(files: list[Path], weights_spec: str,
+              pre: Preprocessing) -> tuple[str, dict[str, float]]:
+    """Run the ceiling's own loop (decode included) over the first ``HINT_SAMPLE`` images
+    with the THROUGHPUT and the LATENCY hint, outside the timer; the faster one is the
+    ceiling's. Returns it and images/s of each."""
+    sample = files[:HINT_SAMPLE]
     rates = {}
     for hint in ("THROUGHPUT", "LATENCY"):
         t = time.perf_counter()
@@ -162,7 +164,7 @@ def main() -> int:
 
         cached_ir(resolve_weights(args.weights), size)  # converted outside the timer
         hint, rates = pick_hint(files, args.weights, pre)
-        print("ceiling: its loop on the first 480 images, images/s: " + ", ".join(
+        print(f"ceiling: its loop on the first {HINT_SAMPLE} images, images/s: " + ", ".join(
             f"{h} {r:.1f}" for h, r in rates.items()) + f"; {hint} kept", flush=True)
         method = f"openvino async {hint}"
     else:

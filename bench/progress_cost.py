@@ -2,7 +2,7 @@
 
 The progress lines (:mod:`featurize.progress`) cost one accumulator ``add`` per batch in
 the Python workers and, on the driver, one accumulator read and at most one log line per
-interval. A whole-job A/B cannot resolve 1 % here (run-to-run noise is about 5 %), so
+interval. A whole-job A/B cannot resolve 1 % here (runs of the same code differ by up to 10 %), so
 this times each part directly, the way it runs, and divides by what the run itself
 spent::
 

@@ -4,9 +4,9 @@ Spark ML ``KMeans`` on ``RUN/pca`` (the PCA features), k chosen by the silhouett
 (Spark's ``ClusteringEvaluator``) over ``--k-min`` .. ``--k-max`` unless ``--k`` is
 given: ``--restarts`` fits per k, and the smallest k within one standard deviation of
 the best mean silhouette (:func:`choose_k`). Writes ``RUN/clusters/`` (parquet: ``path``,
-``label``, ``cluster``, ``distance`` to its centre) and ``RUN/clusters.json`` (``k``, the silhouette per candidate k,
-``silhouette``, and when images have labels, ``adjusted_rand_index`` and ``purity``
-against them). Both are replaced on every run.
+``label``, ``cluster``, ``distance`` to its centre) and ``RUN/clusters.json`` (``k``, the
+silhouette per candidate k, ``silhouette``, and when images have labels,
+``adjusted_rand_index`` and ``purity`` against them). Both are replaced on every run.
 
 The distance is the cosine by default (``--distance cosine``; KMeans, silhouette and
 ``distance`` alike): CNN features are compared by their direction. On Fruits-360 it gives

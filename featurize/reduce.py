@@ -137,6 +137,15 @@ def moment_stats(features: DataFrame) -> MomentStats:
     return total
 
 
+def inverse_std(std: np.ndarray) -> np.ndarray:
+    """1/std, and 0 where std is 0: Spark's StandardScaler maps a constant feature to 0.
+
+    >>> inverse_std(np.array([2.0, 0.0]))
+    array([0.5, 0. ])
+    """
+    return np.divide(1.0, std, out=np.zeros_like(std), where=std > 0)
+
+
 def principal_components(stats: MomentStats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(std, eigenvectors as columns, explained-variance ratios), largest first.
 
@@ -146,7 +155,7 @@ def principal_components(stats: MomentStats) -> tuple[np.ndarray, np.ndarray, np
     """
     cov = stats.covariance()
     std = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    inv = np.divide(1.0, std, out=np.zeros_like(std), where=std > 0)
+    inv = inverse_std(std)
     corr = cov * np.outer(inv, inv)
     eigvals, eigvecs = np.linalg.eigh(corr)
     order = np.argsort(eigvals)[::-1]
@@ -289,10 +298,8 @@ def write_projection(model: PipelineModel, features: DataFrame, path: str) -> No
     would ship every row through Python again.
     """
     scaler, pca = model.stages
-    std = scaler.std.toArray()
-    inv = np.divide(1.0, std, out=np.zeros_like(std), where=std > 0)
     numbers = features.sparkSession.sparkContext.broadcast(
-        (scaler.mean.toArray(), inv, pca.pc.toArray()))
+        (scaler.mean.toArray(), inverse_std(scaler.std.toArray()), pca.pc.toArray()))
 
     def project_batches(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
