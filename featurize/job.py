@@ -26,12 +26,14 @@ from featurize.manifest import StageTimer, header, utc_now
 from featurize.model import FEATURE_DIM, model_name
 from featurize.output import RunOutput
 from featurize.pipeline import features_rows
-from featurize.reduce import fit_reducer, model_fingerprint, write_projection
+from featurize.reduce import (
+    FEATURES_READ_CONF, fit_reducer, model_fingerprint, write_projection,
+)
 from featurize.resume import (
     JOB_NAME, ResumePlan, mark_classifier_stale, plan_resume, previous_run, write_features,
 )
 from featurize.rundir import RunDir
-from featurize.sparkconf import task_cpus
+from featurize.sparkconf import sql_conf, task_cpus
 from featurize.weights import ResolvedWeights
 
 logger = logging.getLogger(__name__)
@@ -116,6 +118,8 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
         if plan is not None:
             manifest["resume"]["classifier_marked_stale"] = mark_classifier_stale(
                 spark, run_dir, manifest["pca"]["model_id"])
+        manifest["files"] = {name: storage.count_parts(spark, run_dir.at(name))
+                             for name in ("features", "errors", "pca")}
         manifest["images_per_second"]["end_to_end"] = round(n_read / timer.total(), 2)
     logger.info("run complete: %d inputs, %d featurized, %d failed, PCA k=%d, %.1f images/s",
                 listing.n_inputs, manifest["counts"]["featurized"],
@@ -149,6 +153,7 @@ def new_manifest(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
         "counts": {"inputs": listing.n_inputs, "input_bytes": listing.n_bytes,
                    "skipped_by_extension": dict(sorted(listing.skipped.items()))},
         "pca": None,
+        "files": None,
         "resume": plan.to_manifest() if plan else None,
         "timings_seconds": timer.seconds,
         "images_per_second": {},
@@ -190,6 +195,12 @@ def fit_pca(spark: SparkSession, config: FeaturizeConfig, run_dir: RunDir,
     The passes read the materialised parquet, never the CNN again. ``rebuild``: replace
     the PCA outputs a resumed run already has.
     """
+    with sql_conf(spark, FEATURES_READ_CONF):
+        _fit_pca(spark, config, run_dir, manifest, timer=timer, rebuild=rebuild)
+
+
+def _fit_pca(spark: SparkSession, config: FeaturizeConfig, run_dir: RunDir,
+             manifest: dict[str, Any], *, timer: StageTimer, rebuild: bool) -> None:
     features = spark.read.parquet(run_dir.features)
     with timer.stage("pca_fit"):
         model, summary = fit_reducer(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from collections.abc import Iterator
 from typing import Any
@@ -121,19 +122,64 @@ def _partition_stats(batches: Iterator[Any]) -> Iterator[Any]:
         })
 
 
+#: At most this many partial moments reach the driver, whatever the partition count:
+#: each is a 1280 x 1280 float64 matrix (13 MB), and a cluster's read of features/ has
+#: hundreds of partitions (the driver's heap on EMR is 1 GiB).
+MAX_PARTIALS_TO_DRIVER = 4
+#: Partial moments merged into one per task at each level of the tree on the executors.
+TREE_FAN_IN = 8
+
+
+def _decode_partial(row: Any) -> MomentStats:
+    dim = int(row["dim"])
+    return MomentStats(int(row["n"]), np.frombuffer(row["mean"], dtype=np.float64).copy(),
+                       np.frombuffer(row["m2"], dtype=np.float64).reshape(dim, dim).copy())
+
+
+#: How the PCA passes read ``features/``: in splits of up to 256 MB of parquet whatever
+#: the cluster's parallelism or the file count (a task streams its split in Arrow batches,
+#: so its memory stays flat). With Spark's defaults a read splits into about
+#: ``spark.default.parallelism`` partitions and packs files by a 4 MB open cost, so 200
+#: tiny files at parallelism 400 were 200 tasks, and ``pca/`` got a file per task; here
+#: ``pca/`` files grow with the run (a 256 MB split of features at k = 300 is ~60 MB of
+#: ``pca/``), and small runs are read in a task or two.
+FEATURES_READ_CONF = {
+    "spark.sql.files.maxPartitionBytes": str(256 * 1024 * 1024),
+    "spark.sql.files.openCostInBytes": str(8 * 1024),
+    "spark.sql.files.minPartitionNum": "1",
+}
+
+
+def merge_tree(partials: Any) -> Any:
+    """An RDD of :class:`MomentStats` merged on the executors into at most
+    ``MAX_PARTIALS_TO_DRIVER`` partitions of one partial each.
+
+    Each level is a shuffle in which ``TREE_FAN_IN`` partials become one per task, as
+    ``RDD.treeReduce`` does, with the bound on what reaches the driver made explicit.
+    """
+    level = partials.getNumPartitions()
+    while level > MAX_PARTIALS_TO_DRIVER:
+        level = math.ceil(level / TREE_FAN_IN)
+        # partition i feeds merge task i mod level: one key, so one partial, per task
+        partials = (partials.mapPartitionsWithIndex(
+            lambda i, parts, m=level: ((i % m, s) for s in parts))
+            .reduceByKey(MomentStats.merge, level).values())
+    return partials
+
+
 def moment_stats(features: DataFrame) -> MomentStats:
-    """Mean and scatter of the ``features`` column in one Spark pass."""
-    rows = features.select("features").mapInArrow(
+    """Mean and scatter of the ``features`` column: one pass, merged on the executors
+    (:func:`merge_tree`).
+
+    A plain ``collect()`` of one 13 MB matrix per partition killed a 1 GiB driver at
+    400 partitions, after the whole CNN pass.
+    """
+    partials = features.select("features").mapInArrow(
         _partition_stats, "n long, dim long, mean binary, m2 binary"
-    ).collect()
+    ).rdd.map(_decode_partial)
     total = MomentStats(0, np.zeros(FEATURE_DIM), np.zeros((FEATURE_DIM, FEATURE_DIM)))
-    for r in rows:
-        dim = int(r["dim"])
-        total = total.merge(MomentStats(
-            int(r["n"]),
-            np.frombuffer(r["mean"], dtype=np.float64).copy(),
-            np.frombuffer(r["m2"], dtype=np.float64).reshape(dim, dim).copy(),
-        ))
+    for part in merge_tree(partials).collect():
+        total = total.merge(part)
     return total
 
 

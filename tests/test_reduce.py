@@ -7,7 +7,10 @@ import pytest
 
 from featurize.model import FEATURE_DIM
 from featurize.errors import ReducerError
-from featurize.reduce import MomentStats, choose_k, fit_reducer, project, write_projection
+from featurize.reduce import (
+    MAX_PARTIALS_TO_DRIVER, MomentStats, choose_k, fit_reducer, merge_tree, moment_stats, project,
+    write_projection,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -51,6 +54,27 @@ def test_moment_stats_merge_equals_numpy():
     merged = MomentStats.of(x[:13]).merge(MomentStats.of(x[13:40])).merge(MomentStats.of(x[40:]))
     np.testing.assert_allclose(merged.mean, x.mean(axis=0), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(merged.covariance(), np.cov(x, rowvar=False), rtol=1e-8, atol=1e-8)
+
+
+def test_moments_merge_on_the_executors_whatever_the_partition_count(spark):
+    """37 partitions (some of them empty) become at most MAX_PARTIALS_TO_DRIVER partials
+    before the driver sees them, and the merged moments equal NumPy's."""
+    x = synthetic_features(70).astype(np.float64)
+    parts = spark.sparkContext.parallelize(
+        [MomentStats.of(x[i:i + 2]) for i in range(0, 70, 2)], 37)  # 35 partials
+    merged = merge_tree(parts)
+    sizes = merged.glom().map(len).collect()
+    assert len(sizes) <= MAX_PARTIALS_TO_DRIVER and max(sizes) == 1
+    total = merged.reduce(MomentStats.merge)
+    np.testing.assert_allclose(total.covariance(), np.cov(x, rowvar=False), rtol=1e-8,
+                               atol=1e-8)
+    df = frame(spark, x.astype(np.float32)).repartition(37)
+    stats = moment_stats(df)
+    assert stats.n == 70
+    ref = x.astype(np.float32).astype(np.float64)
+    np.testing.assert_allclose(stats.mean, ref.mean(axis=0), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(stats.covariance(), np.cov(ref, rowvar=False), rtol=1e-8,
+                               atol=1e-8)
 
 
 def test_choose_k_boundaries():

@@ -1,0 +1,64 @@
+"""The job at a cluster's shape on this machine: a cluster's parallelism (hundreds of
+partitions) with EMR's 1 GiB driver heap, as spark-submit processes."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from featurize import job
+from featurize.config import FeaturizeConfig
+from featurize.sample import write_sample
+from tests.conftest import REPO
+from tests.test_cli import env, spark_submit
+
+pytestmark = [pytest.mark.spark, pytest.mark.integration]
+
+JOB = str(REPO / "jobs" / "featurize_images.py")
+
+
+def featurize(images: Path, out: Path, weights: str, *conf: str) -> dict:
+    proc = subprocess.run(
+        [spark_submit(), "--master", "local[2]", "--driver-memory", "1g",
+         "--conf", "spark.ui.enabled=false", *conf, JOB, "--input", str(images),
+         "--output", str(out), "--weights", weights, "--pca-k", "16"],
+        capture_output=True, text=True, env=env(), timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((out / "manifest.json").read_text())
+
+
+def pca_numbers(spark, run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from pyspark.ml import PipelineModel
+
+    scaler, pca = PipelineModel.load(str(run / "models" / "pca")).stages
+    return scaler.mean.toArray(), scaler.std.toArray(), pca.pc.toArray()
+
+
+def test_pca_at_400_partitions_with_a_1g_driver_equals_the_default_run(
+        spark, weights_spec, tmp_path):
+    """At spark.default.parallelism=400 the features/ read has ~400 partitions, each
+    with its 13 MB moment matrix: collected on the driver that was 5 GB and an
+    OutOfMemoryError in a 1 GiB heap after the whole CNN pass. Merged on the executors,
+    the run completes and its PCA equals the default run's within 1e-6."""
+    images = tmp_path / "images"
+    write_sample(str(images), per_class=20, with_broken=False)  # 200 images
+    wide = featurize(images, tmp_path / "wide", weights_spec,
+                     "--conf", "spark.default.parallelism=400")
+    plain = job.run(spark, FeaturizeConfig(input=str(images), output=str(tmp_path / "plain"),
+                                           weights=weights_spec, pca_k=16))
+    assert wide["status"] == plain["status"] == "complete"
+    assert wide["spark"]["default_parallelism"] == 400
+    assert wide["counts"]["featurized"] == plain["counts"]["featurized"] == 200
+    parts = list((tmp_path / "wide" / "features").glob("part-*.parquet"))
+    # one image a file, one file a partition of the read PCA fits on: 200 x 13 MB
+    assert len(parts) == 200
+    np.testing.assert_allclose(wide["pca"]["explained_variance"],
+                               plain["pca"]["explained_variance"], rtol=0, atol=1e-6)
+    (m1, s1, pc1), (m2, s2, pc2) = (pca_numbers(spark, tmp_path / r) for r in ("wide", "plain"))
+    np.testing.assert_allclose(m1, m2, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(s1, s2, rtol=1e-6, atol=1e-6)
+    signs = np.sign(np.sum(pc1 * pc2, axis=0))
+    np.testing.assert_allclose(pc1, pc2 * signs, rtol=0, atol=1e-6)
