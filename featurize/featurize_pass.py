@@ -9,6 +9,7 @@ action);
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ from featurize.sparkconf import sql_conf
 from featurize.udf import make_featurize_udf
 
 logger = logging.getLogger(__name__)
+
+#: Rows per ``errors/`` file: a row is a path and a short reason (~200 bytes), so a file
+#: is some tens of MB.
+ERROR_ROWS_PER_FILE = 500_000
 
 
 def _stopped(sc: Any) -> bool:
@@ -226,5 +231,9 @@ def write_errors(spark: SparkSession, fz: FeaturizePass | None, listing: Listing
         errors = frame if errors is None else errors.unionByName(frame)
     if errors is None:
         errors = spark.createDataFrame([], ERRORS_DDL)
-    errors.coalesce(1).write.mode("errorifexists").parquet(errors_uri)
+    # Only the error rows are shuffled, from every partition of the cached pass at once
+    # (coalesce(1) read the whole pass in one task), into files of ERROR_ROWS_PER_FILE.
+    n_rows = sum(by_reason.values()) + len(kept)
+    errors.repartition(max(1, math.ceil(n_rows / ERROR_ROWS_PER_FILE))).write.mode(
+        "errorifexists").parquet(errors_uri)
     return n_ok, by_reason

@@ -123,6 +123,14 @@ def is_nonempty(spark: SparkSession, uri: str) -> bool:
     return len(fs.listStatus(path)) > 0
 
 
+def count_parts(spark: SparkSession, uri: str) -> int:
+    """How many data files (``part-*``) a table folder holds; one listing, no per-file
+    call from Python."""
+    fs, path = _filesystem(spark, uri)
+    found = fs.globStatus(_jvm(spark).org.apache.hadoop.fs.Path(path, "part-*"))
+    return 0 if found is None else len(found)
+
+
 def stat(spark: SparkSession, uri: str) -> tuple[int, int]:
     """(length in bytes, modification time in ms since the epoch) of a file."""
     fs, path = _filesystem(spark, uri)

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from featurize import encryption
-from featurize.config import DEFAULT_MAX_FILE_BYTES, FeaturizeConfig
+from featurize.config import (
+    DEFAULT_FILES_PER_PARTITION, DEFAULT_MAX_FILE_BYTES, FeaturizeConfig,
+)
 from featurize.encryption import Encryption
 from featurize.entry import configure_logging, run_job
 from featurize.engines import ENGINES, PRECISIONS, default_engine
@@ -78,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", "--tf-threads", dest="threads", type=int, default=None,
                    help="inference threads per task (default: spark.task.cpus)")
     p.add_argument("--files-per-partition", type=int, default=None,
-                   help="upper bound on images per Spark task (default 1024)")
+                   help="upper bound on images per Spark task, and so per features/ file "
+                        f"(default {DEFAULT_FILES_PER_PARTITION}: 64 MiB files)")
     encryption.add_flags(p)
     p.add_argument("--log-level", default="INFO")
     return p

@@ -151,6 +151,10 @@ def test_manifest_counts_equal_what_was_written(spark, run_dir, corpus):
     assert manifest["images_per_second"]["featurize"] > 0
     assert manifest["versions"]["pyspark"] == "3.5.6"
     assert (out / "features" / "_SUCCESS").exists() and (out / "pca" / "_SUCCESS").exists()
+    assert manifest["files"] == {
+        name: len(list((out / name).glob("part-*"))) for name in ("features", "errors", "pca")}
+    # errors/ in one file for its 3 rows; pca/ in one for a 9-row features/
+    assert manifest["files"]["errors"] == manifest["files"]["pca"] == 1
 
 
 def test_existing_output_needs_overwrite_then_variance_mode_runs(spark, run_dir, corpus,
