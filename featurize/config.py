@@ -77,7 +77,8 @@ class FeaturizeConfig:
     Attributes
     ----------
     input : str
-        Folder URI of images (searched recursively).
+        Folder URI of images (searched recursively); with ``input_list``, the root the
+        listed files are under (labels are their parent folders below it).
     output : str
         Run directory URI.
     weights : str
@@ -118,6 +119,9 @@ class FeaturizeConfig:
         ``f32`` (default) or ``bf16`` (openvino only).
     encryption : Encryption
         Server-side encryption of what the job writes to S3 (``--sse``).
+    input_list : str or None
+        A file naming the inputs (CSV or Parquet with ``path`` [, ``label``], plain
+        text, or an S3 Inventory ``manifest.json``): ``input`` is not listed.
     """
 
     input: str
@@ -139,6 +143,7 @@ class FeaturizeConfig:
     engine: str = field(default_factory=default_engine)
     precision: str = "f32"
     encryption: Encryption = field(default_factory=Encryption)
+    input_list: str | None = None
 
     def __post_init__(self) -> None:
         if not self.input:
@@ -146,7 +151,7 @@ class FeaturizeConfig:
         if not self.output:
             raise ConfigError("--output is required: where the run directory is written.")
         for flag, uri in (("--input", self.input), ("--output", self.output),
-                          ("--weights", self.weights)):
+                          ("--weights", self.weights), ("--input-list", self.input_list)):
             refuse_credentials(flag, uri)
         if isinstance(self.encryption, dict):  # from to_dict() / a manifest's config
             object.__setattr__(self, "encryption", Encryption(**self.encryption))

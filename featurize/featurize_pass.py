@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,13 +23,13 @@ from featurize.config import DEFAULT_FILES_PER_PARTITION, FeaturizeConfig
 from featurize.errors import JobError
 from featurize.engines import PreparedEngine, WorkerSpec
 from featurize.images import ERROR_REASONS
-from featurize.inputs import Listing, read_contents, unscanned
+from featurize.inputs import Listing, read_contents, records_frame, unscanned
 from featurize.manifest import StageTimer
 from featurize.pipeline import (
     PartitionPlan, apply_featurizer, error_rows, plan_partitions, with_labels,
 )
 from featurize.progress import Progress
-from featurize.rundir import ERROR_RECORD_DDL, ERRORS_DDL, ErrorRecord
+from featurize.rundir import ERRORS_DDL
 from featurize.sparkconf import sql_conf
 from featurize.udf import make_featurize_udf
 
@@ -156,10 +156,9 @@ def start_pass(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
     cap = config.files_per_partition or DEFAULT_FILES_PER_PARTITION
     # Spark's scan covers every listed file under the limit (--resume's kept ones are
     # dropped after the scan); the boto3 path fetches only the files to read.
-    n_scan = len(listing.listed) - len(listing.too_large)
-    n_read = n_scan if listing.mode == "spark" else len(listing.to_read)
-    read_bytes = max(listing.n_bytes - sum(t.length for t in listing.too_large), 0)
-    read_bytes = int(read_bytes * n_read / max(n_scan, 1))
+    n_scan = listing.scan_files
+    n_read = n_scan if listing.mode == "spark" else listing.n_to_read
+    read_bytes = int(listing.scan_bytes * n_read / max(n_scan, 1))
     plan = plan_partitions(n_read, read_bytes, sc.defaultParallelism, cap)
     broadcast = sc.broadcast(engine.payload)
     counter, rows = sc.accumulator(0), sc.accumulator(0)
@@ -177,7 +176,7 @@ def start_pass(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(config.batch_size),
     }
     labelled = with_labels(read_contents(spark, listing, config, plan.partitions),
-                           listing.root)
+                           listing.root, given=listing.labels_given)
     with timer.stage("wait_warm_up"):
         warming.join()
     with sql_conf(spark, conf_values):
@@ -192,18 +191,12 @@ def start_pass(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
                          plan=plan, threads=threads)
 
 
-def records_frame(spark: SparkSession, records: Sequence[ErrorRecord]) -> DataFrame:
-    """Driver-side error records in the ``errors/`` schema."""
-    return spark.createDataFrame(list(records), ERROR_RECORD_DDL).select(
-        "path", "label", "length",
-        F.expr("timestamp_millis(mtime_ms)").alias("modification_time"), "error", "detail",
-    )
-
-
 def write_errors(spark: SparkSession, fz: FeaturizePass | None, listing: Listing,
-                 errors_uri: str, kept: Sequence[ErrorRecord] = ()) -> tuple[int, dict[str, int]]:
-    """Write ``errors/``: this pass's decode failures, unscanned and too-large files, and
-    the ``kept`` records of a resumed run. Call after the pass's first action.
+                 errors_uri: str, kept: DataFrame | None = None,
+                 n_kept: int = 0) -> tuple[int, dict[str, int]]:
+    """Write ``errors/``: this pass's decode failures, the listing's too-large and empty
+    files, unscanned ones, and the ``kept`` rows (``n_kept`` of them) of a resumed run.
+    Call after the pass's first action.
 
     Returns this pass's ``(featurized, failed by reason)``; ``kept`` is not counted.
 
@@ -214,26 +207,34 @@ def write_errors(spark: SparkSession, fz: FeaturizePass | None, listing: Listing
     """
     by_reason: dict[str, int] = {}
     n_ok = 0
-    records = list(listing.too_large)
-    errors = None
+    records = list(listing.empty)
+    frames = [] if kept is None else [kept]
+    if listing.n_too_large:
+        by_reason["too_large"] = listing.n_too_large
+        frames.append(listing.too_large_rows())
+    if listing.n_missing:
+        by_reason["not_read"] = listing.n_missing
+        frames.append(listing.missing_rows())
     if fz is not None:
         metrics = fz.observation.get
-        by_reason.update({r: int(metrics[r]) for r in ERROR_REASONS if metrics[r]})
+        failed = {r: int(metrics[r]) for r in ERROR_REASONS if metrics[r]}
         n_ok = int(metrics["featurized"])
-        if int(metrics["rows"]) != n_ok + sum(by_reason.values()):
+        if int(metrics["rows"]) != n_ok + sum(failed.values()):
             raise JobError(f"unknown error reason among {metrics}")
+        for reason, n in failed.items():
+            by_reason[reason] = by_reason.get(reason, 0) + n
         records += unscanned(spark, fz.frame, listing, int(metrics["rows"]))
-        errors = error_rows(fz.frame)
+        frames.append(error_rows(fz.frame))
     for record in records:
         by_reason[record.error] = by_reason.get(record.error, 0) + 1
-    if records or kept:
-        frame = records_frame(spark, records + list(kept))
-        errors = frame if errors is None else errors.unionByName(frame)
-    if errors is None:
-        errors = spark.createDataFrame([], ERRORS_DDL)
+    if records:
+        frames.append(records_frame(spark, records))
+    errors = spark.createDataFrame([], ERRORS_DDL)
+    for frame in frames:
+        errors = errors.unionByName(frame)
     # Only the error rows are shuffled, from every partition of the cached pass at once
     # (coalesce(1) read the whole pass in one task), into files of ERROR_ROWS_PER_FILE.
-    n_rows = sum(by_reason.values()) + len(kept)
+    n_rows = sum(by_reason.values()) + n_kept
     errors.repartition(max(1, math.ceil(n_rows / ERROR_ROWS_PER_FILE))).write.mode(
         "errorifexists").parquet(errors_uri)
     return n_ok, by_reason

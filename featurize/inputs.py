@@ -5,24 +5,48 @@ carried in :attr:`Listing.mode`: ``spark`` (the ``binaryFile`` reader over a Had
 filesystem: local, ``s3://`` on EMR, ``hdfs://``) or ``boto3`` (S3 where this Spark has no
 filesystem: listed on the driver, fetched on the executors). Everything that reads the
 input goes through :func:`binary_files` or :func:`read_contents`.
+
+In ``spark`` mode the driver holds no per-file state: the input is walked once (Spark's
+file index), and its files are a persisted DataFrame of ``path, length, mtime_ms``
+counted by one aggregation on the executors (counts, bytes, the extension report, the
+files over the byte limit). Only files the scan cannot see (0 bytes) are named on the
+driver, and only when there are any.
 """
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from functools import cached_property
-from urllib.parse import unquote, urlsplit
+from dataclasses import dataclass
+from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from featurize import s3, storage
 from featurize.config import FeaturizeConfig
 from featurize.errors import ConfigError
-from featurize.rundir import ErrorRecord, FileKey, label_of
+from featurize.pipeline import label_column
+from featurize.rundir import ERROR_RECORD_DDL, FILE_KEY_DDL, ErrorRecord, label_of
+from featurize.sparkconf import job_group, sql_conf
 
 logger = logging.getLogger(__name__)
+
+#: At most this many paths are broadcast to skip (or keep) inputs on a resume: the driver
+#: builds a broadcast table in its heap (~150 bytes a path: 30 MB). Beyond it the join
+#: shuffles.
+BROADCAST_ROWS = 200_000
+
+#: Files per task of the metadata scan (no content read): each task carries its file list,
+#: ~150 bytes a file, so this keeps a task under Spark's 1 MB warning size.
+LISTING_FILES_PER_TASK = 5_000
+
+#: The job group of the listing's metadata jobs: the only Spark jobs a run starts before
+#: its configuration is known good (no content is read, nothing written).
+LISTING_JOB_GROUP = "featurize-listing"
+
+#: Extensions longer than this are reported as ``(other)``: the report stays a few rows
+#: whatever the file names.
+MAX_EXTENSION_CHARS = 8
 
 
 def extension_glob(extensions: tuple[str, ...]) -> str:
@@ -46,8 +70,9 @@ def binary_files(spark: SparkSession, input_uri: str,
 
     ``path, modificationTime, length, content``; ``content`` is read from storage only
     when an action needs it, and ``length`` filters are evaluated on the file status
-    before a file is opened. ``extensions`` None: every file (Spark still skips names
-    starting with ``_`` or ``.``).
+    before a file is opened (a filter on ``path`` is not: the content of every file the
+    reader lists is read, hence the glob). ``extensions`` None: every file (Spark still
+    skips names starting with ``_`` or ``.``).
     """
     reader = spark.read.format("binaryFile").option("recursiveFileLookup", "true")
     if extensions is not None:
@@ -55,43 +80,39 @@ def binary_files(spark: SparkSession, input_uri: str,
     return reader.load(input_uri)
 
 
-def spark_path(uri: str) -> str:
-    """The ``path`` column form of a URI from ``DataFrame.inputFiles()``.
+def extension_column(path: Column) -> Column:
+    """Lower-case extension of a path's file name with its dot, ``(none)`` without one,
+    ``(other)`` past :data:`MAX_EXTENSION_CHARS` (the SQL twin of
+    :func:`featurize.s3.extension_of`)."""
+    ext = F.lower(F.regexp_extract(path, r"[^/]\.([^./]+)$", 1))
+    return (F.when(ext == "", F.lit("(none)"))
+            .when(F.length(ext) > MAX_EXTENSION_CHARS, F.lit("(other)"))
+            .otherwise(F.concat(F.lit("."), ext)))
 
-    ``inputFiles()`` gives escaped URIs (``file:///a%20b.jpg``); the ``binaryFile``
-    ``path`` column gives Hadoop's ``Path.toString()`` (``file:/a b.jpg``).
 
-    Examples
-    --------
-    >>> spark_path("file:///data/a%204.jpg")
-    'file:/data/a 4.jpg'
-    >>> spark_path("s3://bucket/x/%C3%BC.png")
-    's3://bucket/x/ü.png'
+def is_image_column(path: Column, extensions: tuple[str, ...]) -> Column:
+    """The file name ends in one of ``extensions``, any letter case (what the glob keeps)."""
+    return F.lower(F.regexp_extract(path, r"\.([^./]+)$", 1)).isin(list(extensions))
+
+
+def uri_to_path(uri: str) -> Column:
+    """``DataFrame.inputFiles()`` URIs (``file:///a%20b.jpg``) in the ``path`` column's form
+    (``file:/a b.jpg``), in the JVM: the SQL twin of percent-decoding the URI's path.
+
+    ``+`` is protected first: URLDecoder reads it as a space, a URI path does not.
     """
-    parts = urlsplit(uri)
-    authority = f"//{parts.netloc}" if parts.netloc else ""
-    return f"{parts.scheme}:{authority}{unquote(parts.path)}"
-
-
-def listed_bytes(images: DataFrame) -> int:
-    """Total bytes of the listed files, from the reader's file index (no Spark job).
-
-    Falls back to an aggregation over the ``length`` column (metadata only) if the
-    index cannot be reached through this Spark's internals.
-    """
-    from py4j.protocol import Py4JError
-
-    try:
-        location = images._jdf.queryExecution().analyzed().relation().location()
-        return int(location.sizeInBytes())
-    except Py4JError:
-        row = images.agg(F.sum("length").alias("bytes")).first()
-        return int(row["bytes"] or 0)
+    decoded = F.expr(f"reflect('java.net.URLDecoder', 'decode', replace(`{uri}`, '+', "
+                     f"'%2B'), 'UTF-8')")
+    return F.regexp_replace(decoded, r"^([A-Za-z][A-Za-z0-9+.-]*):///", "$1:/")
 
 
 @dataclass(frozen=True)
 class Listing:
-    """What is under ``--input``, known before any content is read."""
+    """What is under ``--input``, known before any content is read.
+
+    ``images`` is the per-file part, a DataFrame that stays on the executors; the rest are
+    counts and a few records.
+    """
 
     uri: str
     #: The input folder as Spark qualifies it in ``path`` columns (labels are relative).
@@ -99,40 +120,126 @@ class Listing:
     #: ``spark`` or ``boto3``: how the input is listed and read.
     mode: str
     extensions: tuple[str, ...]
-    #: Every input, in ``path`` column form. Includes 0-byte files, which the
-    #: ``binaryFile`` scan silently skips: comparing this set with the scanned rows is
-    #: how they get into ``errors/`` instead of disappearing.
-    listed: frozenset[str]
+    #: ``path, length, mtime_ms`` of every image file the reader returns (persisted).
+    #: In spark mode 0-byte files are not here (the ``binaryFile`` scan skips them):
+    #: they are ``empty``.
+    images: DataFrame
+    #: Image files listed, 0-byte ones included.
+    n_inputs: int
     n_bytes: int
-    #: boto3 mode: every listed object with its size and time (Spark's index otherwise).
-    objects: tuple[FileKey, ...] = ()
+    #: Files over the byte limit (their content is never read; after a resume, those
+    #: not kept) and what the limit is.
+    n_too_large: int
+    byte_limit: int
+    too_large_why: str
+    #: Files (and their bytes) the content scan covers: non-empty images under the limit.
+    scan_files: int
+    scan_bytes: int
     #: Files the extension filter left out, by lower-case extension.
-    skipped: dict[str, int] = field(default_factory=dict)
-    #: Files over the byte limit; their content is never read.
-    too_large: tuple[ErrorRecord, ...] = ()
-    #: Inputs whose rows ``--resume`` keeps from the existing run.
-    done: frozenset[str] = frozenset()
+    skipped: dict[str, int]
+    #: The unfiltered reader of the walk (spark mode): reused for the content read when
+    #: every file is an image, so the input is walked once.
+    walked: DataFrame | None = None
+    #: 0-byte image files, as ``errors/`` records (spark mode).
+    empty: tuple[ErrorRecord, ...] = ()
+    #: Paths of the inputs ``--resume`` keeps from the existing run, and how many
+    #: (distinct; too-large and empty ones included).
+    done: DataFrame | None = None
+    n_done: int = 0
+    #: ``--input-list``: listed files that do not exist (``path`` [, ``label``]).
+    missing: DataFrame | None = None
+    n_missing: int = 0
+    #: ``--input-list`` with a ``label`` column: labels come from it, not the folders.
+    labels_given: bool = False
 
     @property
-    def n_inputs(self) -> int:
-        return len(self.listed)
-
-    @cached_property  # a frozen dataclass keeps it: derived from fields set once
-    def to_read(self) -> frozenset[str]:
+    def n_to_read(self) -> int:
         """The inputs this run reads and featurizes."""
-        return self.listed - self.done - {t.path for t in self.too_large}
+        return (self.n_inputs - self.n_done - self.n_too_large - len(self.empty)
+                - self.n_missing)
+
+    def label(self) -> Column:
+        """The ``label`` of a row of ``images``: given by the list, or the parent folder."""
+        return F.col("label") if self.labels_given else label_column(F.col("path"), self.root)
+
+    def missing_rows(self) -> DataFrame:
+        """Listed files that do not exist, as ``errors/`` rows (``not_read``)."""
+        assert self.missing is not None
+        return self.missing.select(
+            "path", self.label().alias("label"), F.lit(0).cast("long").alias("length"),
+            F.expr("timestamp_millis(0)").alias("modification_time"),
+            F.lit("not_read").alias("error"),
+            F.lit("listed in --input-list, but no such file").alias("detail"))
 
     def files(self, spark: SparkSession) -> DataFrame:
-        """The input's image files through Spark's reader (``spark`` mode)."""
+        """The input's image files through Spark's reader (``spark`` mode): the walk's own
+        reader when the input holds nothing else, else a second, filtered walk (a filter
+        on ``path`` would still read every file's content)."""
+        if self.walked is not None and not self.skipped:
+            return self.walked
         return binary_files(spark, self.uri, self.extensions)
+
+    def readable(self) -> DataFrame:
+        """``images`` under the byte limit and not kept by a resume (keys only)."""
+        keys = self.images.where(F.col("length") <= F.lit(self.byte_limit))
+        return keys if self.done is None else keys.join(self.done, "path", "left_anti")
+
+    def too_large_rows(self) -> DataFrame:
+        """The files over the byte limit not kept by a resume, as ``errors/`` rows."""
+        big = self.images.where(F.col("length") > F.lit(self.byte_limit))
+        if self.done is not None:
+            big = big.join(self.done, "path", "left_anti")
+        return big.select(
+            "path", self.label().alias("label"), "length",
+            F.expr("timestamp_millis(mtime_ms)").alias("modification_time"),
+            F.lit("too_large").alias("error"),
+            F.concat(F.col("length").cast("string"),
+                     F.lit(f" bytes is {self.too_large_why}; not read")).alias("detail"))
+
+    def with_done(self, done: DataFrame | None, n_done: int) -> "Listing":
+        """This listing with the paths a resume keeps; the too-large and empty files among
+        them are no longer this run's (counted by one aggregation)."""
+        from dataclasses import replace
+
+        if done is None or n_done == 0:
+            return replace(self, done=done, n_done=0)
+        row = (self.images.join(done, "path", "left_semi")
+               .agg(F.count_if(F.col("length") > F.lit(self.byte_limit)).alias("big")).first())
+        kept_big = int(row["big"] or 0)
+        kept_empty = set()
+        if self.empty:
+            paths = [r.path for r in self.empty]
+            kept_empty = {r["path"] for r in done.where(F.col("path").isin(paths)).collect()}
+        return replace(self, done=done, n_done=n_done,
+                       n_too_large=self.n_too_large - kept_big,
+                       empty=tuple(r for r in self.empty if r.path not in kept_empty))
+
+
+def _why_too_large(config: FeaturizeConfig) -> str:
+    limit = config.file_byte_limit
+    return (f"more than --max-file-bytes {config.max_file_bytes}" if config.max_file_bytes
+            and config.max_file_bytes <= limit
+            else f"more than Spark's binaryFile reader can hold ({limit} bytes)")
+
+
+def _listing_conf() -> dict[str, str]:
+    """The metadata scan's split: about :data:`LISTING_FILES_PER_TASK` files a task
+    whatever their sizes (each file counts as a 1 GiB open cost, far above any file's
+    bytes), at least one task a core; a file gone since the walk is skipped."""
+    gib = 1024 ** 3
+    return {"spark.sql.files.openCostInBytes": str(gib),
+            "spark.sql.files.maxPartitionBytes": str(LISTING_FILES_PER_TASK * gib),
+            "spark.sql.files.ignoreMissingFiles": "true"}
 
 
 def list_inputs(spark: SparkSession, config: FeaturizeConfig, mode: str, *,
                 folder: bool = True) -> Listing:
-    """List the inputs on the driver and check the configuration against them.
+    """List the inputs and check the configuration against them.
 
-    ``mode`` ``spark``: the ``binaryFile`` reader's file index (metadata, no Spark job).
-    ``boto3``: a paginated S3 listing, for S3 where this Spark has no filesystem.
+    ``mode`` ``spark``: one walk of the input (Spark's file index), then one aggregation
+    of its metadata on the executors (no content read). ``boto3``: a paginated S3
+    listing on the driver, for S3 where this Spark has no filesystem (the path for
+    trying the job against S3 from a laptop, not for millions of objects).
 
     Raises
     ------
@@ -140,146 +247,197 @@ def list_inputs(spark: SparkSession, config: FeaturizeConfig, mode: str, *,
         Not a folder (a missing path, or with ``folder`` a file), no matching files, or
         ``--pca-k`` larger than the number of inputs.
     """
-    skipped: dict[str, int] = {}
-    objects: tuple[FileKey, ...] = ()
-    too_large: list[ErrorRecord] = []
-    if mode == "boto3":
-        client = s3.client()
-        objects = tuple(FileKey(*o) for o in
-                        s3.list_images(client, config.input, config.extensions, skipped))
-        if not objects and not skipped and s3.prefix_is_empty(client, config.input):
-            raise ConfigError(f"--input {config.input}: there are no objects under this "
-                              f"prefix; check the bucket and prefix.")
-        root = s3.S3Uri.parse(config.input).root
-        listed = frozenset(o.path for o in objects)
-        n_bytes = sum(o.length for o in objects)
-        too_large = [too_large_record(config, o, root) for o in objects
-                     if o.length > config.file_byte_limit]
+    if config.input_list:
+        listing = _list_given(spark, config)
+    elif mode == "boto3":
+        listing = _list_boto3(spark, config)
     else:
         if not (storage.is_directory(spark, config.input) if folder
                 else storage.exists(spark, config.input)):
             raise ConfigError(
                 f"--input {config.input} is not a folder (or does not exist); give the "
                 f"folder that holds the images (<label>/<file>.jpg).")
-        root = storage.qualify(spark, config.input)
-        # The unfiltered walk (for the extension report) runs beside the filtered one:
-        # each is a driver-side file index, and together they were 40% of the fixed
-        # cost on 22,668 files.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="featurize-list") as pool:
-            everything = pool.submit(all_files, spark, config.input)
-            images = binary_files(spark, config.input, config.extensions)
-            listed = frozenset(spark_path(u) for u in images.inputFiles())
-            n_bytes = listed_bytes(images) if listed else 0
-            skipped = skipped_by_extension(everything.result(), listed)
-    _check_listing(config, listed, skipped)
-    return Listing(uri=config.input, root=root, mode=mode, extensions=config.extensions,
-                   listed=listed, n_bytes=n_bytes, objects=objects, skipped=skipped,
-                   too_large=tuple(sorted(too_large)))
+        listing = _list_spark(spark, config)
+    _check_listing(config, listing)
+    if listing.n_too_large:
+        logger.warning("%d file(s) over the byte limit go to errors/ as too_large, unread",
+                       listing.n_too_large)
+    return listing
 
 
-def _check_listing(config: FeaturizeConfig, listed: frozenset[str],
-                   skipped: dict[str, int]) -> None:
+def _list_spark(spark: SparkSession, config: FeaturizeConfig) -> Listing:
+    root = storage.qualify(spark, config.input)
+    walked = binary_files(spark, config.input, None)  # the walk: Spark's file index
+    limit = config.file_byte_limit
+    with sql_conf(spark, _listing_conf()), job_group(
+            spark, LISTING_JOB_GROUP, "featurize: list inputs (metadata only)"):
+        meta = walked.select(
+            "path", "length", F.expr("unix_millis(modificationTime)").alias("mtime_ms"),
+            is_image_column(F.col("path"), config.extensions).alias("image"),
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        # one job: per extension, how many files and bytes (and over the limit, for images)
+        rows = meta.groupBy(
+            "image", F.when(F.col("image"), F.lit("")).otherwise(
+                extension_column(F.col("path"))).alias("ext"),
+        ).agg(F.count(F.lit(1)).alias("n"), F.sum("length").alias("bytes"),
+              F.count_if(F.col("length") > F.lit(limit)).alias("big"),
+              F.sum(F.when(F.col("length") > F.lit(limit), F.col("length"))).alias(
+                  "big_bytes")).collect()
+    n_images = sum(int(r["n"]) for r in rows if r["image"])
+    skipped = {r["ext"]: int(r["n"]) for r in rows if not r["image"]}
+    n_scanned = n_images + sum(skipped.values())
+    n_bytes = sum(int(r["bytes"] or 0) for r in rows if r["image"])
+    n_big = sum(int(r["big"]) for r in rows if r["image"])
+    images = meta.where("image").select("path", "length", "mtime_ms")
+    empty: list[ErrorRecord] = []
+    # The file index counts 0-byte files, the scan never returns them: name them only
+    # when the two differ (one JVM array's length; no per-file call otherwise).
+    all_files = walked._jdf.inputFiles()
+    if len(all_files) != n_scanned:
+        with job_group(spark, LISTING_JOB_GROUP, "featurize: find 0-byte inputs"):
+            missing = _unscanned(spark, all_files, meta)
+        for path in missing:
+            if not storage.exists(spark, path):
+                continue  # gone since the walk: not an input
+            length, mtime_ms = storage.stat(spark, path)
+            name_is_image = path.lower().endswith(tuple("." + e for e in config.extensions))
+            if not name_is_image:
+                ext = s3.extension_of(path)
+                skipped[ext] = skipped.get(ext, 0) + 1
+            elif length == 0:
+                empty.append(ErrorRecord(path, label_of(path, root), 0, mtime_ms, "empty",
+                                         "file has 0 bytes"))
+    return Listing(
+        uri=config.input, root=root, mode="spark", extensions=config.extensions,
+        images=images, n_inputs=n_images + len(empty), n_bytes=n_bytes, n_too_large=n_big,
+        byte_limit=limit, too_large_why=_why_too_large(config), scan_files=n_images - n_big,
+        scan_bytes=n_bytes - sum(int(r["big_bytes"] or 0) for r in rows if r["image"]),
+        skipped=skipped, walked=walked, empty=tuple(sorted(empty)))
+
+
+def _list_given(spark: SparkSession, config: FeaturizeConfig) -> Listing:
+    """``--input-list``: the list read by Spark, checked against the root, each file's
+    size and time read on the executors; one aggregation counts it all."""
+    from featurize import input_list
+
+    assert config.input_list is not None
+    root = input_list.list_root(spark, config.input)
+    limit = config.file_byte_limit
+    with job_group(spark, LISTING_JOB_GROUP, "featurize: read --input-list"):
+        raw = input_list.read_list(spark, config.input_list)
+        labels_given = "label" in raw.columns
+        extra = [F.when(F.col("label") != "", F.col("label")).alias("label")] \
+            if labels_given else []
+        listed = raw.select(input_list.normalised_path(F.col("path"), root).alias("path"),
+                            *extra).dropDuplicates(["path"])
+        outside = listed.where(~F.col("path").startswith(root + "/"))
+        first = [r["path"] for r in outside.limit(3).collect()]
+        if first:
+            raise ConfigError(
+                f"--input-list {config.input_list}: {outside.count()} listed path(s) are not "
+                f"under --input {root} (first: {', '.join(first)}); labels are taken below "
+                f"--input, so give the folder that holds them all, or fix the list.")
+        n_listed = listed.count()
+        meta = input_list.stat_frame(listed.withColumn(
+            "image", is_image_column(F.col("path"), config.extensions)), n_listed).persist(
+            StorageLevel.MEMORY_AND_DISK)
+        rows = meta.groupBy(
+            "image", F.col("length").isNotNull().alias("exists"),
+            F.when(F.col("image"), F.lit("")).otherwise(
+                extension_column(F.col("path"))).alias("ext"),
+        ).agg(F.count(F.lit(1)).alias("n"), F.sum("length").alias("bytes"),
+              F.count_if(F.col("length") > F.lit(limit)).alias("big"),
+              F.sum(F.when(F.col("length") > F.lit(limit), F.col("length"))).alias(
+                  "big_bytes")).collect()
+    found = [r for r in rows if r["image"] and r["exists"]]
+    n_missing = sum(int(r["n"]) for r in rows if r["image"] and not r["exists"])
+    skipped: dict[str, int] = {}
+    for r in rows:
+        if not r["image"]:
+            skipped[r["ext"]] = skipped.get(r["ext"], 0) + int(r["n"])
+    n_found = sum(int(r["n"]) for r in found)
+    if n_missing and not n_found:
+        raise ConfigError(
+            f"--input-list {config.input_list}: none of its {n_missing} image path(s) "
+            f"exists (under {root}); check --input and the list.")
+    keep = ["path", "length", "mtime_ms"] + (["label"] if labels_given else [])
+    n_bytes = sum(int(r["bytes"] or 0) for r in found)
+    n_big = sum(int(r["big"]) for r in found)
+    return Listing(
+        uri=config.input, root=root, mode="list", extensions=config.extensions,
+        images=meta.where(F.col("image") & F.col("length").isNotNull()).select(*keep),
+        n_inputs=n_found + n_missing, n_bytes=n_bytes, n_too_large=n_big, byte_limit=limit,
+        too_large_why=_why_too_large(config), scan_files=n_found - n_big,
+        scan_bytes=n_bytes - sum(int(r["big_bytes"] or 0) for r in found), skipped=skipped,
+        missing=meta.where(F.col("image") & F.col("length").isNull()).select(
+            *[c for c in keep if c in ("path", "label")]),
+        n_missing=n_missing, labels_given=labels_given)
+
+
+def _unscanned(spark: SparkSession, all_files: Any, meta: DataFrame) -> list[str]:
+    """Paths the file index lists but the scan did not return (0-byte files, or gone
+    since the walk), found in the JVM: the index's URI array becomes a Dataset there,
+    and only the difference reaches Python."""
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    seq = jvm.scala.collection.mutable.WrappedArray.make(all_files)
+    uris = DataFrame(spark._jsparkSession.createDataset(  # type: ignore[attr-defined]
+        seq, jvm.org.apache.spark.sql.Encoders.STRING()).toDF(), spark)  # column "value"
+    missing = uris.select(uri_to_path("value").alias("path")).join(
+        meta.select("path"), "path", "left_anti")
+    return sorted(r["path"] for r in missing.collect())
+
+
+def _list_boto3(spark: SparkSession, config: FeaturizeConfig) -> Listing:
+    client = s3.client()
+    skipped: dict[str, int] = {}
+    objects = s3.list_images(client, config.input, config.extensions, skipped)
+    if not objects and not skipped and s3.prefix_is_empty(client, config.input):
+        raise ConfigError(f"--input {config.input}: there are no objects under this "
+                          f"prefix; check the bucket and prefix.")
+    limit = config.file_byte_limit
+    big = [o for o in objects if o[1] > limit]
+    images = spark.createDataFrame(objects, FILE_KEY_DDL).persist(StorageLevel.MEMORY_AND_DISK)
+    n_bytes = sum(o[1] for o in objects)
+    return Listing(
+        uri=config.input, root=s3.S3Uri.parse(config.input).root, mode="boto3",
+        extensions=config.extensions, images=images, n_inputs=len(objects),
+        n_bytes=n_bytes, n_too_large=len(big), byte_limit=limit,
+        too_large_why=_why_too_large(config), scan_files=len(objects) - len(big),
+        scan_bytes=n_bytes - sum(o[1] for o in big), skipped=skipped)
+
+
+def _check_listing(config: FeaturizeConfig, listing: Listing) -> None:
+    skipped = listing.skipped
     others = ", ".join(f"{n} {e}" for e, n in sorted(skipped.items()))
     if skipped:
         logger.warning("not read because of their extension (add them with --extensions if "
                        "they are images Pillow can decode): %s", others)
-    if not listed:
+    if not listing.n_inputs:
         exts = ", ".join("." + e for e in config.extensions)
         other = f"; it holds {sum(skipped.values())} other file(s): {others}" if skipped else ""
         raise ConfigError(
             f"--input {config.input} holds no files ending in {exts} (any letter case)"
             f"{other}.")
-    if config.pca_k is not None and config.pca_k > len(listed):
+    if config.pca_k is not None and config.pca_k > listing.n_inputs:
         raise ConfigError(
-            f"--pca-k {config.pca_k} is larger than the {len(listed)} input images; lower "
-            f"--pca-k or add images.")
-
-
-def too_large_record(config: FeaturizeConfig, key: FileKey, root: str) -> ErrorRecord:
-    limit = config.file_byte_limit
-    why = (f"more than --max-file-bytes {config.max_file_bytes}" if config.max_file_bytes
-           and config.max_file_bytes <= limit
-           else f"more than Spark's binaryFile reader can hold ({limit} bytes)")
-    return ErrorRecord(key.path, label_of(key.path, root), key.length, key.mtime_ms,
-                       "too_large", f"{key.length} bytes is {why}; not read")
-
-
-def file_keys(spark: SparkSession, listing: Listing, min_length: int = -1) -> list[FileKey]:
-    """(path, length, mtime_ms) of the scanned inputs longer than ``min_length``.
-
-    Metadata only: without the content column ``binaryFile`` reads no bytes. In boto3
-    mode the listing already has them.
-    """
-    if listing.mode == "boto3":
-        return [o for o in listing.objects if o.length > min_length]
-    rows = (listing.files(spark).where(F.col("length") > min_length)
-            .select("path", "length", F.expr("unix_millis(modificationTime)").alias("ms"))
-            .collect())
-    return [FileKey(r["path"], int(r["length"]), int(r["ms"])) for r in rows]
-
-
-def find_too_large(spark: SparkSession, config: FeaturizeConfig,
-                   listing: Listing) -> tuple[ErrorRecord, ...]:
-    """Inputs over the byte limit (not kept by a resume), as ``errors/`` records.
-
-    The metadata scan is skipped when all inputs together are under the limit.
-    """
-    limit = config.file_byte_limit
-    found = listing.too_large
-    if listing.mode == "spark" and listing.n_bytes > limit:
-        found = tuple(sorted(too_large_record(config, k, listing.root)
-                             for k in file_keys(spark, listing, min_length=limit)))
-    found = tuple(t for t in found if t.path not in listing.done)
-    if found:
-        logger.warning("%d file(s) over the byte limit go to errors/ as too_large, unread",
-                       len(found))
-    return found
-
-
-def all_files(spark: SparkSession, input_uri: str) -> list[str]:
-    """Every file under ``input_uri`` as Spark's file index lists it, without the
-    extension glob (driver-side metadata, no Spark job); hidden names are skipped as
-    Spark skips them."""
-    return [spark_path(uri) for uri in binary_files(spark, input_uri, None).inputFiles()]
-
-
-def skipped_by_extension(everything: list[str], listed: frozenset[str]) -> dict[str, int]:
-    """Files of ``everything`` that the extension filter left out of ``listed``, by
-    extension.
-
-    >>> skipped_by_extension(["/a/x.jpg", "/a/y.gif", "/a/z.GIF", "/a/notes"],
-    ...                      frozenset({"/a/x.jpg"}))
-    {'.gif': 2, '(none)': 1}
-    """
-    counts: dict[str, int] = {}
-    for path in everything:
-        if path not in listed:
-            ext = s3.extension_of(path)
-            counts[ext] = counts.get(ext, 0) + 1
-    return counts
-
-
-def current_keys(spark: SparkSession, listing: Listing) -> dict[str, tuple[int, int]]:
-    """path -> (length, mtime_ms) of every listed input (metadata only, no content)."""
-    found = {k.path: (k.length, k.mtime_ms) for k in file_keys(spark, listing)}
-    for path in listing.listed - found.keys():  # 0-byte files: the scan skips them
-        found[path] = storage.stat(spark, path)
-    return found
+            f"--pca-k {config.pca_k} is larger than the {listing.n_inputs} input images; "
+            f"lower --pca-k or add images.")
 
 
 def unscanned(spark: SparkSession, scanned: DataFrame, listing: Listing,
               n_scanned: int) -> list[ErrorRecord]:
-    """Inputs meant to be read that the scan did not return (0-byte files), as records.
+    """Inputs meant to be read that the scan did not return (deleted or emptied during
+    the run), as records.
 
-    Only when the counts differ are the scanned paths collected (from the persisted
-    result) and the few missing files stat-ed on the driver.
+    Only when the counts differ are the readable keys anti-joined with the persisted
+    result on the executors, and the few missing files stat-ed on the driver.
     """
-    if n_scanned == len(listing.to_read):
+    if n_scanned == listing.n_to_read:
         return []
-    seen = {r["path"] for r in scanned.select("path").collect()}
+    missing = listing.readable().join(scanned.select("path"), "path", "left_anti")
     records = []
-    for path in sorted(listing.to_read - seen):
-        if not storage.exists(spark, path):
+    for path in sorted(r["path"] for r in missing.collect()):
+        if listing.mode == "boto3" or not storage.exists(spark, path):
             records.append(ErrorRecord(path, label_of(path, listing.root), 0, 0, "not_read",
                                        "listed, but gone when it was read (deleted during "
                                        "the run?)"))
@@ -300,16 +458,33 @@ def read_contents(spark: SparkSession, listing: Listing, config: FeaturizeConfig
     """The files to featurize with their bytes, in the ``binaryFile`` schema.
 
     Spark mode: the reader, without too-large files (filtered on the file status, so
-    their bytes are never read) and without the inputs a resume keeps (dropped after the
-    scan: binaryFile pushes down only length and time filters). boto3 mode: only the
-    objects to read, fetched on ``partitions`` tasks.
+    their bytes are never read) and without the inputs a resume keeps (joined after the
+    scan, with whichever side is small broadcast; binaryFile pushes down only length and
+    time filters). boto3 mode: only the objects to read, fetched on ``partitions`` tasks.
     """
     if listing.mode == "boto3":
-        keep = listing.to_read
-        return s3.read_images(spark, tuple(o for o in listing.objects if o.path in keep),
-                              partitions)
+        return s3.read_images(spark, listing.readable(), partitions)
+    if listing.mode == "list":
+        from featurize.input_list import read_listed
+
+        return read_listed(listing.readable(), partitions)
     images = listing.files(spark).where(F.col("length") <= F.lit(config.file_byte_limit))
-    if listing.done:
-        done = spark.createDataFrame([(p,) for p in sorted(listing.done)], "path string")
-        images = images.join(F.broadcast(done), "path", "left_anti")
-    return images
+    if listing.done is None or not listing.n_done:
+        return images
+    if listing.n_to_read <= BROADCAST_ROWS:
+        return images.join(F.broadcast(listing.readable().select("path")), "path",
+                           "left_semi")
+    if listing.n_done <= BROADCAST_ROWS:
+        return images.join(F.broadcast(listing.done), "path", "left_anti")
+    logger.warning("--resume: %d inputs kept and %d to read: both too many to broadcast, "
+                   "so the images to read are shuffled once", listing.n_done,
+                   listing.n_to_read)
+    return images.join(listing.done, "path", "left_anti")
+
+
+def records_frame(spark: SparkSession, records: list[ErrorRecord]) -> DataFrame:
+    """Driver-side error records in the ``errors/`` schema."""
+    return spark.createDataFrame(records, ERROR_RECORD_DDL).select(
+        "path", "label", "length",
+        F.expr("timestamp_millis(mtime_ms)").alias("modification_time"), "error", "detail",
+    )

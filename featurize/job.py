@@ -21,7 +21,7 @@ from featurize.config import FeaturizeConfig
 from featurize.engines import PreparedEngine, WorkerSpec, prepare_for
 from featurize.errors import JobError
 from featurize.featurize_pass import start_pass, start_warm_up, write_errors
-from featurize.inputs import Listing, find_too_large, list_inputs
+from featurize.inputs import Listing, list_inputs
 from featurize.manifest import StageTimer, header, utc_now
 from featurize.model import FEATURE_DIM, model_name
 from featurize.output import RunOutput
@@ -30,7 +30,8 @@ from featurize.reduce import (
     FEATURES_READ_CONF, fit_reducer, model_fingerprint, write_projection,
 )
 from featurize.resume import (
-    JOB_NAME, ResumePlan, mark_classifier_stale, plan_resume, previous_run, write_features,
+    JOB_NAME, ResumePlan, mark_classifier_stale, plan_resume, previous_run, swap_in,
+    write_features,
 )
 from featurize.rundir import RunDir
 from featurize.sparkconf import sql_conf, task_cpus
@@ -40,7 +41,9 @@ logger = logging.getLogger(__name__)
 
 
 def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
-    """Run the featurize job; returns the manifest written to ``output/manifest.json``.
+    """Run the featurize job; returns the manifest written to ``output/manifest.json``
+    (a ``--resume`` with nothing to do writes nothing: the run's manifest, with
+    ``this_run`` saying so and what the check took).
 
     Raises
     ------
@@ -53,7 +56,7 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
     timer = StageTimer()
     # Every check that needs no Spark job comes first: the output, the listing (the file
     # index is driver-side metadata) and what --resume would resume.
-    in_mode = storage.io_mode(spark, config.input, "--input")
+    in_mode = "list" if config.input_list else storage.io_mode(spark, config.input, "--input")
     output = RunOutput(spark, config.output, config.overwrite, config.resume,
                        encryption=config.encryption, resumable=True)
     output.check()
@@ -65,9 +68,9 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
     # the workers start the engine while the preparation finishes.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="featurize-engine") as pool:
         preparing = pool.submit(timed, timer, "prepare_engine", prepare_for, config)
+        previous = previous_run(spark, resumed) if config.resume else None
         with timer.stage("list_inputs"):
             listing = list_inputs(spark, config, in_mode)
-        previous = previous_run(spark, resumed) if config.resume else None
         threads = config.threads or task_cpus(spark)
         warming = start_warm_up(spark, WorkerSpec(config.engine, config.precision,
                                                   config.batch_size, threads,
@@ -78,21 +81,22 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
     if config.resume:
         with timer.stage("plan_resume"):
             plan = plan_resume(spark, resumed, listing, weights, previous)
-        listing = replace(listing, done=plan.done)
-    listing = replace(listing, too_large=find_too_large(spark, config, listing))
+        listing = listing.with_done(plan.done, plan.n_done)
     # (in boto3 mode the staged run still has to reach S3: the job goes on, featurizing
     # nothing, and uploads it)
     if plan is not None and plan.nothing_to_do(listing, config) and output.mode == "spark":
         logger.info("--resume: %s already holds every input (%d featurized, %d failed) and "
-                    "nothing changed; nothing to do", config.output, len(plan.kept_features),
-                    len(plan.kept_errors))
-        return plan.previous  # type: ignore[return-value]
+                    "nothing changed; nothing to do", config.output, plan.n_kept_features,
+                    plan.n_kept_errors)
+        # the run directory is untouched; what this check cost goes to the caller only
+        return {**plan.previous, "this_run": {"nothing_to_do": True,  # type: ignore[dict-item]
+                                              "timings_seconds": timer.seconds}}
 
     manifest = new_manifest(spark, config, listing, weights, engine, plan=plan, timer=timer,
                             io={"input": in_mode, "output": output.mode}, started=started)
     with output.recorded(manifest, timer) as run_dir:
         fz = None
-        if listing.to_read or plan is None:
+        if listing.n_to_read or plan is None:
             fz = start_pass(spark, config, listing, engine, threads=threads,
                             warming=warming, timer=timer)
             manifest["spark"].update(fz.planned())
@@ -100,18 +104,23 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
         with fz or nullcontext():
             with timer.stage("featurize"), (fz.confs() if fz else nullcontext()), \
                     (fz.progress() if fz else nullcontext()):
-                write_features(spark, features_rows(fz.observed) if fz else None, run_dir,
-                               plan)
+                swap_features = write_features(
+                    spark, features_rows(fz.observed) if fz else None, run_dir, plan)
             with timer.stage("errors_write"):
+                # a resume reads the old tables until both new ones are written
+                errors_uri = run_dir.errors if plan is None else run_dir.errors_next
+                n_new_ok, by_reason = write_errors(
+                    spark, fz, listing, errors_uri, plan.kept_errors if plan else None,
+                    plan.n_kept_errors if plan else 0)
                 if plan is not None:
-                    storage.delete(spark, run_dir.errors)
-                n_new_ok, by_reason = write_errors(spark, fz, listing, run_dir.errors,
-                                                   plan.kept_errors if plan else ())
+                    if swap_features:
+                        swap_in(spark, run_dir.features_next, run_dir.features)
+                    swap_in(spark, run_dir.errors_next, run_dir.errors)
             if fz is not None:
                 manifest["spark"]["partitions_used"] = fz.partitions_used
         record_counts(manifest, listing, plan, n_new_ok, by_reason,
                       model_images=fz.model_images if fz else 0)
-        n_read = len(listing.to_read)
+        n_read = listing.n_to_read
         manifest["images_per_second"]["featurize"] = round(
             n_read / timer.seconds["featurize"], 2)
         fit_pca(spark, config, run_dir, manifest, timer=timer, rebuild=plan is not None)
@@ -148,7 +157,7 @@ def new_manifest(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
         "model": {"name": model_name(config.image_size), "feature_dim": FEATURE_DIM,
                   "batch_size": config.batch_size},
         "preprocessing": config.preprocessing.to_manifest(),
-        "input": {"uri": config.input, "root": listing.root},
+        "input": {"uri": config.input, "root": listing.root, "list": config.input_list},
         "io": io,
         "counts": {"inputs": listing.n_inputs, "input_bytes": listing.n_bytes,
                    "skipped_by_extension": dict(sorted(listing.skipped.items()))},
@@ -173,9 +182,9 @@ def record_counts(manifest: dict[str, Any], listing: Listing, plan: ResumePlan |
     """
     n_new_failed = sum(by_reason.values())
     by_reason = dict(by_reason)
-    for r in plan.kept_errors if plan else ():
-        by_reason[r.error] = by_reason.get(r.error, 0) + 1
-    n_ok = n_new_ok + (len(plan.kept_features) if plan else 0)
+    for reason, n in (plan.kept_by_reason if plan else {}).items():
+        by_reason[reason] = by_reason.get(reason, 0) + n
+    n_ok = n_new_ok + (plan.n_kept_features if plan else 0)
     n_failed = sum(by_reason.values())
     manifest["counts"].update({"featurized": n_ok, "failed": n_failed,
                                "failed_by_reason": dict(sorted(by_reason.items())),

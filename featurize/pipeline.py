@@ -25,11 +25,12 @@ def label_column(path: Column, root: str) -> Column:
     )
 
 
-def with_labels(images: DataFrame, root: str) -> DataFrame:
-    """``binaryFile`` rows → ``path, label, length, modification_time, content``."""
+def with_labels(images: DataFrame, root: str, given: bool = False) -> DataFrame:
+    """``binaryFile`` rows → ``path, label, length, modification_time, content``;
+    ``given``: the rows have their own ``label`` (an ``--input-list`` column)."""
     return images.select(
         F.col("path"),
-        label_column(F.col("path"), root).alias("label"),
+        (F.col("label") if given else label_column(F.col("path"), root)).alias("label"),
         F.col("length"),
         F.col("modificationTime").alias("modification_time"),
         F.col("content"),

@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from featurize import storage
 from featurize.config import FeaturizeConfig
 from featurize.errors import ConfigError
-from featurize.inputs import Listing, current_keys
+from featurize.inputs import Listing
 from featurize.manifest import to_json, utc_now
 from featurize.model import model_name
-from featurize.rundir import ERRORS_DDL, FEATURES_DDL, FILE_KEY_DDL, ErrorRecord, FileKey, RunDir
+from featurize.rundir import (
+    ERRORS_COLUMNS, ERRORS_DDL, FEATURES_COLUMNS, FEATURES_DDL, FILE_KEY_DDL, RunDir,
+)
 from featurize.engines import check_same_engine
 from featurize.weights import ResolvedWeights
 
@@ -37,29 +40,38 @@ RESUME_SAME = ("max_file_bytes", "max_pixels")
 
 @dataclass(frozen=True)
 class ResumePlan:
-    """What ``--resume`` keeps from the run directory it resumes."""
+    """What ``--resume`` keeps from the run directory it resumes: DataFrames over the old
+    tables (never collected) and their counts."""
 
     previous: dict[str, Any] | None
-    kept_features: tuple[FileKey, ...] = ()
-    kept_errors: tuple[ErrorRecord, ...] = ()
+    #: old ``features/`` rows whose input is listed unchanged (same path, length, time).
+    kept_features: DataFrame | None = None
+    #: old ``errors/`` rows kept likewise (``not_read`` ones are retried).
+    kept_errors: DataFrame | None = None
+    n_kept_features: int = 0
+    n_kept_errors: int = 0
+    kept_by_reason: dict[str, int] = field(default_factory=dict)
     #: rows of the old features/ and errors/ dropped: inputs changed or gone, duplicates.
     dropped: int = 0
+    #: ``kept_features`` holds a path twice (the rewrite keeps one).
+    duplicates: bool = False
+    #: the paths of both (persisted): what this run does not read again.
+    done: DataFrame | None = None
 
     @property
-    def done(self) -> frozenset[str]:
-        return frozenset([k.path for k in self.kept_features]
-                         + [r.path for r in self.kept_errors])
+    def n_done(self) -> int:
+        return self.n_kept_features + self.n_kept_errors
 
     def nothing_to_do(self, listing: Listing, config: FeaturizeConfig) -> bool:
         before = (self.previous or {}).get("config", {})
         same_pca = (before.get("pca_k"), before.get("pca_variance")) == (
             config.pca_k, config.pca_variance)
         return (self.previous is not None and self.previous.get("status") == "complete"
-                and same_pca and self.dropped == 0 and not listing.to_read
-                and not listing.too_large)
+                and same_pca and self.dropped == 0 and listing.n_to_read == 0
+                and not listing.n_too_large and not listing.empty)
 
     def to_manifest(self) -> dict[str, Any]:
-        return {"kept_features": len(self.kept_features), "kept_errors": len(self.kept_errors),
+        return {"kept_features": self.n_kept_features, "kept_errors": self.n_kept_errors,
                 "dropped": self.dropped,
                 "previous_status": (self.previous or {}).get("status"),
                 "previous_started_at": (self.previous or {}).get("started_at")}
@@ -124,30 +136,42 @@ def _check_resumable(previous: dict[str, Any], weights: ResolvedWeights,
 
 
 def _recover_swap(spark: SparkSession, run_dir: RunDir) -> None:
-    """Finish or undo a features/ swap that a stopped resume left halfway."""
-    nxt = run_dir.features_next
-    if not storage.exists(spark, nxt):
-        return
-    if not storage.exists(spark, run_dir.features) and storage.exists(
-            spark, RunDir.committed(nxt)):
-        logger.info("--resume: completing the features/ swap a stopped resume left")
-        storage.rename(spark, nxt, run_dir.features)
-    else:
-        storage.delete(spark, nxt)
+    """Finish or undo a features/ or errors/ swap that a stopped resume left halfway."""
+    for nxt, table in ((run_dir.features_next, run_dir.features),
+                       (run_dir.errors_next, run_dir.errors)):
+        if not storage.exists(spark, nxt):
+            continue
+        if not storage.exists(spark, table) and storage.exists(spark, RunDir.committed(nxt)):
+            logger.info("--resume: completing the swap of %s that a stopped resume left", table)
+            storage.rename(spark, nxt, table)
+        else:
+            storage.delete(spark, nxt)
 
 
-def _old_rows(spark: SparkSession, uri: str, ddl: str, columns: list[str]) -> list[Any]:
-    """Rows of an old table with ``modification_time`` as ``ms``; explicit schema, so a
+def swap_in(spark: SparkSession, nxt: str, table: str) -> None:
+    """Replace ``table`` by the folder written beside it (:func:`_recover_swap` finishes a
+    swap stopped between the two steps)."""
+    storage.delete(spark, table)
+    storage.rename(spark, nxt, table)
+
+
+def _old_table(spark: SparkSession, uri: str, ddl: str) -> DataFrame | None:
+    """An old table with ``mtime_ms`` beside ``modification_time``; explicit schema, so a
     folder a stopped write left empty is zero rows, not an error."""
     if not storage.exists(spark, uri):
-        return []
-    ms = F.expr("unix_millis(modification_time)").alias("ms")
-    return spark.read.schema(ddl).parquet(uri).select(*columns, ms).collect()
+        return None
+    return spark.read.schema(ddl).parquet(uri).withColumn(
+        "mtime_ms", F.expr("unix_millis(modification_time)"))
+
+
+_KEY = ["path", "length", "mtime_ms"]
 
 
 def plan_resume(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
                 weights: ResolvedWeights, previous: dict[str, Any] | None) -> ResumePlan:
-    """Match what the run directory already holds against the inputs listed now.
+    """Match what the run directory already holds against the inputs listed now, as
+    joins on the executors: old rows semi-joined with the listing on (path, length,
+    modification time); only counts reach the driver.
 
     Raises
     ------
@@ -162,37 +186,54 @@ def plan_resume(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
     # A write stopped partway leaves its uncommitted attempts here; they are not rows.
     storage.delete(spark, RunDir.uncommitted(run_dir.features))
     storage.delete(spark, RunDir.uncommitted(run_dir.errors))
-    current = current_keys(spark, listing)
-    old_features = _old_rows(spark, run_dir.features, FEATURES_DDL, ["path", "length"])
-    old_errors = _old_rows(spark, run_dir.errors, ERRORS_DDL,
-                           ["path", "label", "length", "error", "detail"])
-    seen: set[str] = set()
-    kept_features = []
-    for r in old_features:
-        if r["path"] not in seen and current.get(r["path"]) == (r["length"], r["ms"]):
-            kept_features.append(FileKey(r["path"], int(r["length"]), int(r["ms"])))
-            seen.add(r["path"])
-    kept_errors = []
-    for r in old_errors:
-        if (r["path"] not in seen and r["error"] != "not_read"
-                and current.get(r["path"]) == (r["length"], r["ms"])):
-            kept_errors.append(ErrorRecord(r["path"], r["label"], int(r["length"]),
-                                           int(r["ms"]), r["error"], r["detail"]))
-            seen.add(r["path"])
-    dropped = len(old_features) + len(old_errors) - len(kept_features) - len(kept_errors)
+    current = listing.images.select(*_KEY)
+    if listing.empty:
+        current = current.unionByName(spark.createDataFrame(
+            [(r.path, 0, r.mtime_ms) for r in listing.empty], FILE_KEY_DDL))
+    old_features = _old_table(spark, run_dir.features, FEATURES_DDL)
+    old_errors = _old_table(spark, run_dir.errors, ERRORS_DDL)
+    n_old = kept_f = distinct_f = 0
+    features = None
+    if old_features is not None:
+        features = old_features.join(current, _KEY, "left_semi")
+        n_old += old_features.count()
+        row = features.agg(F.count(F.lit(1)).alias("n"),
+                           F.countDistinct("path").alias("paths")).first()
+        kept_f, distinct_f = int(row["n"]), int(row["paths"])
+    errors = None
+    by_reason: dict[str, int] = {}
+    if old_errors is not None:
+        n_old += old_errors.count()
+        errors = old_errors.where(F.col("error") != "not_read").join(current, _KEY, "left_semi")
+        if features is not None:
+            errors = errors.join(features.select("path"), "path", "left_anti")
+        errors = errors.dropDuplicates(["path"]).select(*ERRORS_COLUMNS).persist(
+            StorageLevel.MEMORY_AND_DISK)
+        by_reason = {r["error"]: int(r["count"])
+                     for r in errors.groupBy("error").count().collect()}
+    kept_e = sum(by_reason.values())
+    parts = [t.select("path") for t in (features, errors) if t is not None]
+    done = None
+    if parts:
+        done = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
+        done = done.persist(StorageLevel.MEMORY_AND_DISK)
+    dropped = n_old - distinct_f - kept_e
     logger.info("--resume: keeping %d features rows and %d errors rows of %s; %d dropped "
-                "(inputs changed or gone); %d inputs to read", len(kept_features),
-                len(kept_errors), config.output, dropped, len(listing.listed - seen))
-    return ResumePlan(previous, tuple(kept_features), tuple(kept_errors), dropped)
+                "(inputs changed or gone, or duplicates)", distinct_f, kept_e, config.output,
+                dropped)
+    return ResumePlan(previous, features, errors, distinct_f, kept_e, by_reason, dropped,
+                      duplicates=kept_f != distinct_f, done=done)
 
 
 def write_features(spark: SparkSession, new: DataFrame | None, run_dir: RunDir,
-                   plan: ResumePlan | None) -> None:
-    """Write ``features/``: ``new`` rows, plus the rows a resumed run keeps.
+                   plan: ResumePlan | None) -> bool:
+    """Write ``features/``: ``new`` rows, plus the rows a resumed run keeps. Returns True
+    when the rows went to ``_features_next/``, for the caller to :func:`swap_in` once
+    nothing reads the old table any more (the plan's frames are joins over it).
 
     A fresh run writes features/ once. A resume appends new part files when every old
     row is kept; when some are dropped (inputs changed or gone), it writes kept + new
-    into ``_features_next/`` and swaps it in. On a filesystem with atomic rename each
+    into ``_features_next/``. On a filesystem with atomic rename each
     task's part file lands when the task commits (the v2 commit algorithm), so a run
     stopped partway leaves the features of its finished tasks behind for the next
     ``--resume``; on an object store the write commits as a whole
@@ -200,26 +241,23 @@ def write_features(spark: SparkSession, new: DataFrame | None, run_dir: RunDir,
     """
     uri = run_dir.features
     commit_v2 = storage.commit_options(uri)
-    if plan is None or not storage.exists(spark, uri):
+    if plan is None or plan.kept_features is None or not storage.exists(spark, uri):
         if new is None:  # resume of nothing: an empty, typed features/
             new = spark.createDataFrame([], FEATURES_DDL)
         new.write.mode("errorifexists").options(**commit_v2).parquet(uri)
-        return
-    if plan.dropped == 0:
+        return False
+    if plan.dropped == 0 and not plan.duplicates:
         if new is not None:
             new.write.mode("append").options(**commit_v2).parquet(uri)
-        return
-    keys = spark.createDataFrame(list(plan.kept_features), FILE_KEY_DDL)
-    old = spark.read.schema(FEATURES_DDL).parquet(uri)
-    kept = old.join(keys, (old["path"] == keys["path"]) & (old["length"] == keys["length"])
-                    & (F.expr("unix_millis(modification_time)") == keys["mtime_ms"]),
-                    "left_semi")
+        return False
+    kept = plan.kept_features.select(*FEATURES_COLUMNS)
+    if plan.duplicates:
+        kept = kept.dropDuplicates(["path"])
     rows = kept if new is None else kept.unionByName(new)
     nxt = run_dir.features_next
     storage.delete(spark, nxt)
     rows.write.mode("errorifexists").parquet(nxt)
-    storage.delete(spark, uri)
-    storage.rename(spark, nxt, uri)
+    return True
 
 
 def mark_classifier_stale(spark: SparkSession, run_dir: RunDir, pca_model_id: str) -> bool:

@@ -33,6 +33,8 @@ FEATURES_DDL = ("path string, label string, length long, modification_time times
                 "features array<float>")
 ERRORS_DDL = ("path string, label string, length long, modification_time timestamp, "
               "error string, detail string")
+FEATURES_COLUMNS = ("path", "label", "length", "modification_time", "features")
+ERRORS_COLUMNS = ("path", "label", "length", "modification_time", "error", "detail")
 #: :class:`ErrorRecord` as a Spark row: the modification time as epoch milliseconds, so
 #: no Python datetime (time zone, DST folding) sits between a file's status and its row.
 ERROR_RECORD_DDL = ("path string, label string, length long, mtime_ms long, error string, "
@@ -126,6 +128,8 @@ class RunDir:
     #: Where a resume that drops rows writes kept + new features before swapping.
     features_next = _At("_features_next")
     errors = _At("errors")
+    #: Where a resume writes errors/ before swapping it in: the old one is read until then.
+    errors_next = _At("_errors_next")
     pca = _At("pca")
     pca_model = _At("models", "pca")
     classifier = _At("models", "classifier")

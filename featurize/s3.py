@@ -335,15 +335,15 @@ def fetch_contents(paths: Iterator[pd.Series]) -> Iterator[pd.Series]:
         yield pd.Series(out, dtype=object)
 
 
-def read_images(spark: Any, objects: tuple[tuple[str, int, int], ...], partitions: int) -> Any:
+def read_images(spark: Any, objects: Any, partitions: int) -> Any:
     """The ``binaryFile`` schema (``path, modificationTime, length, content``) from a
-    boto3 listing: metadata distributed over ``partitions`` tasks, bytes fetched there."""
+    frame of listed objects (``path, length, mtime_ms``), spread over ``partitions``
+    tasks, each fetching its objects' bytes."""
     from pyspark.sql import functions as F
     from pyspark.sql.functions import pandas_udf
 
     fetch = pandas_udf("binary")(fetch_contents)  # type: ignore[call-overload]
-    listing = spark.createDataFrame(list(objects), "path string, length long, mtime_ms long")
-    return listing.repartition(max(partitions, 1)).select(
+    return objects.repartition(max(partitions, 1)).select(
         "path",
         F.expr("timestamp_millis(mtime_ms)").alias("modificationTime"),
         "length",

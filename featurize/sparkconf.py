@@ -23,6 +23,20 @@ def sql_conf(spark: SparkSession, values: dict[str, str]) -> Iterator[None]:
                 spark.conf.set(k, v)
 
 
+@contextmanager
+def job_group(spark: SparkSession, group: str, description: str) -> Iterator[None]:
+    """Run this thread's Spark jobs of a block in a named job group, then restore."""
+    sc = spark.sparkContext
+    keys = ("spark.jobGroup.id", "spark.job.description")
+    old = {k: sc.getLocalProperty(k) for k in keys}
+    sc.setJobGroup(group, description)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            sc.setLocalProperty(k, v)  # type: ignore[arg-type]  # None removes it
+
+
 def task_cpus(spark: SparkSession) -> int:
     """``spark.task.cpus``: the cores one task (one model) may use."""
     return int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))

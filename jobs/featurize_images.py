@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--input", required=True,
                    help="folder of images, searched recursively; label = parent folder")
+    p.add_argument("--input-list", default=None,
+                   help="a file naming the inputs instead of listing --input: CSV with a "
+                        "header 'path' (optional 'label'), Parquet with those columns, "
+                        "plain text (one path a line), or an S3 Inventory manifest.json; "
+                        "--input is then the root every path must be under")
     p.add_argument("--output", required=True, help="run directory to write")
     p.add_argument("--weights", default="imagenet",
                    help="imagenet (Keras cache/download), random (seeded), or a Keras "
@@ -111,6 +116,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> FeaturizeConfig:
         preprocess=args.preprocess,
         image_size=args.image_size,
         encryption=Encryption.from_args(args),
+        input_list=args.input_list,
     )
 
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from featurize.config import FeaturizeConfig
 from featurize.errors import ConfigError
+from featurize.inputs import LISTING_JOB_GROUP
 from featurize.job import run
 from tests.helpers import image_bytes, pattern_image, write
 
@@ -194,6 +195,7 @@ def test_config_failures_say_what_to_change(spark, corpus, corpus_run, weights_s
     out, _ = corpus_run
     tracker = spark.sparkContext.statusTracker()
     jobs_before = set(tracker.getJobIdsForGroup(None))
+    listing_before = set(tracker.getJobIdsForGroup(LISTING_JOB_GROUP))
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ConfigError, match="holds no files ending in .jpg, .jpeg, .png"):
@@ -221,8 +223,10 @@ def test_config_failures_say_what_to_change(spark, corpus, corpus_run, weights_s
     with pytest.raises(ConfigError, match="--pca-k 40 is larger than the 33 input images"):
         run(spark, FeaturizeConfig(input=str(root), output=str(tmp_path / "o3"),
                                    weights="random", pca_k=40))
-    # all of the above failed before Spark ran a single job
+    # all of the above failed before Spark ran any job but the listing's metadata scans
+    # (no content read), which the empty-folder, other-files and --pca-k cases needed
     assert set(tracker.getJobIdsForGroup(None)) == jobs_before
+    assert len(set(tracker.getJobIdsForGroup(LISTING_JOB_GROUP)) - listing_before) >= 3
     with pytest.raises(ConfigError, match="made with another weights"):
         run(spark, FeaturizeConfig(input=str(root), output=str(out), weights="random",
                                    resume=True, max_file_bytes=MAX_FILE_BYTES))
