@@ -49,6 +49,7 @@ DAG_STAMP := $(DAG_VENV)/.installed
 
 BENCH_N   ?= 5000
 PEER_N    ?= 3000
+SCALE_N   ?= 10000,100000
 BENCH_ARGS ?=
 
 # --- EMR (python -m emr; docs/emr.md) ------------------------------------------------------
@@ -59,7 +60,7 @@ BENCH_ARGS ?=
 # INSTANCE_PROFILE IDLE_TIMEOUT EXECUTOR_CORES EXECUTOR_MEMORY ENGINE SSE SSE_KMS_KEY_ID
 # CLUSTER_ID STEPS POLL DIST EMR_STATE
 # DRY_RUN SKIP_PREFLIGHT
-# (and INPUT OUTPUT WEIGHTS PREDICT_INPUT PREDICT_OUTPUT JOB_ARGS TRAIN_ARGS for the steps).
+# (and INPUT INPUT_LIST OUTPUT WEIGHTS PREDICT_INPUT PREDICT_OUTPUT JOB_ARGS TRAIN_ARGS for the steps).
 
 q = '$(subst ','"'"',$(1))'
 given = $(filter command line environment environment override override,$(origin $(1)))
@@ -78,7 +79,7 @@ EMR_SETTINGS = $(call opt,BUCKET,--bucket) $(call opt,PREFIX,--prefix) \
   $(call opt,EXECUTOR_MEMORY,--executor-memory)
 # --sse/--sse-kms-key-id of every job, here and in EMR's steps (docs/cli.md, "Encryption")
 SSE_ARGS = $(call opt,SSE,--sse) $(call opt,SSE_KMS_KEY_ID,--sse-kms-key-id)
-EMR_STEPS = $(call opt,INPUT,--input) $(EMR_JOB_ARGS)
+EMR_STEPS = $(call opt,INPUT,--input) $(call opt,INPUT_LIST,--input-list) $(EMR_JOB_ARGS)
 EMR_JOB_ARGS = $(call opt,STEPS,--steps) $(call opt,WEIGHTS,--weights) $(call opt,OUTPUT,--output) \
   $(call opt,PREDICT_INPUT,--predict-input) $(call opt,PREDICT_OUTPUT,--predict-output) \
   $(if $(JOB_ARGS),--job-args=$(call q,$(JOB_ARGS))) $(if $(TRAIN_ARGS),--train-args=$(call q,$(TRAIN_ARGS)))
@@ -86,7 +87,7 @@ EMR_CLUSTER = $(call opt,CLUSTER_ID,--cluster-id)
 UPLOAD_FIRST = $(if $(DRY_RUN),,upload)
 PREFLIGHT = $(if $(filter 1 true yes,$(SKIP_PREFLIGHT)),--skip-preflight)
 
-.PHONY: help install sample run-local featurize train predict predict-one serve browser cluster-features report test bench bench-peer bench-one bench-levers clean
+.PHONY: help install sample run-local featurize train predict predict-one serve browser cluster-features report test bench bench-peer bench-one bench-levers bench-scale clean
 .PHONY: require-bucket package upload cluster submit wait status logs down emr-run estimate
 .PHONY: jars emr-rehearse rehearsal-test fault-test iam-policy dag-test dag-package
 
@@ -123,9 +124,9 @@ run-local: $(STAMP) $(if $(filter $(SAMPLE),$(INPUT)),$(SAMPLE)/.done $(NEW_SAMP
 	@echo
 	@$(PY) -m featurize.summary "$(OUTPUT)" --predictions "$(PREDICT_OUTPUT)"
 
-featurize: $(STAMP) ## featurize INPUT into OUTPUT only (WEIGHTS=, JOB_ARGS=)
+featurize: $(STAMP) ## featurize INPUT into OUTPUT only (WEIGHTS=, INPUT_LIST=, JOB_ARGS=)
 	$(SUBMIT) jobs/featurize_images.py --input "$(INPUT)" --output "$(OUTPUT)" \
-	  --weights "$(WEIGHTS)" $(SSE_ARGS) $(JOB_ARGS)
+	  --weights "$(WEIGHTS)" $(call opt,INPUT_LIST,--input-list) $(SSE_ARGS) $(JOB_ARGS)
 	@$(PY) -m featurize.summary "$(OUTPUT)"
 
 train: $(STAMP) ## train the classifier of RUN (TRAIN_ARGS="--test-fraction 0.2 --split-file ...")
@@ -170,6 +171,9 @@ bench: $(STAMP) ## job vs the bare model in one process, same images (BENCH_N=50
 
 bench-peer: $(STAMP) ## whole spark-submit: the job vs predict_batch_udf + Spark ML (PEER_N=3000); last line: ratio job/peer
 	$(PY) -m bench.peer --n $(PEER_N) --weights "$(WEIGHTS)"
+
+bench-scale: $(STAMP) ## driver cost by input size: N tiny non-images + 300 digits, first run and --resume (SCALE_N=10000,100000)
+	$(PY) -m bench.scale --n $(SCALE_N) --weights "$(WEIGHTS)"
 
 bench-one: $(STAMP) ## one photo: predict_one (start-up, per photo) vs a spark-submit predict of it (RUN=, IMAGES=)
 	$(PY) -m bench.one_photo --run "$(RUN)" --images "$(or $(IMAGES),$(NEW_SAMPLE))"

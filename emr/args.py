@@ -61,6 +61,9 @@ def _job_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", help="STEPS: any of 'featurize train predict' (default: "
                                    f"{' '.join(requests.DEFAULT_STEPS)})")
     g.add_argument("--input", help="INPUT: s3:// folder of images")
+    g.add_argument("--input-list", help="INPUT_LIST: s3:// list of the images under INPUT "
+                                        "(CSV, Parquet, text or an S3 Inventory "
+                                        "manifest.json) instead of listing INPUT")
     g.add_argument("--output", help="OUTPUT: s3:// run directory (default s3://BUCKET/"
                                     "PREFIX/runs/<last folder of INPUT>)")
     g.add_argument("--weights", help="WEIGHTS as given to `upload` (imagenet, a file, "

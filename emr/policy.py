@@ -64,6 +64,21 @@ class Grant:
         return self.loc.key.strip("/")
 
 
+def list_prefix(uri: str) -> str:
+    """What reading an input list needs: its folder; for an S3 Inventory manifest, the
+    inventory's own folder, which holds the dated manifests and ``data/``.
+
+    >>> list_prefix("s3://inv/dest/src-bucket/daily/2026-12-06T00-00Z/manifest.json")
+    's3://inv/dest/src-bucket/daily/'
+    >>> list_prefix("s3://team/lists/today.csv")
+    's3://team/lists/'
+    """
+    folder = uri.rsplit("/", 1)[0]
+    if uri.endswith("/manifest.json"):
+        folder = folder.rsplit("/", 1)[0]
+    return folder + "/"
+
+
 def grants(settings: Settings, jobs: Sequence[str], args: requests.JobArgs) -> list[Grant]:
     """The prefixes the steps of ``jobs`` touch, from the same builders as the steps."""
     built = requests.steps(settings, jobs, args)
@@ -78,6 +93,8 @@ def grants(settings: Settings, jobs: Sequence[str], args: requests.JobArgs) -> l
         flag = {a: argv[i + 1] for i, a in enumerate(argv[:-1]) if a.startswith("--")}
         if step.job in ("featurize", "predict"):
             out.append(Grant(f"Read{step.job.capitalize()}Input", flag["--input"]))
+        if "--input-list" in flag:
+            out.append(Grant("ReadInputList", list_prefix(flag["--input-list"])))
         if step.job == "featurize":
             out.append(Grant("WriteRunDirectory", flag["--output"], WRITE))
         elif step.job == "train":

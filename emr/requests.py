@@ -175,6 +175,9 @@ class JobArgs:
     """The job-level arguments of the steps ``submit`` builds."""
 
     input: str | None = None
+    #: ``--input-list`` of the featurize step (a list file, or an S3 Inventory
+    #: ``manifest.json``): INPUT is then the root the listed objects are under.
+    input_list: str | None = None
     output: str | None = None
     weights: str = "imagenet"
     featurize_args: tuple[str, ...] = ()
@@ -258,7 +261,9 @@ def steps(settings: Settings, jobs: Sequence[str], args: JobArgs,
             continue
         if job == "featurize":
             weights = weights_uri(settings, args.weights)
-            built.append(step(settings, job, ["--input", args.input, "--output", output,
+            listed = (["--input-list", check_s3_uri(args.input_list, "INPUT_LIST")]
+                      if args.input_list else [])
+            built.append(step(settings, job, ["--input", args.input, *listed, "--output", output,
                                               "--weights", weights, "--engine", settings.engine,
                                               *sse, *args.featurize_args],
                               action_on_failure, weights=weights, input_uri=args.input))

@@ -78,6 +78,10 @@ PARAMS: dict[str, Param] = {
     "input": Param("--input", "string", "s3:// folder of images; {{ ds }}, {{ ds_nodash }} "
                                         "and {{ yesterday_ds }} become the run's date",
                    cluster=False),
+    "input_list": Param("--input-list", "string", "s3:// list of the images under input "
+                                                  "(CSV, Parquet, text or an S3 Inventory "
+                                                  "manifest.json); dates as input",
+                        cluster=False),
     "output": Param("--output", "string", "s3:// run directory (default s3://BUCKET/PREFIX/"
                                           "runs/<last folder of input>); dates as input",
                     cluster=False),
@@ -96,7 +100,7 @@ PARAMS: dict[str, Param] = {
 #: Params that may name the run's date: ``{{ ds }}`` (YYYY-MM-DD), ``{{ ds_nodash }}``,
 #: ``{{ yesterday_ds }}`` (the day before: the day that just ended, for a daily run
 #: triggered at midnight).
-DATED = ("input", "output", "predict_input", "predict_output")
+DATED = ("input", "input_list", "output", "predict_input", "predict_output")
 _DATE = re.compile(r"\{\{\s*(ds|ds_nodash|yesterday_ds)\s*\}\}")
 
 

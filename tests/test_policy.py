@@ -8,9 +8,10 @@ import sys
 import boto3
 import pytest
 
-from emr import policy
+from emr import policy, requests
 from emr.requests import JobArgs
 from emr.settings import Settings
+from featurize.errors import SettingsError
 from tests.conftest import REPO
 from tests.test_cli import env
 
@@ -59,6 +60,25 @@ def test_the_printed_policy_names_only_the_steps_prefixes():
             assert all(r.startswith(("arn:aws:s3:::team-bucket/out/run1",
                                      "arn:aws:s3:::team-bucket/fz/logs")) for r in resources)
     assert not [st for st in doc["Statement"] if st["Action"][0].startswith("kms:")]
+
+
+def test_an_input_list_reaches_the_featurize_step_and_the_policy():
+    """INPUT_LIST: the featurize step gets --input-list, and the nodes may read the
+    inventory's folder (its dated manifests and data/), nothing wider."""
+    settings = Settings(bucket="team-bucket", prefix="fz")
+    manifest = "s3://inv-bucket/inv/team-bucket/daily/2026-12-06T00-00Z/manifest.json"
+    args = JobArgs(input="s3://team-bucket/in/", input_list=manifest)
+    featurize = requests.steps(settings, ["featurize"], args)[0]
+    argv = featurize.request["HadoopJarStep"]["Args"]
+    assert argv[argv.index("--input-list") + 1] == manifest
+    doc = policy.node_policy(settings, ["featurize"], args)
+    by_sid = {st["Sid"]: st for st in doc["Statement"]}
+    assert by_sid["ReadInputList"]["Resource"] == [
+        "arn:aws:s3:::inv-bucket/inv/team-bucket/daily",
+        "arn:aws:s3:::inv-bucket/inv/team-bucket/daily/*"]
+    with pytest.raises(SettingsError, match="INPUT_LIST='lists/today.csv'"):
+        requests.steps(settings, ["featurize"], JobArgs(input="s3://team-bucket/in/",
+                                                         input_list="lists/today.csv"))
 
 
 def test_predict_and_a_kms_key_add_their_statements():
