@@ -23,14 +23,21 @@ def main() -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--weights", default="imagenet")
     p.add_argument("--extra", default="{}", help="JSON of extra FeaturizeConfig fields")
+    p.add_argument("--resume", action="store_true", help="--resume instead of --overwrite")
+    p.add_argument("--master", default="local[*]",
+                   help="e.g. local-cluster[1,2,4096]: executors in their own JVMs, so the "
+                        "driver's JVM holds only the driver's state")
     args = p.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spark = (SparkSession.builder.master("local[*]").appName("featurize-bench")
-             .config("spark.ui.enabled", "false").config("spark.driver.memory", "4g")
-             .getOrCreate())
+    builder = (SparkSession.builder.master(args.master).appName("featurize-bench")
+               .config("spark.ui.enabled", "false").config("spark.driver.memory", "4g"))
+    if args.master.startswith("local-cluster"):
+        builder = builder.config("spark.executor.memory", "3g")
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     config = FeaturizeConfig(input=args.images, output=args.out, weights=args.weights,
-                             overwrite=True, **json.loads(args.extra))
+                             overwrite=not args.resume, resume=args.resume,
+                             **json.loads(args.extra))
     start = time.time()
     t0 = time.perf_counter()
     print(f"job: timer start {time.strftime('%H:%M:%S')} (SparkSession up)", flush=True)
@@ -41,9 +48,10 @@ def main() -> int:
     n = manifest["counts"]["inputs"]
     print(json.dumps({
         "seconds": total, "images": n, "images_per_second": n / total,
-        "stages": manifest["timings_seconds"], "pca_k": manifest["pca"]["k"],
+        "stages": (manifest.get("this_run") or manifest)["timings_seconds"],
+        "nothing_to_do": bool(manifest.get("this_run")), "pca_k": manifest["pca"]["k"],
         "featurized": manifest["counts"]["featurized"], "start": start,
-        "partitions": manifest["spark"]["partitions_used"],
+        "partitions": manifest["spark"].get("partitions_used"),
         "engine": manifest["engine"],
         "featurize_images_per_second": manifest["images_per_second"]["featurize"],
         "cores": manifest["spark"]["default_parallelism"],
