@@ -1,4 +1,4 @@
-"""Classifier stage: split, fit a multinomial logistic regression on PCA features, score.
+"""Classifier stage: fit a multinomial logistic regression on PCA features, score.
 
 Transforms take and return DataFrames; :func:`evaluate` returns plain numbers (one small
 ``groupBy`` per split: the confusion matrix is computed in Spark, never by collecting
@@ -8,8 +8,6 @@ predictions). :func:`cross_validate` chooses the regularisation with Spark ML's
 """
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -21,16 +19,16 @@ from pyspark.ml.evaluation import MulticlassClassificationEvaluator
 from pyspark.ml.feature import IndexToString, StringIndexer, StringIndexerModel
 from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.ml.tuning import CrossValidator
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from featurize.errors import ClassifierError
+from featurize.split import FOLD as _FOLD, with_folds
 
 logger = logging.getLogger(__name__)
 
 _X = "_x"
 _Y = "_label_index"
-_FOLD = "_fold"
 
 #: ``--reg-param auto`` tries these (log-spaced, from the old fixed default, which
 #: reached 1.000 on Fruits-360, to strong).
@@ -69,75 +67,6 @@ def labelled_only(pca: DataFrame) -> DataFrame:
     return pca.where(F.col("label").isNotNull())
 
 
-def _within_label(seed: int) -> Window:
-    """Each label's rows in a seeded hash order of the file name, not the full path: the
-    same images split the same way wherever they are stored (local folder, S3)."""
-    name = F.element_at(F.split(F.col("path"), "/"), -1)
-    return Window.partitionBy("label").orderBy(F.xxhash64(name, F.lit(seed)), "path")
-
-
-def stratified_split(df: DataFrame, test_fraction: float, seed: int) -> tuple[DataFrame, DataFrame]:
-    """Split per label, deterministically: every class lands in both halves.
-
-    Within each label, rows are ordered by a seeded hash of the file name and the first
-    ``round(n * test_fraction)`` (at least 1, at most n - 1) go to the test split.
-
-    Raises
-    ------
-    ClassifierError
-        If a label has fewer than 2 rows, or the fraction is not in (0, 1).
-    """
-    if not 0.0 < test_fraction < 1.0:
-        raise ClassifierError(f"--test-fraction {test_fraction} must be between 0 and 1.")
-    ranked = df.withColumn("_rank", F.row_number().over(_within_label(seed))).withColumn(
-        "_n", F.count(F.lit(1)).over(Window.partitionBy("label")))
-    small = ranked.where(F.col("_n") < 2).select("label").distinct().collect()
-    if small:
-        raise ClassifierError(
-            "each label needs at least 2 images to appear in both splits; too few for: "
-            + ", ".join(sorted(str(r["label"]) for r in small)))
-    n_test = F.least(F.greatest(F.round(F.col("_n") * F.lit(test_fraction)), F.lit(1)),
-                     F.col("_n") - 1)
-    is_test = F.col("_rank") <= n_test
-    cols = [c for c in df.columns]
-    return ranked.where(~is_test).select(*cols), ranked.where(is_test).select(*cols)
-
-
-def parse_split_file(text: str, source: str) -> dict[tuple[str, str], str]:
-    """``Training|Test,<label>,<file name>`` lines → {(label, file): "train"|"test"}.
-
-    >>> parse_split_file("Training,a,1.jpg\\nTest,b,2.jpg\\n", "s.csv")
-    {('a', '1.jpg'): 'train', ('b', '2.jpg'): 'test'}
-    """
-    mapping: dict[tuple[str, str], str] = {}
-    for n, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
-        if not row or row[0].strip().lower() in ("split", "#"):
-            continue
-        if len(row) != 3 or row[0] not in ("Training", "Test"):
-            raise ClassifierError(
-                f"{source}:{n}: expected 'Training|Test,<label>,<file>', got {row!r}")
-        mapping[(row[1], row[2])] = "train" if row[0] == "Training" else "test"
-    return mapping
-
-
-def split_by_file(
-    spark: SparkSession, df: DataFrame, mapping: dict[tuple[str, str], str]
-) -> tuple[DataFrame, DataFrame, int]:
-    """Split by a split file's mapping; returns (train, test, rows not named in it)."""
-    keys = spark.createDataFrame(
-        [(label, name, side) for (label, name), side in mapping.items()],
-        "_key_label string, _key_file string, _side string")
-    named = df.withColumn("_file", F.element_at(F.split("path", "/"), -1)).join(
-        F.broadcast(keys),
-        (F.col("label") == F.col("_key_label")) & (F.col("_file") == F.col("_key_file")),
-        "left")
-    cols = df.columns
-    missing = named.where(F.col("_side").isNull()).count()
-    train = named.where(F.col("_side") == "train").select(*cols)
-    test = named.where(F.col("_side") == "test").select(*cols)
-    return train, test, missing
-
-
 def with_vectors(df: DataFrame) -> DataFrame:
     return df.withColumn(_X, array_to_vector("pca_features"))
 
@@ -172,23 +101,6 @@ def fit_classifier(train: DataFrame, params: ClassifierParams) -> PipelineModel:
         raise ValueError("fit_classifier needs a reg_param; use cross_validate to choose one")
     indexer, data = _index_labels(train)
     return _assemble(indexer, _regression(params, params.reg_param).fit(data))
-
-
-def with_folds(df: DataFrame, folds: int, seed: int) -> DataFrame:
-    """Add ``_fold`` in [0, folds), stratified: within each label, rows in a seeded hash
-    order of the file name are dealt round-robin, each label starting where the previous
-    one stopped. Every fold gets each label's share (± 1), and no fold is empty as long
-    as there are ``folds`` rows, even when every label has fewer (labels a and b of 2
-    rows each, 3 folds: a → 0, 1 and b → 2, 0).
-    """
-    counts = sorted((r["label"], r["count"]) for r in df.groupBy("label").count().collect())
-    offsets, start = {}, 0
-    for label, n in counts:
-        offsets[label] = start % folds
-        start += n
-    offset = F.create_map(*[F.lit(x) for kv in offsets.items() for x in kv])[F.col("label")]
-    rank = F.row_number().over(_within_label(seed))
-    return df.withColumn(_FOLD, ((rank - 1 + offset) % folds).cast("int"))
 
 
 @dataclass

@@ -12,8 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 from featurize import calibration, storage
 from featurize.classify import (
     CV_FOLDS, REG_GRID, ClassifierParams, cross_validate, evaluate, fit_classifier,
-    labelled_only, labels_of, parse_split_file, predict, split_by_file, split_logits,
-    stratified_split,
+    labelled_only, labels_of, predict, split_logits,
 )
 from featurize.config import refuse_credentials
 from featurize.encryption import Encryption
@@ -24,6 +23,7 @@ from featurize.output import read_finished_run
 from featurize.reduce import model_fingerprint
 from featurize.rundir import TEST_PREDICTIONS_COLUMNS, RunDir
 from featurize.sparkconf import sql_conf
+from featurize.split import read_split_file, split_by_file, stratified_split
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +65,7 @@ def run(spark: SparkSession, config: TrainConfig) -> dict[str, Any]:
     run_dir = RunDir(config.run)
     manifest = read_finished_run(spark, run_dir)
     # Read before anything changes: a missing split file is a usage error (exit 2).
-    split_map = (parse_split_file(storage.fetch_text(spark, config.split_file, "--split-file"),
-                                  config.split_file) if config.split_file else None)
+    split_map = read_split_file(spark, config.split_file) if config.split_file else None
     # metrics.json marks a trained run, so it goes first and comes back last: a retrain
     # that fails halfway never leaves a new classifier beside old metrics.
     storage.delete(spark, run_dir.metrics)
@@ -81,7 +80,7 @@ def run(spark: SparkSession, config: TrainConfig) -> dict[str, Any]:
 
 def _train(spark: SparkSession, config: TrainConfig, manifest: dict[str, Any],
            pca_model: PipelineModel, timer: StageTimer, *,
-           split_map: dict[tuple[str, str], str] | None) -> dict[str, Any]:
+           split_map: DataFrame | None) -> dict[str, Any]:
     # Long because it is one job read top to bottom: split, fit, evaluate, write, and
     # the metrics.json that records all of it.
     run_dir = RunDir(config.run)
@@ -90,7 +89,7 @@ def _train(spark: SparkSession, config: TrainConfig, manifest: dict[str, Any],
         with timer.stage("split"):
             unlisted = 0
             if split_map is not None:
-                train, test, unlisted = split_by_file(spark, pca, split_map)
+                train, test, unlisted = split_by_file(pca, split_map)
                 split = {"method": "file", "file": config.split_file}
             else:
                 train, test = stratified_split(pca, config.test_fraction, config.seed)

@@ -191,7 +191,7 @@ def test_reg_param_flag_and_the_summary_lines():
 
 @pytest.mark.spark
 def test_folds_are_stratified_and_never_empty(spark):
-    from featurize.classify import with_folds
+    from featurize.split import with_folds
 
     # 10 labels of 2 training images each (the entry-point test's shape): per-label
     # round-robin alone would leave fold 2 empty.

@@ -6,10 +6,8 @@ import pandas as pd
 import pytest
 
 from featurize.errors import ClassifierError
-from featurize.classify import (
-    ClassifierParams, evaluate, fit_classifier, parse_split_file, predict, split_by_file,
-    stratified_split,
-)
+from featurize.classify import ClassifierParams, evaluate, fit_classifier, predict
+from featurize.split import read_split_file, split_by_file, stratified_split, with_folds
 
 pytestmark = pytest.mark.spark
 
@@ -48,17 +46,61 @@ def test_stratified_split_refuses_singleton_labels(spark):
         stratified_split(df, 0.2, seed=0)
 
 
-def test_split_file(spark):
-    mapping = parse_split_file("Training,a,0.jpg\nTest,a,1.jpg\nTraining,b,0.jpg\n"
-                               "Test,b,1.jpg\nTest,c,0.jpg\n", "split.csv")
-    assert mapping[("a", "1.jpg")] == "test"
-    train, test, missing = split_by_file(spark, pca_frame(spark), mapping)
+def window_reference(df, test_fraction: float, seed: int, folds: int):
+    """The assignment as it was computed before (a window per label), as the reference:
+    {path: is_test} and {path: fold}."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    name = F.element_at(F.split(F.col("path"), "/"), -1)
+    within = Window.partitionBy("label").orderBy(F.xxhash64(name, F.lit(seed)), "path")
+    ranked = df.withColumn("_rank", F.row_number().over(within)).withColumn(
+        "_n", F.count(F.lit(1)).over(Window.partitionBy("label")))
+    n_test = F.least(F.greatest(F.round(F.col("_n") * F.lit(test_fraction)), F.lit(1)),
+                     F.col("_n") - 1)
+    counts = sorted((r["label"], r["count"]) for r in df.groupBy("label").count().collect())
+    offsets, start = {}, 0
+    for label, n in counts:
+        offsets[label] = start % folds
+        start += n
+    offset = F.create_map(*[F.lit(x) for kv in offsets.items() for x in kv])[F.col("label")]
+    rows = ranked.select("path", (F.col("_rank") <= n_test).alias("test"),
+                         ((F.col("_rank") - 1 + offset) % folds).alias("fold")).collect()
+    return {r["path"]: r["test"] for r in rows}, {r["path"]: r["fold"] for r in rows}
+
+
+@pytest.mark.parametrize("sizes,fraction,seed", [
+    ({"a": 10, "b": 7, "c": 3}, 0.3, 1), ({"a": 10, "b": 7, "c": 3}, 0.25, 5),
+    ({f"l{i}": 2 + 7 * i for i in range(9)} | {"ü": 40}, 0.2, 0),
+    ({"x": 5, "Y": 11}, 0.5, 3)])
+def test_split_and_folds_equal_the_per_label_window_assignment(spark, sizes, fraction, seed):
+    """The sort-based assignment is the per-label window one, row for row: the same
+    test rows (stratified, exact counts) and the same folds, across several shuffle
+    partitions (so the sort really is cut into ranges)."""
+    df = pca_frame(spark, seed=seed, sizes=sizes).repartition(5)
+    is_test, fold = window_reference(df, fraction, seed, 3)
+    train, test = stratified_split(df, fraction, seed)
+    got_test = {r["path"] for r in test.collect()}
+    assert got_test == {p for p, t in is_test.items() if t}
+    assert {r["path"] for r in train.collect()} == {p for p, t in is_test.items() if not t}
+    folds = {r["path"]: r["_fold"] for r in with_folds(df, 3, seed).collect()}
+    assert folds == fold
+
+
+def test_split_file(spark, tmp_path):
+    split = tmp_path / "split.csv"
+    split.write_text("split,label,file\nTraining,a,0.jpg\nTest,a,1.jpg\nTraining,b,0.jpg\n"
+                     "Test,b,1.jpg\nTest,c,0.jpg\n")
+    train, test, missing = split_by_file(pca_frame(spark), read_split_file(spark, str(split)))
     assert sorted(r["path"] for r in train.collect()) == ["file:/x/a/0.jpg", "file:/x/b/0.jpg"]
     assert sorted(r["path"] for r in test.collect()) == [
         "file:/x/a/1.jpg", "file:/x/b/1.jpg", "file:/x/c/0.jpg"]
     assert missing == sum(LABEL_SIZES.values()) - 5
-    with pytest.raises(ClassifierError, match="bad.csv:1: expected 'Training\\|Test"):
-        parse_split_file("Validation,a,0.jpg\n", "bad.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Training,a,1.jpg\nValidation,a,0.jpg\n")
+    with pytest.raises(ClassifierError, match="bad.csv: expected 'Training\\|Test,<label>,"
+                                              "<file>' lines, got \\['Validation', 'a'"):
+        read_split_file(spark, str(bad))
 
 
 def test_evaluate_matches_scikit_learn(spark):
