@@ -15,18 +15,15 @@ from featurize.model import FEATURE_DIM
 from featurize.weights import DEFAULT_SEED
 
 
-#: The size ``features/`` files are planned for: one file per featurize task, so the task
-#: size decides it. 64 MiB is the low end of what Parquet readers and S3 like (100 M
-#: images make ~7,500 files instead of ~100,000 at 1,024 images a task); larger tasks
-#: would cost more on a lost executor or a reclaimed Spot node (a task of 13,107 images
-#: is ~7 minutes of one core at 33 images/s).
-FEATURES_FILE_BYTES = 64 * 1024 * 1024
-
-#: Upper bound on images per Spark task unless --files-per-partition says otherwise: a
-#: ``features/`` file of :data:`FEATURES_FILE_BYTES` (a row is 1,280 float32, which
-#: Parquet barely compresses). Small runs are cut by the cores first
-#: (:func:`featurize.pipeline.plan_partitions`), so they still use every core.
-DEFAULT_FILES_PER_PARTITION = FEATURES_FILE_BYTES // (FEATURE_DIM * 4)
+#: Images per featurize task unless --files-per-partition says otherwise. A task writes
+#: one ``features/`` file (its own commit: a stopped run keeps every finished task's
+#: rows for ``--resume``), so this sets the file size: ~31 MB (a row is 1,280 float32,
+#: which Parquet barely compresses), against 5 MB at the former 1,024. It is not larger
+#: because each task carries its file list (~130 bytes a file, measured), and 6,144
+#: files keep a task under Spark's 1 MB warning size; a lost executor or a reclaimed
+#: Spot node costs at most one such task (~3 minutes of one core at 33 images/s).
+#: Small runs are cut by the cores first (:func:`featurize.pipeline.plan_partitions`).
+DEFAULT_FILES_PER_PARTITION = 6_144
 
 #: Files larger than this go to errors/ as ``too_large`` without their bytes being read
 #: (``--max-file-bytes``; 0 = no limit). 128 MiB is far above any photo, and 16 of them

@@ -148,7 +148,8 @@ class FeaturizePass:
 
 
 def start_pass(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
-               engine: PreparedEngine, *, threads: int, warming: threading.Thread,
+               engine: PreparedEngine, *, threads: int,
+               warming: threading.Thread | None,
                timer: StageTimer) -> FeaturizePass:
     """Plan partitions, broadcast the engine's payload and persist the UDF's output
     (lazily)."""
@@ -178,7 +179,8 @@ def start_pass(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
     labelled = with_labels(read_contents(spark, listing, config, plan.partitions),
                            listing.root, given=listing.labels_given)
     with timer.stage("wait_warm_up"):
-        warming.join()
+        if warming is not None:
+            warming.join()
     with sql_conf(spark, conf_values):
         # Persisted so every output comes from one CNN pass. persist() plans the
         # query, so it must happen while the partitioning and Arrow confs are set.

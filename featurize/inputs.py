@@ -196,22 +196,21 @@ class Listing:
             F.concat(F.col("length").cast("string"),
                      F.lit(f" bytes is {self.too_large_why}; not read")).alias("detail"))
 
-    def with_done(self, done: DataFrame | None, n_done: int) -> "Listing":
-        """This listing with the paths a resume keeps; the too-large and empty files among
-        them are no longer this run's (counted by one aggregation)."""
+    def with_done(self, done: DataFrame | None, n_done: int,
+                  kept_too_large: int = 0) -> "Listing":
+        """This listing with the ``n_done`` paths a resume keeps, ``kept_too_large`` of
+        them files over the limit (kept as their ``too_large`` rows): those and the
+        empty files among them are no longer this run's."""
         from dataclasses import replace
 
         if done is None or n_done == 0:
             return replace(self, done=done, n_done=0)
-        row = (self.images.join(done, "path", "left_semi")
-               .agg(F.count_if(F.col("length") > F.lit(self.byte_limit)).alias("big")).first())
-        kept_big = int(row["big"] or 0)
         kept_empty = set()
-        if self.empty:
+        if self.empty:  # a few 0-byte files, looked up among the kept paths
             paths = [r.path for r in self.empty]
             kept_empty = {r["path"] for r in done.where(F.col("path").isin(paths)).collect()}
         return replace(self, done=done, n_done=n_done,
-                       n_too_large=self.n_too_large - kept_big,
+                       n_too_large=self.n_too_large - kept_too_large,
                        empty=tuple(r for r in self.empty if r.path not in kept_empty))
 
 

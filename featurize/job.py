@@ -72,16 +72,19 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
         with timer.stage("list_inputs"):
             listing = list_inputs(spark, config, in_mode)
         threads = config.threads or task_cpus(spark)
-        warming = start_warm_up(spark, WorkerSpec(config.engine, config.precision,
-                                                  config.batch_size, threads,
-                                                  config.image_size))
+        spec = WorkerSpec(config.engine, config.precision, config.batch_size, threads,
+                          config.image_size)
+        # A resume warms the workers only once its plan (Spark jobs that need the
+        # cores) says there is something to featurize.
+        warming = None if config.resume else start_warm_up(spark, spec)
         weights, engine = preparing.result()
     logger.info("input read by %s, output written by %s", in_mode, output.mode)
     plan: ResumePlan | None = None
     if config.resume:
         with timer.stage("plan_resume"):
             plan = plan_resume(spark, resumed, listing, weights, previous)
-        listing = listing.with_done(plan.done, plan.n_done)
+        listing = listing.with_done(plan.done, plan.n_done,
+                                    plan.kept_by_reason.get("too_large", 0))
     # (in boto3 mode the staged run still has to reach S3: the job goes on, featurizing
     # nothing, and uploads it)
     if plan is not None and plan.nothing_to_do(listing, config) and output.mode == "spark":
@@ -91,6 +94,8 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
         # the run directory is untouched; what this check cost goes to the caller only
         return {**plan.previous, "this_run": {"nothing_to_do": True,  # type: ignore[dict-item]
                                               "timings_seconds": timer.seconds}}
+    if warming is None and listing.n_to_read:
+        warming = start_warm_up(spark, spec)
 
     manifest = new_manifest(spark, config, listing, weights, engine, plan=plan, timer=timer,
                             io={"input": in_mode, "output": output.mode}, started=started)

@@ -167,6 +167,11 @@ def _old_table(spark: SparkSession, uri: str, ddl: str) -> DataFrame | None:
 _KEY = ["path", "length", "mtime_ms"]
 
 
+def _row_count(table: DataFrame) -> int:
+    """Rows of a Parquet table (Spark answers from the files' footers)."""
+    return int(table.select().count())
+
+
 def plan_resume(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
                 weights: ResolvedWeights, previous: dict[str, Any] | None) -> ResumePlan:
     """Match what the run directory already holds against the inputs listed now, as
@@ -192,25 +197,28 @@ def plan_resume(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
             [(r.path, 0, r.mtime_ms) for r in listing.empty], FILE_KEY_DDL))
     old_features = _old_table(spark, run_dir.features, FEATURES_DDL)
     old_errors = _old_table(spark, run_dir.errors, ERRORS_DDL)
+    now = current.withColumn("_now", F.lit(True))
     n_old = kept_f = distinct_f = 0
     features = None
     if old_features is not None:
         features = old_features.join(current, _KEY, "left_semi")
-        n_old += old_features.count()
-        row = features.agg(F.count(F.lit(1)).alias("n"),
-                           F.countDistinct("path").alias("paths")).first()
-        kept_f, distinct_f = int(row["n"]), int(row["paths"])
+        # one job: the old rows, those matching an input now, and their distinct paths
+        row = old_features.select(*_KEY).join(now, _KEY, "left").agg(
+            F.count(F.lit(1)).alias("old"), F.count("_now").alias("kept"),
+            F.countDistinct(F.when(F.col("_now"), F.col("path"))).alias("paths")).first()
+        n_old, kept_f, distinct_f = int(row["old"]), int(row["kept"]), int(row["paths"])
     errors = None
     by_reason: dict[str, int] = {}
     if old_errors is not None:
-        n_old += old_errors.count()
         errors = old_errors.where(F.col("error") != "not_read").join(current, _KEY, "left_semi")
         if features is not None:
             errors = errors.join(features.select("path"), "path", "left_anti")
         errors = errors.dropDuplicates(["path"]).select(*ERRORS_COLUMNS).persist(
             StorageLevel.MEMORY_AND_DISK)
+        # one job: the kept rows by reason (it also fills the cache of the kept rows)
         by_reason = {r["error"]: int(r["count"])
                      for r in errors.groupBy("error").count().collect()}
+        n_old += _row_count(old_errors)
     kept_e = sum(by_reason.values())
     parts = [t.select("path") for t in (features, errors) if t is not None]
     done = None

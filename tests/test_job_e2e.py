@@ -230,3 +230,29 @@ def test_failed_run_leaves_a_failed_manifest(spark, tmp_path):
     assert manifest["status"] == "failed" and "ReducerError" in manifest["error"]
     assert manifest["counts"]["failed_by_reason"] == {"empty": 1, "not_an_image": 1}
     assert not (out / "pca").exists()
+
+
+def test_a_folder_of_images_is_walked_once(spark, corpus, weights_spec, tmp_path, monkeypatch):
+    """The listing's walk is also the reader of the content when every file is an image;
+    a folder with other files is walked a second time, through the extension glob (a
+    filter on ``path`` would still read their bytes)."""
+    from featurize import inputs
+
+    walks = []
+    real = inputs.binary_files
+
+    def spy(spark_, uri, extensions):
+        walks.append(extensions)
+        return real(spark_, uri, extensions)
+
+    monkeypatch.setattr(inputs, "binary_files", spy)
+    only_images = tmp_path / "only"
+    for i in range(4):
+        write(only_images / "a" / f"{i}.png", image_bytes(pattern_image(i), "PNG"))
+    run(spark, FeaturizeConfig(input=str(only_images), output=str(tmp_path / "r1"),
+                               weights=weights_spec, pca_k=2))
+    assert walks == [None]
+    walks.clear()
+    run(spark, FeaturizeConfig(input=str(corpus), output=str(tmp_path / "r2"),
+                               weights=weights_spec, pca_k=2))
+    assert walks == [None, ("jpg", "jpeg", "png")]
