@@ -1,6 +1,6 @@
 """``make bench-scale``: the driver's cost as the number of input files grows.
 
-    python -m bench.scale [--n 10000,100000] [--real 300] [--no-resume]
+    python -m bench.scale [--n 10000,100000] [--real 300] [--no-resume] [--input-list]
 
 For each N: a folder of N tiny files named ``.jpg`` that are not images (they cost no
 CNN time and become ``not_an_image`` rows, so every stage runs over N rows) plus
@@ -31,6 +31,17 @@ from bench.run import _children
 ROOT = REPO / "build" / "bench" / "scale"
 STAGES = ("list_inputs", "plan_resume", "wait_warm_up", "featurize", "errors_write",
           "pca_fit", "pca_write", "total")
+
+
+def write_list(images: Path) -> Path:
+    """A text ``--input-list`` of every file under ``images`` (paths relative to it)."""
+    listing = images.parent / f"{images.name}.txt"
+    if not listing.exists():
+        with open(listing, "w") as fh:
+            for path in sorted(images.rglob("*.*")):
+                if path.is_file() and not path.name.startswith("."):
+                    fh.write(path.relative_to(images).as_posix() + "\n")
+    return listing
 
 
 def prepare(n: int, real: int) -> Path:
@@ -96,9 +107,11 @@ class DriverRss:
 MASTER = "local-cluster[1,2,4096]"
 
 
-def run_job(images: Path, out: Path, weights: str, resume: bool) -> dict:
+def run_job(images: Path, out: Path, weights: str, resume: bool,
+            input_list: Path | None = None) -> dict:
+    extra = {"pca_k": 8, **({"input_list": str(input_list)} if input_list else {})}
     args = [sys.executable, "-m", "bench.job", "--images", str(images), "--out", str(out),
-            "--weights", weights, "--extra", json.dumps({"pca_k": 8}), "--master", MASTER]
+            "--weights", weights, "--extra", json.dumps(extra), "--master", MASTER]
     if resume:
         args.append("--resume")
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -133,6 +146,8 @@ def main() -> int:
     p.add_argument("--real", type=int, default=300, help="real images beside them")
     p.add_argument("--weights", default="imagenet")
     p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--input-list", action="store_true",
+                   help="give the files as a text --input-list instead of listing the folder")
     args = p.parse_args()
     results: dict[int, dict[str, dict]] = {}
     for n in (int(x) for x in args.n.split(",")):
@@ -140,11 +155,12 @@ def main() -> int:
         images = prepare(n, args.real)
         print(f"N={n:,}: inputs ready in {time.perf_counter() - t0:.0f} s ({images})",
               flush=True)
-        out = ROOT / f"run-{n}"
-        results[n] = {"first": run_job(images, out, args.weights, resume=False)}
+        listing = write_list(images) if args.input_list else None
+        out = ROOT / f"run-{n}{'-list' if listing else ''}"
+        results[n] = {"first": run_job(images, out, args.weights, False, listing)}
         print(line(n, "first", results[n]["first"]), flush=True)
         if not args.no_resume:
-            results[n]["resume"] = run_job(images, out, args.weights, resume=True)
+            results[n]["resume"] = run_job(images, out, args.weights, True, listing)
             print(line(n, "resume", results[n]["resume"]), flush=True)
     ns = sorted(results)
     for a, b in zip(ns, ns[1:]):

@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference threads per task (default: spark.task.cpus)")
     p.add_argument("--files-per-partition", type=int, default=None,
                    help="upper bound on images per Spark task, and so per features/ file "
-                        f"(default {DEFAULT_FILES_PER_PARTITION}: 64 MiB files)")
+                        f"(default {DEFAULT_FILES_PER_PARTITION}: ~31 MB files)")
     encryption.add_flags(p)
     p.add_argument("--log-level", default="INFO")
     return p
