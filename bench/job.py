@@ -15,6 +15,7 @@ from pyspark.sql import SparkSession
 
 from featurize.config import FeaturizeConfig
 from featurize.job import run
+from featurize.manifest import StageTimer
 
 
 def main() -> int:
@@ -24,13 +25,14 @@ def main() -> int:
     p.add_argument("--weights", default="imagenet")
     p.add_argument("--extra", default="{}", help="JSON of extra FeaturizeConfig fields")
     p.add_argument("--resume", action="store_true", help="--resume instead of --overwrite")
+    p.add_argument("--driver-memory", default="4g")
     p.add_argument("--master", default="local[*]",
                    help="e.g. local-cluster[1,2,4096]: executors in their own JVMs, so the "
                         "driver's JVM holds only the driver's state")
     args = p.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (SparkSession.builder.master(args.master).appName("featurize-bench")
-               .config("spark.ui.enabled", "false").config("spark.driver.memory", "4g"))
+               .config("spark.ui.enabled", "false").config("spark.driver.memory", args.driver_memory))
     if args.master.startswith("local-cluster"):
         builder = builder.config("spark.executor.memory", "3g")
     spark = builder.getOrCreate()
@@ -41,15 +43,15 @@ def main() -> int:
     start = time.time()
     t0 = time.perf_counter()
     print(f"job: timer start {time.strftime('%H:%M:%S')} (SparkSession up)", flush=True)
-    manifest = run(spark, config)
+    timer = StageTimer()
+    manifest = run(spark, config, timer)
     total = time.perf_counter() - t0
     print(f"job: timer stop  {time.strftime('%H:%M:%S')} after {total:.1f} s", flush=True)
     spark.stop()
     n = manifest["counts"]["inputs"]
     print(json.dumps({
         "seconds": total, "images": n, "images_per_second": n / total,
-        "stages": (manifest.get("this_run") or manifest)["timings_seconds"],
-        "nothing_to_do": bool(manifest.get("this_run")), "pca_k": manifest["pca"]["k"],
+        "stages": {**timer.seconds, "total": round(total, 3)}, "pca_k": manifest["pca"]["k"],
         "featurized": manifest["counts"]["featurized"], "start": start,
         "partitions": manifest["spark"].get("partitions_used"),
         "engine": manifest["engine"],

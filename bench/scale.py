@@ -108,10 +108,11 @@ MASTER = "local-cluster[1,2,4096]"
 
 
 def run_job(images: Path, out: Path, weights: str, resume: bool,
-            input_list: Path | None = None) -> dict:
+            input_list: Path | None = None, driver_memory: str = "4g") -> dict:
     extra = {"pca_k": 8, **({"input_list": str(input_list)} if input_list else {})}
     args = [sys.executable, "-m", "bench.job", "--images", str(images), "--out", str(out),
-            "--weights", weights, "--extra", json.dumps(extra), "--master", MASTER]
+            "--weights", weights, "--extra", json.dumps(extra), "--master", MASTER,
+            "--driver-memory", driver_memory]
     if resume:
         args.append("--resume")
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -146,6 +147,8 @@ def main() -> int:
     p.add_argument("--real", type=int, default=300, help="real images beside them")
     p.add_argument("--weights", default="imagenet")
     p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--driver-memory", default="4g",
+                   help="the driver's heap (EMR's default cluster-mode driver: 1g)")
     p.add_argument("--input-list", action="store_true",
                    help="give the files as a text --input-list instead of listing the folder")
     args = p.parse_args()
@@ -157,10 +160,12 @@ def main() -> int:
               flush=True)
         listing = write_list(images) if args.input_list else None
         out = ROOT / f"run-{n}{'-list' if listing else ''}"
-        results[n] = {"first": run_job(images, out, args.weights, False, listing)}
+        results[n] = {"first": run_job(images, out, args.weights, False, listing,
+                                       args.driver_memory)}
         print(line(n, "first", results[n]["first"]), flush=True)
         if not args.no_resume:
-            results[n]["resume"] = run_job(images, out, args.weights, True, listing)
+            results[n]["resume"] = run_job(images, out, args.weights, True, listing,
+                                           args.driver_memory)
             print(line(n, "resume", results[n]["resume"]), flush=True)
     ns = sorted(results)
     for a, b in zip(ns, ns[1:]):

@@ -40,10 +40,11 @@ from featurize.weights import ResolvedWeights
 logger = logging.getLogger(__name__)
 
 
-def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
+def run(spark: SparkSession, config: FeaturizeConfig,
+        timer: StageTimer | None = None) -> dict[str, Any]:
     """Run the featurize job; returns the manifest written to ``output/manifest.json``
-    (a ``--resume`` with nothing to do writes nothing: the run's manifest, with
-    ``this_run`` saying so and what the check took).
+    (a ``--resume`` with nothing to do writes nothing and returns the run's manifest).
+    ``timer``: the stages' seconds go there too (a caller's own, e.g. a benchmark's).
 
     Raises
     ------
@@ -53,7 +54,7 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
         After work began: the manifest says ``failed``, then the error is re-raised.
     """
     started = utc_now()
-    timer = StageTimer()
+    timer = timer or StageTimer()
     # Every check that needs no Spark job comes first: the output, the listing (the file
     # index is driver-side metadata) and what --resume would resume.
     in_mode = "list" if config.input_list else storage.io_mode(spark, config.input, "--input")
@@ -91,9 +92,7 @@ def run(spark: SparkSession, config: FeaturizeConfig) -> dict[str, Any]:
         logger.info("--resume: %s already holds every input (%d featurized, %d failed) and "
                     "nothing changed; nothing to do", config.output, plan.n_kept_features,
                     plan.n_kept_errors)
-        # the run directory is untouched; what this check cost goes to the caller only
-        return {**plan.previous, "this_run": {"nothing_to_do": True,  # type: ignore[dict-item]
-                                              "timings_seconds": timer.seconds}}
+        return plan.previous  # type: ignore[return-value]
     if warming is None and listing.n_to_read:
         warming = start_warm_up(spark, spec)
 
