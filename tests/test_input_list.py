@@ -14,24 +14,12 @@ from featurize.config import FeaturizeConfig
 from featurize.errors import ConfigError
 from featurize.job import run
 from tests.helpers import image_bytes, pattern_image, write
-from tests.test_job_e2e import EXPECTED, NOT_READ, make_corpus
+from tests.test_job_e2e import EXPECTED, NOT_READ, corpus, run_dir  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.spark
 
 #: what the folder run reads or reports: everything but the hidden file
 LISTED = sorted(list(EXPECTED) + [r for r in NOT_READ if "/." not in r])
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return make_corpus(tmp_path_factory.mktemp("corpus") / "images")
-
-
-@pytest.fixture(scope="module")
-def folder_run(spark, corpus, weights_spec, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "folder"
-    return out, run(spark, FeaturizeConfig(input=str(corpus), output=str(out),
-                                           weights=weights_spec, pca_k=3, batch_size=4))
 
 
 def rows(spark, table: Path) -> dict:
@@ -49,11 +37,11 @@ def assert_same_run(spark, a: Path, b: Path) -> None:
     assert rows(spark, a / "errors") == rows(spark, b / "errors")
 
 
-def test_a_csv_list_gives_the_folder_runs_outputs(spark, corpus, folder_run, weights_spec,
+def test_a_csv_list_gives_the_folder_runs_outputs(spark, corpus, run_dir, weights_spec,
                                                   tmp_path):
     """Relative paths, absolute paths and file: URIs, one path twice: the same rows,
     labels, errors and counts as listing the folder."""
-    out, folder_manifest = folder_run
+    out, folder_manifest = run_dir  # the folder run of tests/test_job_e2e.py's corpus
     forms = [rel if i % 3 == 0 else str(corpus / rel) if i % 3 == 1
              else "file://" + str(corpus / rel) for i, rel in enumerate(LISTED)]
     lines = ["path"] + [f'"{p}"' for p in forms] + [f'"{forms[0]}"']
