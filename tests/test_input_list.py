@@ -164,3 +164,22 @@ def test_a_deleted_listed_file_between_stat_and_read_is_not_read(spark, tmp_path
                                           input_list=str(listing)))
     c = manifest["counts"]
     assert (c["inputs"], c["featurized"], c["failed_by_reason"]) == (4, 3, {"not_read": 1})
+
+
+def test_resume_with_a_longer_list_reads_only_the_new_paths(spark, tmp_path, weights_spec):
+    root = tmp_path / "images"
+    for i in range(5):
+        write(root / "a" / f"{i}.jpg", image_bytes(pattern_image(i)))
+    listing = tmp_path / "l.txt"
+    listing.write_text("a/0.jpg\na/1.jpg\na/2.jpg\n")
+    config = FeaturizeConfig(input=str(root), output=str(tmp_path / "run"),
+                             weights=weights_spec, pca_k=2, input_list=str(listing))
+    first = run(spark, config)
+    assert (first["counts"]["featurized"], first["counts"]["model_images"]) == (3, 3)
+    listing.write_text("a/0.jpg\na/1.jpg\na/2.jpg\na/3.jpg\na/4.jpg\n")
+    from dataclasses import replace
+
+    again = run(spark, replace(config, resume=True))
+    assert again["resume"]["kept_features"] == 3
+    assert (again["counts"]["featurized"], again["counts"]["model_images"]) == (5, 2)
+    assert len(rows(spark, tmp_path / "run" / "features")) == 5
