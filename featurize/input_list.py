@@ -17,12 +17,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pandas as pd
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from featurize import s3, storage
+from featurize.config import FeaturizeConfig
 from featurize.errors import ConfigError
+from featurize.inputs import (
+    LISTING_JOB_GROUP, Listing, extension_column, is_image_column, why_too_large,
+)
 from featurize.rundir import local_path
+from featurize.sparkconf import job_group
 
 #: Schemes whose files the executors can stat and read without a Hadoop filesystem.
 LIST_SCHEMES = ("file", "s3", "s3a", "s3n")
@@ -198,3 +204,60 @@ def read_listed(readable: DataFrame, partitions: int) -> DataFrame:
     return readable.repartition(max(partitions, 1)).select(
         "path", F.expr("timestamp_millis(mtime_ms)").alias("modificationTime"), "length",
         fetch("path").alias("content"), *extra)
+
+
+def list_given(spark: SparkSession, config: FeaturizeConfig) -> Listing:
+    """``--input-list``: the list read by Spark, checked against the root, each file's
+    size and time read on the executors; one aggregation counts it all."""
+    assert config.input_list is not None
+    root = list_root(spark, config.input)
+    limit = config.file_byte_limit
+    with job_group(spark, LISTING_JOB_GROUP, "featurize: read --input-list"):
+        raw = read_list(spark, config.input_list)
+        labels_given = "label" in raw.columns
+        extra = [F.when(F.col("label") != "", F.col("label")).alias("label")] \
+            if labels_given else []
+        listed = raw.select(normalised_path(F.col("path"), root).alias("path"),
+                            *extra).dropDuplicates(["path"])
+        outside = listed.where(~F.col("path").startswith(root + "/"))
+        first = [r["path"] for r in outside.limit(3).collect()]
+        if first:
+            raise ConfigError(
+                f"--input-list {config.input_list}: {outside.count()} listed path(s) are not "
+                f"under --input {root} (first: {', '.join(first)}); labels are taken below "
+                f"--input, so give the folder that holds them all, or fix the list.")
+        n_listed = listed.count()
+        meta = stat_frame(listed.withColumn(
+            "image", is_image_column(F.col("path"), config.extensions)), n_listed).persist(
+            StorageLevel.MEMORY_AND_DISK)
+        rows = meta.groupBy(
+            "image", F.col("length").isNotNull().alias("exists"),
+            F.when(F.col("image"), F.lit("")).otherwise(
+                extension_column(F.col("path"))).alias("ext"),
+        ).agg(F.count(F.lit(1)).alias("n"), F.sum("length").alias("bytes"),
+              F.count_if(F.col("length") > F.lit(limit)).alias("big"),
+              F.sum(F.when(F.col("length") > F.lit(limit), F.col("length"))).alias(
+                  "big_bytes")).collect()
+    found = [r for r in rows if r["image"] and r["exists"]]
+    n_missing = sum(int(r["n"]) for r in rows if r["image"] and not r["exists"])
+    skipped: dict[str, int] = {}
+    for r in rows:
+        if not r["image"]:
+            skipped[r["ext"]] = skipped.get(r["ext"], 0) + int(r["n"])
+    n_found = sum(int(r["n"]) for r in found)
+    if n_missing and not n_found:
+        raise ConfigError(
+            f"--input-list {config.input_list}: none of its {n_missing} image path(s) "
+            f"exists (under {root}); check --input and the list.")
+    keep = ["path", "length", "mtime_ms"] + (["label"] if labels_given else [])
+    n_bytes = sum(int(r["bytes"] or 0) for r in found)
+    n_big = sum(int(r["big"]) for r in found)
+    return Listing(
+        uri=config.input, root=root, mode="list", extensions=config.extensions,
+        images=meta.where(F.col("image") & F.col("length").isNotNull()).select(*keep),
+        n_inputs=n_found + n_missing, n_bytes=n_bytes, n_too_large=n_big, byte_limit=limit,
+        too_large_why=why_too_large(config), scan_files=n_found - n_big,
+        scan_bytes=n_bytes - sum(int(r["big_bytes"] or 0) for r in found), skipped=skipped,
+        missing=meta.where(F.col("image") & F.col("length").isNull()).select(
+            *[c for c in keep if c in ("path", "label")]),
+        n_missing=n_missing, labels_given=labels_given)

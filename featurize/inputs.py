@@ -6,17 +6,14 @@ filesystem: local, ``s3://`` on EMR, ``hdfs://``) or ``boto3`` (S3 where this Sp
 filesystem: listed on the driver, fetched on the executors). Everything that reads the
 input goes through :func:`binary_files` or :func:`read_contents`.
 
-In ``spark`` mode the driver holds no per-file state: the input is walked once (Spark's
-file index), and its files are a persisted DataFrame of ``path, length, mtime_ms``
-counted by one aggregation on the executors (counts, bytes, the extension report, the
-files over the byte limit). Only files the scan cannot see (0 bytes) are named on the
-driver, and only when there are any.
+Whichever way the inputs are found (a walk of a prefix, :mod:`featurize.walk`; a list,
+:mod:`featurize.input_list`; a boto3 listing), they become one :class:`Listing`: a
+persisted DataFrame of ``path, length, mtime_ms`` on the executors and a few counts.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -27,7 +24,6 @@ from featurize.config import FeaturizeConfig
 from featurize.errors import ConfigError
 from featurize.pipeline import label_column
 from featurize.rundir import ERROR_RECORD_DDL, FILE_KEY_DDL, ErrorRecord, label_of
-from featurize.sparkconf import job_group, sql_conf
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +31,6 @@ logger = logging.getLogger(__name__)
 #: builds a broadcast table in its heap (~150 bytes a path: 30 MB). Beyond it the join
 #: shuffles.
 BROADCAST_ROWS = 200_000
-
-#: Files per task of the metadata scan (no content read): each task carries its file list,
-#: ~150 bytes a file, so this keeps a task under Spark's 1 MB warning size.
-LISTING_FILES_PER_TASK = 5_000
 
 #: The job group of the listing's metadata jobs: the only Spark jobs a run starts before
 #: its configuration is known good (no content is read, nothing written).
@@ -93,17 +85,6 @@ def extension_column(path: Column) -> Column:
 def is_image_column(path: Column, extensions: tuple[str, ...]) -> Column:
     """The file name ends in one of ``extensions``, any letter case (what the glob keeps)."""
     return F.lower(F.regexp_extract(path, r"\.([^./]+)$", 1)).isin(list(extensions))
-
-
-def uri_to_path(uri: str) -> Column:
-    """``DataFrame.inputFiles()`` URIs (``file:///a%20b.jpg``) in the ``path`` column's form
-    (``file:/a b.jpg``), in the JVM: the SQL twin of percent-decoding the URI's path.
-
-    ``+`` is protected first: URLDecoder reads it as a space, a URI path does not.
-    """
-    decoded = F.expr(f"reflect('java.net.URLDecoder', 'decode', replace(`{uri}`, '+', "
-                     f"'%2B'), 'UTF-8')")
-    return F.regexp_replace(decoded, r"^([A-Za-z][A-Za-z0-9+.-]*):///", "$1:/")
 
 
 @dataclass(frozen=True)
@@ -214,21 +195,11 @@ class Listing:
                        empty=tuple(r for r in self.empty if r.path not in kept_empty))
 
 
-def _why_too_large(config: FeaturizeConfig) -> str:
+def why_too_large(config: FeaturizeConfig) -> str:
     limit = config.file_byte_limit
     return (f"more than --max-file-bytes {config.max_file_bytes}" if config.max_file_bytes
             and config.max_file_bytes <= limit
             else f"more than Spark's binaryFile reader can hold ({limit} bytes)")
-
-
-def _listing_conf() -> dict[str, str]:
-    """The metadata scan's split: about :data:`LISTING_FILES_PER_TASK` files a task
-    whatever their sizes (each file counts as a 1 GiB open cost, far above any file's
-    bytes), at least one task a core; a file gone since the walk is skipped."""
-    gib = 1024 ** 3
-    return {"spark.sql.files.openCostInBytes": str(gib),
-            "spark.sql.files.maxPartitionBytes": str(LISTING_FILES_PER_TASK * gib),
-            "spark.sql.files.ignoreMissingFiles": "true"}
 
 
 def list_inputs(spark: SparkSession, config: FeaturizeConfig, mode: str, *,
@@ -247,7 +218,9 @@ def list_inputs(spark: SparkSession, config: FeaturizeConfig, mode: str, *,
         ``--pca-k`` larger than the number of inputs.
     """
     if config.input_list:
-        listing = _list_given(spark, config)
+        from featurize.input_list import list_given
+
+        listing = list_given(spark, config)
     elif mode == "boto3":
         listing = _list_boto3(spark, config)
     else:
@@ -256,134 +229,14 @@ def list_inputs(spark: SparkSession, config: FeaturizeConfig, mode: str, *,
             raise ConfigError(
                 f"--input {config.input} is not a folder (or does not exist); give the "
                 f"folder that holds the images (<label>/<file>.jpg).")
-        listing = _list_spark(spark, config)
+        from featurize.walk import list_prefix
+
+        listing = list_prefix(spark, config)
     _check_listing(config, listing)
     if listing.n_too_large:
         logger.warning("%d file(s) over the byte limit go to errors/ as too_large, unread",
                        listing.n_too_large)
     return listing
-
-
-def _list_spark(spark: SparkSession, config: FeaturizeConfig) -> Listing:
-    root = storage.qualify(spark, config.input)
-    walked = binary_files(spark, config.input, None)  # the walk: Spark's file index
-    limit = config.file_byte_limit
-    with sql_conf(spark, _listing_conf()), job_group(
-            spark, LISTING_JOB_GROUP, "featurize: list inputs (metadata only)"):
-        meta = walked.select(
-            "path", "length", F.expr("unix_millis(modificationTime)").alias("mtime_ms"),
-            is_image_column(F.col("path"), config.extensions).alias("image"),
-        ).persist(StorageLevel.MEMORY_AND_DISK)
-        # one job: per extension, how many files and bytes (and over the limit, for images)
-        rows = meta.groupBy(
-            "image", F.when(F.col("image"), F.lit("")).otherwise(
-                extension_column(F.col("path"))).alias("ext"),
-        ).agg(F.count(F.lit(1)).alias("n"), F.sum("length").alias("bytes"),
-              F.count_if(F.col("length") > F.lit(limit)).alias("big"),
-              F.sum(F.when(F.col("length") > F.lit(limit), F.col("length"))).alias(
-                  "big_bytes")).collect()
-    n_images = sum(int(r["n"]) for r in rows if r["image"])
-    skipped = {r["ext"]: int(r["n"]) for r in rows if not r["image"]}
-    n_scanned = n_images + sum(skipped.values())
-    n_bytes = sum(int(r["bytes"] or 0) for r in rows if r["image"])
-    n_big = sum(int(r["big"]) for r in rows if r["image"])
-    images = meta.where("image").select("path", "length", "mtime_ms")
-    empty: list[ErrorRecord] = []
-    # The file index counts 0-byte files, the scan never returns them: name them only
-    # when the two differ (one JVM array's length; no per-file call otherwise).
-    all_files = walked._jdf.inputFiles()
-    if len(all_files) != n_scanned:
-        with job_group(spark, LISTING_JOB_GROUP, "featurize: find 0-byte inputs"):
-            missing = _unscanned(spark, all_files, meta)
-        for path in missing:
-            if not storage.exists(spark, path):
-                continue  # gone since the walk: not an input
-            length, mtime_ms = storage.stat(spark, path)
-            name_is_image = path.lower().endswith(tuple("." + e for e in config.extensions))
-            if not name_is_image:
-                ext = s3.extension_of(path)
-                skipped[ext] = skipped.get(ext, 0) + 1
-            elif length == 0:
-                empty.append(ErrorRecord(path, label_of(path, root), 0, mtime_ms, "empty",
-                                         "file has 0 bytes"))
-    return Listing(
-        uri=config.input, root=root, mode="spark", extensions=config.extensions,
-        images=images, n_inputs=n_images + len(empty), n_bytes=n_bytes, n_too_large=n_big,
-        byte_limit=limit, too_large_why=_why_too_large(config), scan_files=n_images - n_big,
-        scan_bytes=n_bytes - sum(int(r["big_bytes"] or 0) for r in rows if r["image"]),
-        skipped=skipped, walked=walked, empty=tuple(sorted(empty)))
-
-
-def _list_given(spark: SparkSession, config: FeaturizeConfig) -> Listing:
-    """``--input-list``: the list read by Spark, checked against the root, each file's
-    size and time read on the executors; one aggregation counts it all."""
-    from featurize import input_list
-
-    assert config.input_list is not None
-    root = input_list.list_root(spark, config.input)
-    limit = config.file_byte_limit
-    with job_group(spark, LISTING_JOB_GROUP, "featurize: read --input-list"):
-        raw = input_list.read_list(spark, config.input_list)
-        labels_given = "label" in raw.columns
-        extra = [F.when(F.col("label") != "", F.col("label")).alias("label")] \
-            if labels_given else []
-        listed = raw.select(input_list.normalised_path(F.col("path"), root).alias("path"),
-                            *extra).dropDuplicates(["path"])
-        outside = listed.where(~F.col("path").startswith(root + "/"))
-        first = [r["path"] for r in outside.limit(3).collect()]
-        if first:
-            raise ConfigError(
-                f"--input-list {config.input_list}: {outside.count()} listed path(s) are not "
-                f"under --input {root} (first: {', '.join(first)}); labels are taken below "
-                f"--input, so give the folder that holds them all, or fix the list.")
-        n_listed = listed.count()
-        meta = input_list.stat_frame(listed.withColumn(
-            "image", is_image_column(F.col("path"), config.extensions)), n_listed).persist(
-            StorageLevel.MEMORY_AND_DISK)
-        rows = meta.groupBy(
-            "image", F.col("length").isNotNull().alias("exists"),
-            F.when(F.col("image"), F.lit("")).otherwise(
-                extension_column(F.col("path"))).alias("ext"),
-        ).agg(F.count(F.lit(1)).alias("n"), F.sum("length").alias("bytes"),
-              F.count_if(F.col("length") > F.lit(limit)).alias("big"),
-              F.sum(F.when(F.col("length") > F.lit(limit), F.col("length"))).alias(
-                  "big_bytes")).collect()
-    found = [r for r in rows if r["image"] and r["exists"]]
-    n_missing = sum(int(r["n"]) for r in rows if r["image"] and not r["exists"])
-    skipped: dict[str, int] = {}
-    for r in rows:
-        if not r["image"]:
-            skipped[r["ext"]] = skipped.get(r["ext"], 0) + int(r["n"])
-    n_found = sum(int(r["n"]) for r in found)
-    if n_missing and not n_found:
-        raise ConfigError(
-            f"--input-list {config.input_list}: none of its {n_missing} image path(s) "
-            f"exists (under {root}); check --input and the list.")
-    keep = ["path", "length", "mtime_ms"] + (["label"] if labels_given else [])
-    n_bytes = sum(int(r["bytes"] or 0) for r in found)
-    n_big = sum(int(r["big"]) for r in found)
-    return Listing(
-        uri=config.input, root=root, mode="list", extensions=config.extensions,
-        images=meta.where(F.col("image") & F.col("length").isNotNull()).select(*keep),
-        n_inputs=n_found + n_missing, n_bytes=n_bytes, n_too_large=n_big, byte_limit=limit,
-        too_large_why=_why_too_large(config), scan_files=n_found - n_big,
-        scan_bytes=n_bytes - sum(int(r["big_bytes"] or 0) for r in found), skipped=skipped,
-        missing=meta.where(F.col("image") & F.col("length").isNull()).select(
-            *[c for c in keep if c in ("path", "label")]),
-        n_missing=n_missing, labels_given=labels_given)
-
-
-def _unscanned(spark: SparkSession, all_files: Any, meta: DataFrame) -> list[str]:
-    """Paths the file index lists but the scan did not return (0-byte files, or gone
-    since the walk), found in the JVM: the index's URI array becomes a Dataset there,
-    and only the difference reaches Python."""
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-    seq = jvm.scala.collection.mutable.WrappedArray.make(all_files)
-    uris = DataFrame(spark._jsparkSession.createDataset(  # type: ignore[attr-defined]
-        seq, jvm.org.apache.spark.sql.Encoders.STRING()).toDF(), spark)  # column "value"
-    missing = uris.select(uri_to_path("value").alias("path")).join(
-        meta.select("path"), "path", "left_anti")
-    return sorted(r["path"] for r in missing.collect())
 
 
 def _list_boto3(spark: SparkSession, config: FeaturizeConfig) -> Listing:
@@ -401,7 +254,7 @@ def _list_boto3(spark: SparkSession, config: FeaturizeConfig) -> Listing:
         uri=config.input, root=s3.S3Uri.parse(config.input).root, mode="boto3",
         extensions=config.extensions, images=images, n_inputs=len(objects),
         n_bytes=n_bytes, n_too_large=len(big), byte_limit=limit,
-        too_large_why=_why_too_large(config), scan_files=len(objects) - len(big),
+        too_large_why=why_too_large(config), scan_files=len(objects) - len(big),
         scan_bytes=n_bytes - sum(o[1] for o in big), skipped=skipped)
 
 
