@@ -50,6 +50,7 @@ DAG_STAMP := $(DAG_VENV)/.installed
 BENCH_N   ?= 5000
 PEER_N    ?= 3000
 SCALE_N   ?= 10000,100000
+PHOTOS_N  ?= 400
 BENCH_ARGS ?=
 
 # --- EMR (python -m emr; docs/emr.md) ------------------------------------------------------
@@ -87,7 +88,7 @@ EMR_CLUSTER = $(call opt,CLUSTER_ID,--cluster-id)
 UPLOAD_FIRST = $(if $(DRY_RUN),,upload)
 PREFLIGHT = $(if $(filter 1 true yes,$(SKIP_PREFLIGHT)),--skip-preflight)
 
-.PHONY: help install sample run-local featurize train predict predict-one serve browser cluster-features report test bench bench-peer bench-one bench-levers bench-scale clean
+.PHONY: help install sample run-local featurize train predict predict-one serve browser cluster-features report test bench bench-peer bench-one bench-levers bench-scale bench-photos clean
 .PHONY: require-bucket package upload cluster submit wait status logs down emr-run estimate
 .PHONY: jars emr-rehearse rehearsal-test fault-test iam-policy dag-test dag-package
 
@@ -174,6 +175,9 @@ bench-peer: $(STAMP) ## whole spark-submit: the job vs predict_batch_udf + Spark
 
 bench-scale: $(STAMP) ## driver cost by input size: N tiny non-images + 300 digits, first run and --resume (SCALE_N=10000,100000)
 	$(PY) -m bench.scale --n $(SCALE_N) --weights "$(WEIGHTS)"
+
+bench-photos: $(STAMP) ## phone-size photos (12 MP JPEGs made from the clothing set) vs the same at 448x336, and the bare model (PHOTOS_N=400); last line: ratio phone/small
+	$(PY) -m bench.photos --n $(PHOTOS_N) --weights "$(WEIGHTS)"
 
 bench-one: $(STAMP) ## one photo: predict_one (start-up, per photo) vs a spark-submit predict of it (RUN=, IMAGES=)
 	$(PY) -m bench.one_photo --run "$(RUN)" --images "$(or $(IMAGES),$(NEW_SAMPLE))"

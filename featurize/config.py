@@ -9,7 +9,7 @@ from featurize.encryption import Encryption
 from featurize.engines import check_engine, default_engine
 from featurize.errors import ConfigError
 from featurize.images import (
-    DEFAULT_EXTENSIONS, DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS, MODES, Preprocessing,
+    DECODES, DEFAULT_EXTENSIONS, DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS, MODES, Preprocessing,
 )
 from featurize.model import FEATURE_DIM
 from featurize.weights import DEFAULT_SEED
@@ -107,6 +107,9 @@ class FeaturizeConfig:
         ``length`` column before any content is read; 0 = no limit.
     preprocess : str
         ``crop`` (aspect kept, central crop) or ``squash`` (whole image resized).
+    decode : str
+        ``draft`` (default: a JPEG decoded at the smallest DCT scale that still holds
+        the input size) or ``full`` (every pixel; runs made before draft).
     image_size : int
         Network input height and width: a multiple of 32 from 96 to 512.
     engine : str
@@ -136,6 +139,7 @@ class FeaturizeConfig:
     files_per_partition: int | None = None
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     preprocess: str = "crop"
+    decode: str = "draft"
     image_size: int = DEFAULT_IMAGE_SIZE
     engine: str = field(default_factory=default_engine)
     precision: str = "f32"
@@ -189,13 +193,15 @@ class FeaturizeConfig:
         if self.preprocess not in MODES:
             raise ConfigError(f"--preprocess {self.preprocess}: choose one of "
                               f"{', '.join(MODES)}.")
+        if self.decode not in DECODES:
+            raise ConfigError(f"--decode {self.decode}: choose one of {', '.join(DECODES)}.")
         if self.image_size % 32 or not 96 <= self.image_size <= 512:
             raise ConfigError(f"--image-size {self.image_size}: give a multiple of 32 from "
                               f"96 to 512 (224 is what the ImageNet weights were trained at).")
 
     @property
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing(self.preprocess, self.image_size)
+        return Preprocessing(self.preprocess, self.image_size, self.decode)
 
     @property
     def file_byte_limit(self) -> int:

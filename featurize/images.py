@@ -7,6 +7,8 @@ for every file; :attr:`Preprocessing.name` names it in each run's manifest.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +19,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 DEFAULT_IMAGE_SIZE = 224
 IMAGE_SIZES = tuple(range(96, 513, 32))
 MODES = ("crop", "squash")
+#: How a JPEG is decoded: ``draft`` (default) asks libjpeg for the smallest DCT scale
+#: (1/8, 1/4, 1/2) that still holds the input size over the box, and resizes with a
+#: two-step reduce; ``full`` decodes every pixel (every run made before draft existed).
+DECODES = ("draft", "full")
+#: Pillow's ``reducing_gap`` of the draft decode: a ``reduce()`` by an integer factor
+#: first, while the remaining bilinear step still spans at least this factor.
+REDUCING_GAP = 2.0
 #: The crop keeps this share of the shorter side (ImageNet's 224 of 256).
 CROP_FRACTION = 224 / 256
 
@@ -61,42 +70,70 @@ class DecodeResult:
 @dataclass(frozen=True)
 class Preprocessing:
     """How bytes become the network's input: ``mode`` (``crop`` or ``squash``) at
-    ``size`` × ``size``.
+    ``size`` × ``size``, JPEGs decoded at a reduced scale (``decode="draft"``) or whole.
 
     :attr:`name` is recorded in every run's manifest; a run made with another name cannot
     be resumed or predicted with (its features would not be comparable). Changing what
     :func:`preprocess_image` does means changing the names.
 
     >>> Preprocessing().name
+    'pillow-draft-exif-rgb-crop875-gap2-bilinear224-mobilenet_v2-v1'
+    >>> Preprocessing(decode="full").name  # runs made before the draft decode
     'pillow-exif-rgb-crop875-bilinear224-mobilenet_v2-v1'
-    >>> Preprocessing("squash").name  # the name runs made before the crop existed carry
+    >>> Preprocessing("squash", decode="full").name  # runs made before the crop existed
     'pillow-exif-rgb-bilinear224-mobilenet_v2-v1'
     """
 
     mode: str = "crop"
     size: int = DEFAULT_IMAGE_SIZE
+    decode: str = "draft"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"preprocessing {self.mode!r}: choose one of {', '.join(MODES)}")
         if self.size not in IMAGE_SIZES:
             raise ValueError(f"image size {self.size}: give a multiple of 32 from 96 to 512")
+        if self.decode not in DECODES:
+            raise ValueError(f"decode {self.decode!r}: choose one of {', '.join(DECODES)}")
 
     @property
     def name(self) -> str:
         crop = "crop875-" if self.mode == "crop" else ""
-        return f"pillow-exif-rgb-{crop}bilinear{self.size}-mobilenet_v2-v1"
+        if self.decode == "full":
+            return f"pillow-exif-rgb-{crop}bilinear{self.size}-mobilenet_v2-v1"
+        return f"pillow-draft-exif-rgb-{crop}gap2-bilinear{self.size}-mobilenet_v2-v1"
 
     def to_manifest(self) -> dict[str, object]:
         return {"name": self.name, "mode": self.mode, "image_size": [self.size, self.size],
-                "resample": "bilinear",
+                "resample": "bilinear", "decode": self.decode,
+                "reducing_gap": REDUCING_GAP if self.decode == "draft" else None,
                 "crop_fraction": CROP_FRACTION if self.mode == "crop" else None}
 
     @classmethod
     def from_manifest(cls, section: dict) -> "Preprocessing":
-        """The preprocessing a run recorded (runs from before ``mode`` squashed)."""
+        """The preprocessing a run recorded (runs from before ``mode`` squashed, runs
+        from before ``decode`` decoded in full)."""
         size = (section.get("image_size") or [DEFAULT_IMAGE_SIZE])[0]
-        return cls(section.get("mode", "squash"), int(size))
+        return cls(section.get("mode", "squash"), int(size), section.get("decode", "full"))
+
+    def draft_scale(self, width: int, height: int) -> int:
+        """The DCT scale denominator (8, 4, 2 or 1) a JPEG of ``width`` × ``height`` is
+        decoded at: the largest that keeps the box at least ``size`` pixels on its
+        shorter side, so the last resample still only shrinks (1 for ``full``).
+
+        >>> Preprocessing().draft_scale(4032, 3024)  # box 2646 px: 1/8 leaves 330.75
+        8
+        >>> Preprocessing().draft_scale(533, 400), Preprocessing().draft_scale(1024, 1024)
+        (1, 4)
+        >>> squash = Preprocessing("squash")
+        >>> squash.draft_scale(1000, 900), Preprocessing("squash", 96).draft_scale(1000, 900)
+        (4, 8)
+        """
+        if self.decode == "full":
+            return 1
+        left, top, right, bottom = self.box(width, height)
+        room = min(right - left, bottom - top) / self.size
+        return next((s for s in (8, 4, 2) if s <= room), 1)
 
     def box(self, width: int, height: int) -> tuple[float, float, float, float]:
         """The region of a ``width`` × ``height`` image that becomes the input.
@@ -114,11 +151,14 @@ class Preprocessing:
 
     def fit(self, img: Image.Image) -> Image.Image:
         """The RGB image at the network's size: one bilinear resample of :meth:`box`
-        (the crop and the resize in one step, so the pixels are interpolated once)."""
+        (the crop and the resize in one step, so the pixels are interpolated once); with
+        the draft decode, an integer ``reduce()`` of the box first when the bilinear step
+        would still shrink by :data:`REDUCING_GAP` or more (large PNGs; a drafted JPEG
+        is already within 2×)."""
         if self.mode == "squash" and img.size == (self.size, self.size):
             return img
-        return img.resize((self.size, self.size), Image.BILINEAR,
-                          box=self.box(*img.size))
+        return img.resize((self.size, self.size), Image.BILINEAR, box=self.box(*img.size),
+                          reducing_gap=REDUCING_GAP if self.decode == "draft" else None)
 
 
 #: The default preprocessing.
@@ -140,7 +180,8 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return img
 
 
-def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+               draft_for: Preprocessing | None = None) -> Image.Image:
     """Decode image bytes into an 8-bit RGB Pillow image, EXIF orientation applied.
 
     Parameters
@@ -148,7 +189,11 @@ def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
     data : bytes
         The file's content.
     max_pixels : int
-        Refuse images whose header declares more pixels than this.
+        Refuse images whose header declares more pixels than this (the declared size,
+        whatever scale it is then decoded at).
+    draft_for : Preprocessing, optional
+        Decode a JPEG at 1/:meth:`Preprocessing.draft_scale` of its size (libjpeg's DCT
+        scaling); other formats in full.
 
     Returns
     -------
@@ -160,6 +205,45 @@ def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
     ImageDecodeError
         With ``reason`` one of :data:`ERROR_REASONS`.
     """
+    img = _opened(data, max_pixels)
+    if draft_for is not None:
+        stored, _ = _drafted(img, draft_for)
+        return _oriented(stored, _orientation(img))
+    with _classifying():
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        img = _to_8bit(img)
+        if img.mode != "RGB":
+            img = img.convert("RGB")
+    return img
+
+
+def model_input(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+                preprocessing: Preprocessing = DEFAULT_PREPROCESSING) -> Image.Image:
+    """The ``size`` × ``size`` RGB image the network sees.
+
+    ``decode="full"``: :func:`decode_rgb`, then :meth:`Preprocessing.fit`. ``"draft"``:
+    the JPEG decoded at 1/s in its stored orientation (s from
+    :meth:`Preprocessing.draft_scale`), the box resampled from it at exactly 1/s of its
+    place in the full frame (the drafted frame's last row and column cover only what is
+    left of the photo, so the box is not recomputed from the drafted size), then the EXIF
+    orientation applied to the result. Both boxes (the central square, the whole frame)
+    are the same region in either orientation.
+    """
+    if preprocessing.decode == "full":
+        return preprocessing.fit(decode_rgb(data, max_pixels))
+    img = _opened(data, max_pixels)
+    width, height = img.size
+    stored, scale = _drafted(img, preprocessing)
+    box = tuple(v / scale for v in preprocessing.box(width, height))
+    with _classifying():
+        fitted = stored.resize((preprocessing.size, preprocessing.size), Image.BILINEAR,
+                               box=box, reducing_gap=REDUCING_GAP)
+    return _oriented(fitted, _orientation(img))
+
+
+def _opened(data: bytes, max_pixels: int) -> Image.Image:
+    """``Image.open`` with the header checked against ``max_pixels``; nothing decoded."""
     if data is None:
         raise ImageDecodeError("not_read", "listed, but gone when its bytes were fetched")
     if len(data) == 0:
@@ -186,17 +270,51 @@ def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
             "too_many_pixels",
             f"{width}x{height} = {width * height} pixels exceeds the cap of {max_pixels}",
         )
+    return img
+
+
+@contextmanager
+def _classifying() -> Iterator[None]:
+    """Pillow's errors while pixels are decoded or resampled → :class:`ImageDecodeError`."""
     try:
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        img = _to_8bit(img)
-        if img.mode != "RGB":
-            img = img.convert("RGB")
+        yield
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError("too_many_pixels", str(exc)) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise _classified(exc) from exc
-    return img
+
+
+def _drafted(img: Image.Image, preprocessing: Preprocessing) -> tuple[Image.Image, int]:
+    """The opened image decoded (a JPEG at 1/s), 8-bit RGB, in its stored orientation;
+    returns it and s (1 when not drafted)."""
+    width, height = img.size
+    scale = preprocessing.draft_scale(width, height) if img.format == "JPEG" else 1
+    with _classifying():
+        if scale > 1 and img.draft(img.mode, (width // scale, height // scale)) is None:
+            scale = 1  # a JPEG Pillow cannot draft (e.g. several tiles): decoded in full
+        img.load()
+        stored = _to_8bit(img)
+        if stored.mode != "RGB":
+            stored = stored.convert("RGB")
+    return stored, scale
+
+
+#: EXIF orientation → the transpose that displays the stored image (as
+#: ``ImageOps.exif_transpose`` does).
+_TRANSPOSES = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+               4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+               6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+               8: Image.Transpose.ROTATE_90}
+
+
+def _orientation(img: Image.Image) -> int:
+    with _classifying():
+        return int(img.getexif().get(0x0112, 1) or 1)
+
+
+def _oriented(img: Image.Image, orientation: int) -> Image.Image:
+    method = _TRANSPOSES.get(orientation)
+    return img.transpose(method) if method is not None else img
 
 
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM",
@@ -232,9 +350,10 @@ def preprocess_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
                      preprocessing: Preprocessing = DEFAULT_PREPROCESSING) -> np.ndarray:
     """The one preprocessing function: bytes → ``float32[size, size, 3]`` in [-1, 1].
 
-    Decode with Pillow, apply EXIF orientation, convert to RGB, fit to the square input
-    (:meth:`Preprocessing.fit`: the central crop, or the whole image squashed) with
-    Pillow's bilinear filter, then ``keras.applications.mobilenet_v2.preprocess_input``
+    Decode with Pillow (a JPEG at a reduced DCT scale unless ``decode="full"``:
+    :meth:`Preprocessing.draft_scale`), apply EXIF orientation, convert to RGB, fit to the
+    square input (:meth:`Preprocessing.fit`: the central crop, or the whole image
+    squashed) with Pillow's bilinear filter, then ``keras.applications.mobilenet_v2.preprocess_input``
     (:func:`scale_pixels`).
 
     Parameters
@@ -265,7 +384,7 @@ def preprocess_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
     >>> x.shape, float(x[0, 0, 0]), float(x[0, 0, 1])
     ((224, 224, 3), 1.0, -1.0)
     """
-    img = preprocessing.fit(decode_rgb(data, max_pixels=max_pixels))
+    img = model_input(data, max_pixels, preprocessing)
     return scale_pixels(np.asarray(img, dtype=np.float32))
 
 

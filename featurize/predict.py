@@ -82,7 +82,7 @@ class PredictConfig:
             seed=w.get("seed") or 0, batch_size=self.batch_size, overwrite=self.overwrite,
             extensions=self.extensions, max_pixels=self.max_pixels, threads=self.threads,
             pca_k=None, max_file_bytes=self.max_file_bytes, preprocess=pre.mode,
-            image_size=pre.size, engine=engine, precision=precision,
+            decode=pre.decode, image_size=pre.size, engine=engine, precision=precision,
             encryption=self.encryption,
         )
 

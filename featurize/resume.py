@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from featurize import storage
 from featurize.config import FeaturizeConfig
 from featurize.errors import ConfigError
+from featurize.images import Preprocessing
 from featurize.inputs import Listing
 from featurize.manifest import to_json, utc_now
 from featurize.model import model_name
@@ -129,10 +130,23 @@ def _check_resumable(previous: dict[str, Any], weights: ResolvedWeights,
         if theirs != ours:
             raise ConfigError(
                 f"--resume {out}: that run was made with another {what} ({theirs!r}, now "
-                f"{ours!r}); features from both cannot be mixed. Use --overwrite to start "
-                f"again, or another --output.")
+                f"{ours!r}); features from both cannot be mixed. "
+                f"{_same_flags(previous) if what == 'preprocessing' else ''}"
+                f"Use --overwrite to start again, or another --output.")
     check_same_engine(previous.get("engine"), config.engine, config.precision,
                       f"--resume {out}")
+
+
+def _same_flags(previous: dict[str, Any]) -> str:
+    """The flags that reproduce the old run's preprocessing, when this code can."""
+    try:
+        pre = Preprocessing.from_manifest(previous.get("preprocessing") or {})
+    except ValueError:
+        return ""
+    if pre.name != (previous.get("preprocessing") or {}).get("name"):
+        return ""
+    return (f"To add to it, resume with --preprocess {pre.mode} --image-size {pre.size} "
+            f"--decode {pre.decode}. ")
 
 
 def _recover_swap(spark: SparkSession, run_dir: RunDir) -> None:

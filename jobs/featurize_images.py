@@ -22,7 +22,7 @@ from featurize.encryption import Encryption
 from featurize.entry import configure_logging, run_job
 from featurize.engines import ENGINES, PRECISIONS, default_engine
 from featurize.images import (
-    DEFAULT_EXTENSIONS, DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS, MODES,
+    DECODES, DEFAULT_EXTENSIONS, DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS, MODES,
 )
 from featurize.weights import DEFAULT_SEED
 
@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="crop (default): keep the aspect ratio, take the central square "
                         "(87.5%% of the shorter side), as the ImageNet weights were "
                         "evaluated; squash: resize the whole image to the square")
+    p.add_argument("--decode", default=DECODES[0], choices=DECODES,
+                   help="draft (default): decode a JPEG at the smallest scale (1/2, 1/4, "
+                        "1/8) that still holds the input size, ~3x faster on phone photos; "
+                        "full: decode every pixel, as runs made before draft did (resume "
+                        "such a run with --decode full)")
     p.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE,
                    help="network input size, a multiple of 32 from 96 to 512 (default "
                         "224; larger helps photos with detail beyond 224 px, at about "
@@ -114,6 +119,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> FeaturizeConfig:
         files_per_partition=args.files_per_partition,
         max_file_bytes=args.max_file_bytes,
         preprocess=args.preprocess,
+        decode=args.decode,
         image_size=args.image_size,
         encryption=Encryption.from_args(args),
         input_list=args.input_list,

@@ -174,3 +174,96 @@ def test_report_shows_what_the_model_saw(tmp_path):
     assert (crop[:, :, 1] == 255).mean() > 0.85  # mostly the green centre third
     squash = np.asarray(model_view(str(path), Preprocessing("squash"), height=100))[:, 164:]
     assert (squash[:, :, 0] > 200).mean() > 0.2  # squashed: the red band stays
+
+
+def gradient_photo(width: int, height: int) -> Image.Image:
+    """A smooth, detailed RGB frame of any size, cheap to make (no per-pixel noise)."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    return Image.fromarray(np.stack([
+        127 + 110 * np.sin(xx / 37.0), 127 + 110 * np.cos(yy / 23.0),
+        127 + 110 * np.sin((xx + 2 * yy) / 61.0)], axis=-1).astype(np.uint8), "RGB")
+
+
+def expected_scale(width: int, height: int, pre: Preprocessing) -> int:
+    """The documented rule, written out: the largest of 8, 4, 2 (else 1) that leaves the
+    box (crop: 7/8 of the shorter side; squash: the shorter side) at least the input
+    size."""
+    side = min(width, height) * (0.875 if pre.mode == "crop" else 1.0)
+    return next((s for s in (8, 4, 2) if side / s >= pre.size), 1)
+
+
+def block_mean(img: Image.Image, s: int) -> np.ndarray:
+    """``img`` shrunk by ``s`` with an s×s box average in NumPy (edges cropped)."""
+    a = np.asarray(img, dtype=np.float64)
+    h, w = a.shape[0] // s * s, a.shape[1] // s * s
+    return a[:h, :w].reshape(h // s, s, w // s, s, 3).mean(axis=(1, 3))
+
+
+@pytest.mark.parametrize("size, pre", [
+    ((4032, 3024), Preprocessing()), ((3024, 4032), Preprocessing()),
+    ((2000, 1500), Preprocessing()), ((1024, 1024), Preprocessing()),
+    ((512, 512), Preprocessing()), ((511, 511), Preprocessing()), ((533, 400), Preprocessing()),
+    ((1000, 900), Preprocessing("squash")), ((1000, 900), Preprocessing("squash", 96)),
+    ((4032, 3024), Preprocessing(size=512)),
+])
+def test_draft_decodes_a_jpeg_at_the_smallest_scale_that_holds_the_input(size, pre):
+    """The decoded frame is 1/s of the photo for the s of the rule, its box never smaller
+    than the input; its pixels are the full decode's, box-averaged (to ~1 grey level);
+    --decode full decodes every pixel."""
+    photo = gradient_photo(*size)
+    data = image_bytes(photo, "JPEG", quality=92)
+    s = expected_scale(*size, pre)
+    drafted = decode_rgb(data, draft_for=pre)
+    assert drafted.size == (-(-size[0] // s), -(-size[1] // s))
+    left, top, right, bottom = pre.box(*drafted.size)
+    assert min(right - left, bottom - top) >= pre.size
+    full = decode_rgb(data)
+    assert full.size == size
+    assert decode_rgb(data, draft_for=Preprocessing(pre.mode, pre.size, "full")).size == size
+    reference = block_mean(full, s)
+    got = np.asarray(drafted, dtype=np.float64)[:reference.shape[0], :reference.shape[1]]
+    assert np.abs(got - reference).mean() < 1.0
+    # what the network sees: within a grey level of the full decode on average
+    drafted_x = preprocess_image(data, preprocessing=pre)
+    full_x = preprocess_image(data, preprocessing=Preprocessing(pre.mode, pre.size, "full"))
+    assert np.abs(drafted_x - full_x).mean() * 127.5 < 1.0
+    assert (s == 1) == np.array_equal(drafted_x, full_x)
+
+
+def test_draft_keeps_the_exif_orientation():
+    photo = gradient_photo(2000, 1500)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: displayed rotated 90° clockwise
+    data = image_bytes(photo, "JPEG", quality=92, exif=exif.tobytes())
+    drafted = decode_rgb(data, draft_for=Preprocessing())
+    assert drafted.size == (375, 500)
+    reference = block_mean(photo.transpose(Image.Transpose.ROTATE_270), 4)
+    assert np.abs(np.asarray(drafted, dtype=np.float64) - reference).mean() < 1.5
+    # the network's input: the box taken in the stored orientation, then turned
+    upright = reference_pixels(photo.transpose(Image.Transpose.ROTATE_270))
+    assert np.abs(preprocess_image(data) - upright).mean() * 127.5 < 1.0
+
+
+def test_draft_reduces_a_large_png_in_two_steps_close_to_one():
+    """PNGs decode in full; the draft decode's resize reduces by an integer factor first
+    (reducing_gap 2), within half a grey level of the one-step resample."""
+    photo = gradient_photo(1800, 1200)
+    data = image_bytes(photo, "PNG")
+    two_step = preprocess_image(data)
+    one_step = preprocess_image(data, preprocessing=Preprocessing(decode="full"))
+    np.testing.assert_allclose(one_step, reference_pixels(photo), atol=1e-6)
+    assert not np.array_equal(two_step, one_step)
+    assert np.abs(two_step - one_step).mean() * 127.5 < 0.5
+
+
+def test_runs_before_the_draft_decode_keep_their_name():
+    """A manifest without ``decode`` was a full decode: same name, same pixels."""
+    old = {"name": "pillow-exif-rgb-crop875-bilinear224-mobilenet_v2-v1", "mode": "crop",
+           "image_size": [224, 224], "resample": "bilinear", "crop_fraction": 0.875}
+    pre = Preprocessing.from_manifest(old)
+    assert pre == Preprocessing(decode="full") and pre.name == old["name"]
+    new = Preprocessing().to_manifest()
+    assert new["decode"] == "draft" and Preprocessing.from_manifest(new) == Preprocessing()
+    assert new["name"] != old["name"]
+    with pytest.raises(ValueError, match="decode"):
+        Preprocessing(decode="fast")

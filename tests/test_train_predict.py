@@ -335,8 +335,9 @@ def test_image_size_320_end_to_end_and_resume_refuses_another_size(spark, weight
     made = job.run(spark, FeaturizeConfig(input=str(tmp_path / "images"), output=str(run_dir),
                                           weights=weights_spec, image_size=320, pca_k=5))
     assert made["preprocessing"] == {
-        "name": "pillow-exif-rgb-crop875-bilinear320-mobilenet_v2-v1", "mode": "crop",
-        "image_size": [320, 320], "resample": "bilinear", "crop_fraction": 0.875}
+        "name": "pillow-draft-exif-rgb-crop875-gap2-bilinear320-mobilenet_v2-v1",
+        "mode": "crop", "image_size": [320, 320], "resample": "bilinear", "decode": "draft",
+        "reducing_gap": 2.0, "crop_fraction": 0.875}
     assert made["counts"]["featurized"] == 40
     metrics = train.run(spark, train.TrainConfig(run=str(run_dir), test_fraction=0.25,
                                                   reg_param=1e-3, calibrate=False))
@@ -350,3 +351,14 @@ def test_image_size_320_end_to_end_and_resume_refuses_another_size(spark, weight
             job.run(spark, FeaturizeConfig(input=str(tmp_path / "images"), output=str(run_dir),
                                            weights=weights_spec, resume=True, pca_k=5, **other))
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
+    # a run of the full decode (made before draft) names the flags that continue it
+    full = dict(made["preprocessing"], decode="full",
+                name="pillow-exif-rgb-crop875-bilinear320-mobilenet_v2-v1")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    (run_dir / "manifest.json").write_text(json.dumps({**manifest, "preprocessing": full}))
+    with pytest.raises(ConfigError, match="resume with --preprocess crop --image-size 320 "
+                                          "--decode full"):
+        job.run(spark, FeaturizeConfig(input=str(tmp_path / "images"), output=str(run_dir),
+                                       weights=weights_spec, resume=True, pca_k=5,
+                                       image_size=320))
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
