@@ -29,10 +29,15 @@ def main() -> int:
     p.add_argument("--master", default="local[*]",
                    help="e.g. local-cluster[1,2,4096]: executors in their own JVMs, so the "
                         "driver's JVM holds only the driver's state")
+    p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Spark conf, e.g. spark.task.cpus=2 (repeatable)")
     args = p.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (SparkSession.builder.master(args.master).appName("featurize-bench")
                .config("spark.ui.enabled", "false").config("spark.driver.memory", args.driver_memory))
+    for item in args.conf:
+        key, _, value = item.partition("=")
+        builder = builder.config(key, value)
     if args.master.startswith("local-cluster"):
         builder = builder.config("spark.executor.memory", "3g")
     spark = builder.getOrCreate()

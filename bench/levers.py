@@ -15,6 +15,7 @@ from bench.run import run_child
 
 VARIANTS = [
     ("default (all levers)", {}),
+    ("decode ahead on a second thread (one core a task)", {"decode_ahead": True}),
     ("2 inference threads per task (oversubscribed)", {"threads": 2}),
     ("engine tensorflow instead of openvino", {"engine": "tensorflow"}),
     ("32 files per task (Spark's default packing)", {"files_per_partition": 32}),

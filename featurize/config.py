@@ -119,6 +119,10 @@ class FeaturizeConfig:
         ``f32`` (default) or ``bf16`` (openvino only).
     encryption : Encryption
         Server-side encryption of what the job writes to S3 (``--sse``).
+    decode_ahead : bool or None
+        Decode the next batch on a second thread while the model runs the current one.
+        None (default): when a task owns more than one core (``threads`` > 1); True or
+        False forces it (the benchmarks' lever, no flag).
     input_list : str or None
         A file naming the inputs (CSV or Parquet with ``path`` [, ``label``], plain
         text, or an S3 Inventory ``manifest.json``): ``input`` is not listed.
@@ -145,6 +149,7 @@ class FeaturizeConfig:
     precision: str = "f32"
     encryption: Encryption = field(default_factory=Encryption)
     input_list: str | None = None
+    decode_ahead: bool | None = None
 
     def __post_init__(self) -> None:
         if not self.input:

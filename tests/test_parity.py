@@ -130,8 +130,10 @@ def test_features_match_plain_keras(spark, weights_spec, tmp_path, mode, size, e
     manifest = run(spark, FeaturizeConfig(input=str(tmp_path / "images"), output=str(out),
                                           weights=weights_spec, pca_k=2, batch_size=3,
                                           preprocess=mode, image_size=size,
-                                          engine=engine))
+                                          engine=engine, decode_ahead=engine == "tensorflow"))
     assert manifest["engine"]["name"] == engine
+    # one run decodes the next batch on a second thread: the same features
+    assert manifest["spark"]["decode_ahead"] is (engine == "tensorflow")
     assert manifest["preprocessing"]["mode"] == mode
     assert manifest["preprocessing"]["image_size"] == [size, size]
     assert manifest["model"]["name"].endswith(f"input {size}x{size}x3)")

@@ -43,3 +43,55 @@ def test_all_bad_batch_never_calls_the_model():
 
     out = featurize_batch(pd.Series([b"", b"x"]), extract)
     assert out["error"].tolist() == ["empty", "not_an_image"]
+
+
+def test_decode_ahead_keeps_order_and_runs_the_next_decode_during_the_model():
+    """overlapped(): the same frames in the same order as decode-then-extract in turn,
+    and batch k+1's decode starts while the model still runs batch k (the model call
+    waits for that start; run in turn, it would time out)."""
+    import threading
+
+    from featurize.udf import decode_batch, extract_batch, overlapped
+
+    batches = [pd.Series([image_bytes(pattern_image(3 * b + i), "PNG") for i in range(3)]
+                         + ([b""] if b == 1 else [])) for b in range(4)]
+    started = [threading.Event() for _ in batches]
+    decoded_on = []
+
+    def decode(contents):
+        k = next(i for i, b in enumerate(batches) if b is contents)
+        decoded_on.append(threading.current_thread().name)
+        started[k].set()
+        return decode_batch(contents)
+
+    def extract(decoded, k=[0]):  # noqa: B006 - the batch counter
+        k[0] += 1
+        if k[0] < len(batches):
+            assert started[k[0]].wait(10), f"batch {k[0]} not decoded during the model call"
+        return extract_batch(decoded, fake_extract)
+
+    got = list(overlapped(iter(batches), decode, extract))
+    expected = [featurize_batch(b, fake_extract) for b in batches]
+    assert len(got) == 4 and [len(g) for g in got] == [3, 4, 3, 3]
+    for g, e in zip(got, expected):
+        assert g["error"].tolist() == e["error"].tolist()
+        for a, b in zip(g["features"], e["features"]):
+            assert (a is None and b is None) or np.array_equal(a, b)
+    assert all(name.startswith("featurize-decode") for name in decoded_on)
+
+
+def test_decode_ahead_raises_a_failure_in_the_task():
+    import pytest
+
+    from featurize.udf import decode_batch, extract_batch, overlapped
+
+    def decode(contents):
+        if len(contents) == 2:
+            raise MemoryError("decoder ran out")
+        return decode_batch(contents)
+
+    frames = overlapped(iter([pd.Series([b""]), pd.Series([b"", b""])]), decode,
+                        lambda d: extract_batch(d, fake_extract))
+    assert next(frames)["error"].tolist() == ["empty"]
+    with pytest.raises(MemoryError, match="decoder ran out"):
+        next(frames)
