@@ -23,8 +23,9 @@ MODES = ("crop", "squash")
 #: (1/8, 1/4, 1/2) that still holds the input size over the box, and resizes with a
 #: two-step reduce; ``full`` decodes every pixel (every run made before draft existed).
 DECODES = ("draft", "full")
-#: Pillow's ``reducing_gap`` of the draft decode: a ``reduce()`` by an integer factor
-#: first, while the remaining bilinear step still spans at least this factor.
+#: Pillow's ``reducing_gap`` of the draft decode: where the box is at least twice this
+#: times the input, a ``reduce()`` by an integer factor first, leaving the bilinear step
+#: a shrink of at least this factor.
 REDUCING_GAP = 2.0
 #: The crop keeps this share of the shorter side (ImageNet's 224 of 256).
 CROP_FRACTION = 224 / 256
@@ -152,9 +153,8 @@ class Preprocessing:
     def fit(self, img: Image.Image) -> Image.Image:
         """The RGB image at the network's size: one bilinear resample of :meth:`box`
         (the crop and the resize in one step, so the pixels are interpolated once); with
-        the draft decode, an integer ``reduce()`` of the box first when the bilinear step
-        would still shrink by :data:`REDUCING_GAP` or more (large PNGs; a drafted JPEG
-        is already within 2×)."""
+        the draft decode, an integer ``reduce()`` of the box first where it is 4× the
+        input or more (:data:`REDUCING_GAP`: large PNGs; a drafted JPEG is within 2×)."""
         if self.mode == "squash" and img.size == (self.size, self.size):
             return img
         return img.resize((self.size, self.size), Image.BILINEAR, box=self.box(*img.size),

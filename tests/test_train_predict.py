@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from bench.photos import phone_photo
 from featurize.config import FeaturizeConfig
 from featurize.errors import ConfigError
 from featurize.sample import write_sample
@@ -169,33 +171,63 @@ def test_predict_new_images(spark, trained_run, tmp_path, capsys):
     run_dir, _ = trained_run
     new = tmp_path / "new"
     write_sample(str(new), per_class=5, offset=PER_CLASS)  # unseen digits + 1 broken file
+    # two digits as a phone saves them (1536 and 2048 px, noise, JPEG 90): drafted at 1/4
+    phones = [new / "3" / "phone0.jpg", new / "8" / "phone1.jpg"]
+    for seed, (photo, side) in enumerate(zip(phones, (1536, 2048))):
+        digit = sorted(photo.parent.glob("*.png"))[0]
+        photo.write_bytes(phone_photo(Image.open(digit), seed, short_side=side))
     out = tmp_path / "pred"
     manifest = predict.run(spark, predict.PredictConfig(run=str(run_dir), input=str(new),
                                                         output=str(out)))
     assert manifest["status"] == "complete"
-    assert manifest["counts"] == {"inputs": 51, "predicted": 50, "failed": 1,
+    assert manifest["counts"] == {"inputs": 53, "predicted": 52, "failed": 1,
                                   "failed_by_reason": {"truncated": 1}}
+    assert manifest["preprocessing"]["decode"] == "draft"
     df = spark.read.parquet(str(out / "predictions"))
     assert df.schema.simpleString() == rundir.PREDICTIONS_SCHEMA
     rows = df.collect()
-    assert len(rows) == 50
+    assert len(rows) == 52
     for r in rows:
         assert 0.0 <= r["confidence"] <= 1.0
         assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
         assert r["predicted_label"] == max(r["probabilities"], key=r["probabilities"].get)
     assert spark.read.parquet(str(out / "errors")).count() == 1
     on_disk = json.loads((out / "manifest.json").read_text())
-    assert on_disk["counts"]["predicted"] == 50
+    assert on_disk["counts"]["predicted"] == 52
     trained_t = json.loads((run_dir / "metrics.json").read_text())["calibration"]["temperature"]
     assert on_disk["calibration"] == {"temperature": trained_t, "applied": trained_t != 1.0}
     if accuracy_applies():
-        correct = [r["predicted_label"] == r["path"].split("/")[-2] for r in rows]
+        correct = [r["predicted_label"] == r["path"].split("/")[-2] for r in rows
+                   if "phone" not in r["path"]]
         assert np.mean(correct) >= 0.8
 
-    # One photo at a time without Spark (featurize.predict_one): the same answers, and
-    # the broken file gets the job's reason.
+    # One photo at a time without Spark (featurize.predict_one): the same answers (the
+    # phone photos decoded as the job decodes them), and the broken file gets the job's
+    # reason.
     files = sorted(new.rglob("*.*"))
-    assert assert_one_photo_agrees(run_dir, rows, files) == 50
+    assert assert_one_photo_agrees(run_dir, rows, files) == 52
+    from featurize.images import Preprocessing
+    from featurize.predict_one import Predictor
+
+    one = Predictor(str(run_dir))
+    assert one.preprocessing == Preprocessing()
+
+    def moved(predictor: Predictor) -> float:
+        """The largest change of a top probability from the job's, over the phone photos."""
+        worst = 0.0
+        for photo in phones:
+            job_row = next(r for r in rows if r["path"].endswith(photo.name))
+            answer = predictor.predict(photo.read_bytes(), str(photo))
+            worst = max([worst] + [abs(t["probability"] - job_row["probabilities"][t["label"]])
+                                   for t in answer["top"]])
+        return worst
+
+    # the same decode: the same answers to float precision (one image a call against
+    # batches of 16); decoded in full instead, they move by far more
+    same = moved(one)
+    one.preprocessing = Preprocessing(decode="full")
+    other = moved(one)
+    assert same < 1e-5 and other > 20 * max(same, 1e-6), (same, other)
     from featurize.predict_one import main
 
     broken = new / "7" / "broken_upload.png"
