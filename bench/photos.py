@@ -17,7 +17,8 @@ written once under build/bench/photos/ and reused.
    decoded, as before draft), the baseline the draft decode is measured against.
 
 Prints each featurize stage's images/s (the manifest's ``images_per_second.featurize``),
-the Python workers' peak RSS, and last exactly ``ratio phone/small: X.XX``.
+the Python workers' peak RSS, and last exactly ``ratio phone/small: X.XX``; records the
+small and phone rates per core for ``make estimate`` (build/bench-rate.json).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from bench.images import REPO
-from bench.run import run_child
+from bench.run import run_child, write_rate
 
 CLOTHING = Path(os.environ.get("FEATURIZE_SHARED_DIR", str(REPO.parent / "shared"))) \
     / "data" / "clothing-small"
@@ -171,6 +172,8 @@ def main() -> int:
         full = results["phone, --decode full"][0]["featurize_images_per_second"]
         print(f"ratio draft/full (phone): {phone_rate / full:.2f}")
     print(f"ratio job/ceiling (phone): {phone_rate / ceiling_rate:.2f}")
+    write_rate(results["small"][0], 224, small, "small photos", "make bench-photos")
+    write_rate(results["phone"][0], 224, phone, "phone photos", "make bench-photos")
     ratio = phone_rate / results["small"][0]["featurize_images_per_second"]
     print(f"ratio phone/small: {ratio:.2f}")
     return 0

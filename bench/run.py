@@ -94,20 +94,33 @@ def run_child(module: str, args: list[str], sample_rss: bool = False) -> tuple[d
     return json.loads(last), rss
 
 
-def write_rate(job: dict, image_size: int) -> None:
-    """The featurize stage's images/second per core, for ``make estimate``
-    (emr/estimate.py reads it)."""
-    from emr.estimate import RATE_FILE
+def write_rate(job: dict, image_size: int, images: Path, kind: str = "thumbnails",
+               bench: str = "make bench") -> None:
+    """The featurize stage's images/second per core for ``make estimate``
+    (emr/estimate.py reads it), with the median megapixels and megabytes of the images."""
+    from statistics import median
 
+    from PIL import Image
+
+    from emr.estimate import RATE_FILE, write_rate as record
+
+    every = sorted(images.rglob("*.jp*g"))
+    files = every[::max(1, len(every) // 50)]
+    pixels, sizes = [], []
+    for f in files:
+        with Image.open(f) as img:
+            pixels.append(img.width * img.height / 1e6)
+        sizes.append(f.stat().st_size / 1e6)
     per_core = job["featurize_images_per_second"] / job["cores"]
-    RATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-    RATE_FILE.write_text(json.dumps({
+    record(kind, {
+        "megapixels": round(median(pixels), 3), "megabytes": round(median(sizes), 4),
         "images_per_second_per_core": round(per_core, 2), "engine": job["engine"]["name"],
         "image_size": image_size,
-        "measured": f"make bench on {time.strftime('%Y-%m-%d')}, {job['images']} images, "
+        "measured": f"{bench} on {time.strftime('%Y-%m-%d')}, {job['images']} images, "
                     f"{job['cores']} cores, {RATE_FILE.relative_to(REPO)}",
-    }, indent=2) + "\n")
-    print(f"featurize rate {per_core:.1f} images/s per core -> {RATE_FILE} (make estimate)")
+    })
+    print(f"featurize rate ({kind}) {per_core:.1f} images/s per core -> {RATE_FILE} "
+          f"(make estimate)")
 
 
 def main() -> int:
@@ -173,7 +186,7 @@ def main() -> int:
     print(f"job Python workers peak RSS: {rss['max_mb']:.0f} MB at {job['images']} images"
           + (f", {small[1]['max_mb']:.0f} MB at {small[0]['images']} images "
              f"(ratio {rss['max_mb'] / small[1]['max_mb']:.2f})" if small else ""))
-    write_rate(job, args.image_size)
+    write_rate(job, args.image_size, images)
     ratio = job["images_per_second"] / ceiling["images_per_second"]
     print(f"ratio job/ceiling: {ratio:.2f}")
     return 0

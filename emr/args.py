@@ -139,8 +139,9 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--extensions", default=",".join(DEFAULT_EXTENSIONS),
                    help="which files are images (as the job's --extensions)")
     p.add_argument("--rate-file", default=str(RATE_FILE),
-                   help="the images/second per core that `make bench` recorded (default: "
-                        "build/bench-rate.json, else the rate in emr/estimate.py)")
+                   help="the images/second per core by kind of image that `make bench` and "
+                        "`make bench-photos` recorded (default: build/bench-rate.json; kinds "
+                        "it lacks: the rates in emr/estimate.py)")
     p = sub.add_parser("status", help="the cluster and its steps")
     _cluster_arg(p)
     p = sub.add_parser("logs", help="print a step's log from LogUri")

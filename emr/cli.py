@@ -240,17 +240,19 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if args.core_count < 1 or args.task_count < 0:
         raise SettingsError("CORE_COUNT must be at least 1 and TASK_COUNT at least 0")
     sz = sizing.size(args.instance_type, args.executor_cores, args.executor_memory)
-    objects = list_images(aws.s3_client(args.profile, args.region), args.input,
+    s3 = aws.s3_client(args.profile, args.region)
+    objects = list_images(s3, args.input,
                           tuple(e for e in args.extensions.split(",") if e))
     if not objects:
         raise SettingsError(f"INPUT={args.input} holds no images ({args.extensions})")
-    rate = estimate.load_rate(Path(args.rate_file))
+    sample = estimate.sample_input(s3, objects)
+    rate, rate_source = estimate.rate_for(estimate.load_rates(Path(args.rate_file)), sample)
     price, price_source = estimate.price(args.instance_type, sz.vcpus, args.price_per_hour)
     e = estimate.Estimate(images=len(objects), input_bytes=sum(o[1] for o in objects),
                           sizing=sz, core_count=args.core_count, task_count=args.task_count,
-                          rate=float(rate["images_per_second_per_core"]), price=price)
-    for line in estimate.report(e, estimate.rate_source(rate), price_source=price_source,
-                                target_minutes=args.target_minutes):
+                          rate=rate, price=price)
+    for line in estimate.report(e, rate_source, price_source=price_source,
+                                target_minutes=args.target_minutes, sample=sample):
         _out(line)
     return 0
 

@@ -3,6 +3,7 @@ cluster exists (against moto's S3, IAM and EC2 over HTTP), and the time and cost
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 
@@ -223,11 +224,14 @@ def test_estimate_lists_the_input_and_shows_its_arithmetic(account, tmp_path):
     # independently: 40 images, 2 nodes x 1 executor x 4 cores = 8 cores at 0.5/s per core
     seconds = 40 / (0.5 * 8)
     hours = (12 + seconds / 60) / 60
+    # the bodies are no images: the rate goes by their size (1 kB: the thumbnails')
     assert proc.stdout.splitlines() == [
-        "input        : 40 images, 0.00 GB",
+        "input        : 40 images, 0.00 GB; sample of 24: no readable image header; "
+        "median 0.00 MB",
         "cluster      : 1 master + 2 core x m5.xlarge; 1 executor(s) per node x 4 cores = "
         "8 cores",
-        "rate         : 0.5 images/s per core (tensorflow engine, a test)",
+        "rate         : 0.5 images/s per core (thumbnails (0.005 MB), tensorflow engine, "
+        "a test)",
         f"featurize    : 40 / (0.5 x 8) = {seconds:.0f} s ({seconds / 60:.1f} min)",
         f"cluster time : 12 min start-up (assumed) + {seconds / 60:.1f} min = "
         f"{hours * 60:.1f} min = {hours:.3f} h",
@@ -243,3 +247,63 @@ def test_estimate_lists_the_input_and_shows_its_arithmetic(account, tmp_path):
     proc = emr_cli("estimate", "--input", "s3://preflight-bucket/notes",
                    state_dir=account["state"])
     assert proc.returncode == 2 and "holds no images" in proc.stderr
+
+
+def test_estimate_reads_what_kind_of_images_it_prices(account, tmp_path):
+    """Phone-size JPEGs (one with 100 kB of ICC profile before its frame header, read on
+    the second, larger ranged GET) are priced at the rate interpolated between the
+    measured kinds by their megapixels, not at the thumbnails' rate."""
+    from PIL import Image
+
+    s3 = boto3.client("s3", region_name=REGION)
+    for i in range(6):
+        buf = io.BytesIO()
+        Image.new("RGB", (3000, 2000), (40 * i, 90, 200)).save(
+            buf, "JPEG", quality=80, icc_profile=b"\0" * 100_000 if i == 0 else None)
+        s3.put_object(Bucket="preflight-bucket", Key=f"photos/c{i % 2}/{i}.jpg",
+                      Body=buf.getvalue())
+    rate = tmp_path / "rate.json"
+    rate.write_text(json.dumps({"rates": {
+        "thumbnails": {"megapixels": 0.01, "megabytes": 0.005,
+                       "images_per_second_per_core": 2.0, "engine": "openvino",
+                       "measured": "a test"},
+        "small photos": {"megapixels": 0.15, "megabytes": 0.03,
+                         "images_per_second_per_core": 1.5, "engine": "openvino",
+                         "measured": "a test"},
+        "phone photos": {"megapixels": 12.0, "megabytes": 2.0,
+                         "images_per_second_per_core": 0.5, "engine": "openvino",
+                         "measured": "a test"}}}))
+    proc = emr_cli("estimate", "--input", "s3://preflight-bucket/photos", "--instance-type",
+                   "m5.xlarge", "--core-count", "2", "--rate-file", str(rate),
+                   state_dir=account["state"])
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("input        : 6 images") and \
+        "sample of 6: median 3000x2000 (6.00 MP)" in lines[0]
+    assert "unreadable" not in lines[0]
+    # independently: 1/1.5 s at 0.15 MP, 1/0.5 s at 12 MP, linear in between, at 6 MP
+    seconds = 1 / 1.5 + (1 / 0.5 - 1 / 1.5) * (6.0 - 0.15) / (12.0 - 0.15)
+    assert lines[2].startswith(f"rate         : {1 / seconds:.1f} images/s per core (at "
+                               f"6.00 MP from small photos (0.15 MP, 1.5/s) and phone photos "
+                               f"(12 MP, 0.5/s)")
+    assert lines[3].startswith(f"featurize    : 6 / ({1 / seconds:.1f} x 8) = "
+                               f"{6 * seconds / 8:.0f} s")
+
+
+def test_estimate_rate_below_the_smallest_and_beyond_the_largest_kind(tmp_path):
+    from emr.estimate import Sample, load_rates, rate_for
+
+    old = tmp_path / "old.json"  # make bench's file before the kinds: the thumbnails' rate
+    old.write_text(json.dumps({"images_per_second_per_core": 4.0, "engine": "openvino"}))
+    rates = load_rates(old)
+    assert rates["thumbnails"]["images_per_second_per_core"] == 4.0
+    assert set(rates) == {"thumbnails", "small photos", "phone photos"}
+    tiny = Sample([(32, 32)], 0, [0.001])
+    assert rate_for(rates, tiny)[0] == 4.0
+    # 24 MP: twice the phone photos' 12.2, along the small → phone segment's slope
+    small, phone = rates["small photos"], rates["phone photos"]
+    slope = (1 / phone["images_per_second_per_core"] - 1 / small["images_per_second_per_core"]) \
+        / (phone["megapixels"] - small["megapixels"])
+    big = Sample([(6000, 4000)], 0, [8.0])
+    expected = 1 / phone["images_per_second_per_core"] + slope * (24.0 - phone["megapixels"])
+    assert rate_for(rates, big)[0] == pytest.approx(1 / expected)
