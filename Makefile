@@ -49,8 +49,10 @@ DAG_STAMP := $(DAG_VENV)/.installed
 
 BENCH_N   ?= 5000
 PEER_N    ?= 3000
+PEERS     ?= spark,daft,ray
 SCALE_N   ?= 10000,100000
 PHOTOS_N  ?= 400
+PHOTOS_ROUNDS ?= 3
 BENCH_ARGS ?=
 
 # --- EMR (python -m emr; docs/emr.md) ------------------------------------------------------
@@ -170,14 +172,14 @@ bench-levers: $(STAMP) ## each speed lever switched off in turn (BENCH_N=2000 re
 bench: $(STAMP) ## job vs the bare model in one process, same images (BENCH_N=5000); last line: ratio job/ceiling
 	$(PY) -m bench.run --n $(BENCH_N) --weights "$(WEIGHTS)" $(BENCH_ARGS)
 
-bench-peer: $(STAMP) ## whole spark-submit: the job vs predict_batch_udf + Spark ML (PEER_N=3000); last line: ratio job/peer
-	$(PY) -m bench.peer --n $(PEER_N) --weights "$(WEIGHTS)"
+bench-peer: $(STAMP) ## whole processes: the job vs pyspark predict_batch_udf, Daft and Ray Data (PEER_N=3000 thumbnails, or PEER_PHOTOS=400 phone photos; PEERS=spark,daft,ray); last line: ratio job/strongest peer
+	$(PY) -m bench.peer --n $(PEER_N) $(if $(PEER_PHOTOS),--photos $(PEER_PHOTOS)) --peers "$(PEERS)" --weights "$(WEIGHTS)"
 
 bench-scale: $(STAMP) ## driver cost by input size: N tiny non-images + 300 digits, first run and --resume (SCALE_N=10000,100000)
 	$(PY) -m bench.scale --n $(SCALE_N) --weights "$(WEIGHTS)"
 
-bench-photos: $(STAMP) ## phone-size photos (12 MP JPEGs made from the clothing set) vs the same at 448x336, and the bare model (PHOTOS_N=400); last line: ratio phone/small
-	$(PY) -m bench.photos --n $(PHOTOS_N) --weights "$(WEIGHTS)"
+bench-photos: $(STAMP) ## phone-size photos (12 MP JPEGs made from the clothing set) vs the same at 448x336, and the bare model (PHOTOS_N=400, PHOTOS_ROUNDS=3: medians); last line: ratio phone/small
+	$(PY) -m bench.photos --n $(PHOTOS_N) --rounds $(PHOTOS_ROUNDS) --weights "$(WEIGHTS)"
 
 bench-one: $(STAMP) ## one photo: predict_one (start-up, per photo) vs a spark-submit predict of it (RUN=, IMAGES=)
 	$(PY) -m bench.one_photo --run "$(RUN)" --images "$(or $(IMAGES),$(NEW_SAMPLE))"

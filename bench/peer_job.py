@@ -1,16 +1,18 @@
-"""The peer: what a user would write from pyspark's own documentation, no project code
-but the shared preprocessing function (so both sides decode the same way).
+"""The pyspark peer: what a user would write from pyspark's own documentation, no project
+code.
 
 ``binaryFile`` → pyspark's ``predict_batch_udf`` over the file bytes, whose predict
-function decodes them and calls Keras MobileNetV2 (ImageNet, batch 64; decoding in the
-UDF, not in a separate one, saves shipping 600 KB of pixels per image through Arrow
-twice: that version ran 2.7× slower) → features written
-to parquet → read back → Spark ML ``StandardScaler(withMean, withStd)`` → ``PCA(k)``
-fitted → projections written. Run with spark-submit by :mod:`bench.peer`.
+function decodes them with Pillow (RGB, the whole frame resized to 224×224 bilinear, as
+the Daft and Ray peers do) and calls Keras MobileNetV2 (ImageNet, ``preprocess_input``,
+batch 64; decoding in the UDF, not in a separate one, saves shipping 600 KB of pixels per
+image through Arrow twice: that version ran 2.7× slower) → features written to parquet →
+read back → Spark ML ``StandardScaler(withMean, withStd)`` → ``PCA(k)`` fitted →
+projections written. Run with spark-submit by :mod:`bench.peer`.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 
 import numpy as np
@@ -29,11 +31,13 @@ def make_predict_fn():
     model = MobileNetV2(input_shape=(SIZE, SIZE, 3), include_top=False, pooling="avg",
                         weights="imagenet")
 
-    from featurize.images import preprocess_image
+    from keras.applications.mobilenet_v2 import preprocess_input
+    from PIL import Image
 
     def predict(contents: np.ndarray) -> np.ndarray:
-        pixels = np.stack([preprocess_image(b) for b in contents])
-        return model.predict(pixels, batch_size=64, verbose=0)
+        pixels = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB").resize(
+            (SIZE, SIZE), Image.BILINEAR), dtype=np.float32) for b in contents])
+        return model.predict(preprocess_input(pixels), batch_size=64, verbose=0)
 
     return predict
 

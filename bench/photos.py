@@ -1,7 +1,7 @@
 """``make bench-photos``: the featurize stage on phone-size photos against the same
 photos at 448×336, and against the bare model in one process, in one run.
 
-    python -m bench.photos [--n 400] [--weights imagenet] [--no-full]
+    python -m bench.photos [--n 400] [--rounds 1] [--weights imagenet] [--no-full]
 
 The photos: N of the shared clothing photos (400 px on their short side; round-robin over
 the classes, file-name order) upscaled to 3024 px on the short side (4032×3024, a 12 MP
@@ -16,7 +16,8 @@ written once under build/bench/photos/ and reused.
 3. unless ``--no-full``: the job on the phone photos with ``--decode full`` (every pixel
    decoded, as before draft), the baseline the draft decode is measured against.
 
-Prints each featurize stage's images/s (the manifest's ``images_per_second.featurize``),
+With ``--rounds R`` all of it R times, interleaved. Prints each featurize stage's
+images/s (the manifest's ``images_per_second.featurize``; the median over the rounds),
 the Python workers' peak RSS, and last exactly ``ratio phone/small: X.XX``; records the
 small and phone rates per core for ``make estimate`` (build/bench-rate.json).
 """
@@ -28,6 +29,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 from PIL import Image
@@ -136,6 +138,8 @@ def main() -> int:
     p.add_argument("--n", type=int, default=400)
     p.add_argument("--weights", default="imagenet")
     p.add_argument("--work", default=str(REPO / "build" / "bench" / "photos"))
+    p.add_argument("--rounds", type=int, default=1,
+                   help="repeat everything; the medians are printed (each round beside)")
     p.add_argument("--no-full", action="store_true",
                    help="skip the --decode full run on the phone photos")
     args = p.parse_args()
@@ -153,29 +157,43 @@ def main() -> int:
                                        "--weights", args.weights, "--extra",
                                        json.dumps({"decode": decode})], sample_rss=True)
 
-    print("ceiling: phone photos, one plain Python process", flush=True)
-    ceiling, _ = run_child("bench.ceiling", ["--images", str(phone), "--out",
-                                             str(work / "ceiling"), "--weights", args.weights])
-    results = {"small": job(small, "run-small"), "phone": job(phone, "run-phone")}
+    runs = [("small", small, "draft"), ("phone", phone, "draft")]
     if not args.no_full:
-        results["phone, --decode full"] = job(phone, "run-phone-full", "full")
+        runs.append(("phone, --decode full", phone, "full"))
+    ceilings: list[float] = []
+    results: dict[str, list[tuple[dict, dict]]] = {name: [] for name, _, _ in runs}
+    for r in range(args.rounds):
+        print(f"round {r + 1} of {args.rounds}: ceiling (phone photos, one plain Python "
+              f"process), then the job on each set", flush=True)
+        ceiling, _ = run_child("bench.ceiling", ["--images", str(phone), "--out",
+                                                 str(work / "ceiling"), "--weights",
+                                                 args.weights])
+        ceilings.append(ceiling["images"] / ceiling["stages"]["featurize"])
+        for name, images, decode in runs:
+            results[name].append(job(images, "run-" + name.split(",")[0], decode))
 
-    ceiling_rate = ceiling["images"] / ceiling["stages"]["featurize"]
+    def rate(name: str) -> float:
+        return median(out["featurize_images_per_second"] for out, _ in results[name])
+
     print()
-    print(f"{'featurize stage':30}{'images/s':>10}{'workers peak RSS MB':>22}")
-    print(f"{'ceiling (phone)':30}{ceiling_rate:>10.1f}{'':>22}")
-    for name, (out, rss) in results.items():
-        print(f"{'job (' + name + ')':30}{out['featurize_images_per_second']:>10.1f}"
-              f"{rss['max_mb']:>22.0f}")
-    phone_rate = results["phone"][0]["featurize_images_per_second"]
-    if "phone, --decode full" in results:
-        full = results["phone, --decode full"][0]["featurize_images_per_second"]
-        print(f"ratio draft/full (phone): {phone_rate / full:.2f}")
-    print(f"ratio job/ceiling (phone): {phone_rate / ceiling_rate:.2f}")
-    write_rate(results["small"][0], 224, small, "small photos", "make bench-photos")
-    write_rate(results["phone"][0], 224, phone, "phone photos", "make bench-photos")
-    ratio = phone_rate / results["small"][0]["featurize_images_per_second"]
-    print(f"ratio phone/small: {ratio:.2f}")
+    print(f"{'featurize stage':30}{'images/s':>10}{'workers peak RSS MB':>22}  (median of "
+          f"{args.rounds}; each round)")
+    print(f"{'ceiling (phone)':30}{median(ceilings):>10.1f}{'':>22}  "
+          + ", ".join(f"{c:.1f}" for c in ceilings))
+    for name, _, _ in runs:
+        peak = max(rss["max_mb"] for _, rss in results[name])
+        print(f"{'job (' + name + ')':30}{rate(name):>10.1f}{peak:>22.0f}  "
+              + ", ".join(f"{o['featurize_images_per_second']:.1f}" for o, _ in results[name]))
+    if not args.no_full:
+        print(f"ratio draft/full (phone): {rate('phone') / rate('phone, --decode full'):.2f}")
+    print(f"ratio job/ceiling (phone): {rate('phone') / median(ceilings):.2f}")
+    def median_run(name: str) -> dict:
+        ranked = sorted(results[name], key=lambda r: r[0]["featurize_images_per_second"])
+        return ranked[len(ranked) // 2][0]
+
+    write_rate(median_run("small"), 224, small, "small photos", "make bench-photos")
+    write_rate(median_run("phone"), 224, phone, "phone photos", "make bench-photos")
+    print(f"ratio phone/small: {rate('phone') / rate('small'):.2f}")
     return 0
 
 

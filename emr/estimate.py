@@ -42,11 +42,11 @@ BUILTIN_RATES = {
                    "engine": "tensorflow",
                    "measured": "docs/PERFORMANCE.md (make bench, 2 cores, 2026-11)"},
     "small photos": {"megapixels": 0.15, "megabytes": 0.03,
-                     "images_per_second_per_core": 40.3, "engine": "openvino",
+                     "images_per_second_per_core": 40.5, "engine": "openvino",
                      "measured": "docs/PERFORMANCE.md (make bench-photos, 2 cores, "
                                  "2026-12-07)"},
     "phone photos": {"megapixels": 12.2, "megabytes": 1.9,
-                     "images_per_second_per_core": 17.5, "engine": "openvino",
+                     "images_per_second_per_core": 17.6, "engine": "openvino",
                      "measured": "docs/PERFORMANCE.md (make bench-photos, 2 cores, "
                                  "2026-12-07)"},
 }
