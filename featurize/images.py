@@ -206,35 +206,31 @@ def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
         With ``reason`` one of :data:`ERROR_REASONS`.
     """
     img = _opened(data, max_pixels)
-    if draft_for is not None:
-        stored, _ = _drafted(img, draft_for)
-        return _oriented(stored, _orientation(img))
-    with _classifying():
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        img = _to_8bit(img)
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-    return img
+    drafted = _drafted(img, draft_for) if draft_for is not None else None
+    if drafted is not None:
+        return _oriented(drafted[0], _orientation(img))
+    return _upright(img)
 
 
 def model_input(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
                 preprocessing: Preprocessing = DEFAULT_PREPROCESSING) -> Image.Image:
     """The ``size`` × ``size`` RGB image the network sees.
 
-    ``decode="full"``: :func:`decode_rgb`, then :meth:`Preprocessing.fit`. ``"draft"``:
-    the JPEG decoded at 1/s in its stored orientation (s from
-    :meth:`Preprocessing.draft_scale`), the box resampled from it at exactly 1/s of its
-    place in the full frame (the drafted frame's last row and column cover only what is
-    left of the photo, so the box is not recomputed from the drafted size), then the EXIF
-    orientation applied to the result. Both boxes (the central square, the whole frame)
-    are the same region in either orientation.
+    A JPEG the draft decode reads at 1/s (s > 1, from :meth:`Preprocessing.draft_scale`):
+    decoded at 1/s in its stored orientation, the box resampled from it at exactly 1/s of
+    its place in the full frame (the drafted frame's last row and column cover only what
+    is left of the photo, so the box is not recomputed from the drafted size), then the
+    EXIF orientation applied to the result (both boxes, the central square and the whole
+    frame, are the same region in either orientation). Anything else, and everything
+    with ``decode="full"``: :func:`decode_rgb`'s image, then :meth:`Preprocessing.fit`,
+    as before draft (bit-identical where no scale fits).
     """
-    if preprocessing.decode == "full":
-        return preprocessing.fit(decode_rgb(data, max_pixels))
     img = _opened(data, max_pixels)
-    width, height = img.size
-    stored, scale = _drafted(img, preprocessing)
+    width, height = img.size  # the full frame's: drafting changes img.size
+    drafted = _drafted(img, preprocessing)
+    if drafted is None:  # not a JPEG, no scale fits, or --decode full: as before draft
+        return preprocessing.fit(_upright(img))
+    stored, scale = drafted
     box = tuple(v / scale for v in preprocessing.box(width, height))
     with _classifying():
         fitted = stored.resize((preprocessing.size, preprocessing.size), Image.BILINEAR,
@@ -284,14 +280,29 @@ def _classifying() -> Iterator[None]:
         raise _classified(exc) from exc
 
 
-def _drafted(img: Image.Image, preprocessing: Preprocessing) -> tuple[Image.Image, int]:
-    """The opened image decoded (a JPEG at 1/s), 8-bit RGB, in its stored orientation;
-    returns it and s (1 when not drafted)."""
+def _upright(img: Image.Image) -> Image.Image:
+    """The opened image decoded whole, EXIF orientation applied, 8-bit RGB."""
+    with _classifying():
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        img = _to_8bit(img)
+        if img.mode != "RGB":
+            img = img.convert("RGB")
+    return img
+
+
+def _drafted(img: Image.Image,
+             preprocessing: Preprocessing) -> tuple[Image.Image, int] | None:
+    """The opened JPEG decoded at 1/s (s > 1), 8-bit RGB, in its stored orientation, and
+    s; None when it is not drafted (another format, no scale fits, ``decode="full"``, or
+    a JPEG Pillow cannot draft), and then nothing is decoded yet."""
     width, height = img.size
     scale = preprocessing.draft_scale(width, height) if img.format == "JPEG" else 1
+    if scale == 1:
+        return None
     with _classifying():
-        if scale > 1 and img.draft(img.mode, (width // scale, height // scale)) is None:
-            scale = 1  # a JPEG Pillow cannot draft (e.g. several tiles): decoded in full
+        if img.draft(img.mode, (width // scale, height // scale)) is None:
+            return None
         img.load()
         stored = _to_8bit(img)
         if stored.mode != "RGB":

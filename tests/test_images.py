@@ -267,3 +267,14 @@ def test_runs_before_the_draft_decode_keep_their_name():
     assert new["name"] != old["name"]
     with pytest.raises(ValueError, match="decode"):
         Preprocessing(decode="fast")
+
+
+@pytest.mark.parametrize("orientation", [2, 3, 5, 6, 7, 8])
+def test_an_undrafted_jpeg_is_decoded_as_before_whatever_its_orientation(orientation):
+    """Where no scale fits (here 400×300), the draft decode is the full decode, bit for
+    bit, EXIF orientation included (turned before the resample, as always)."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = image_bytes(gradient_photo(400, 300), "JPEG", quality=92, exif=exif.tobytes())
+    assert np.array_equal(preprocess_image(data),
+                          preprocess_image(data, preprocessing=Preprocessing(decode="full")))

@@ -142,7 +142,7 @@ def test_manifest_counts_equal_what_was_written(spark, run_dir, corpus):
     assert counts["skipped_by_extension"] == {"(none)": 1, ".gif": 1, ".txt": 1}
     # The CNN ran once per decodable image: never again for errors/ or PCA's passes.
     assert counts["model_images"] == n_features
-    assert manifest["preprocessing"]["name"] == "pillow-exif-rgb-crop875-bilinear224-mobilenet_v2-v1"
+    assert manifest["preprocessing"]["name"] == "pillow-draft-exif-rgb-crop875-gap2-bilinear224-mobilenet_v2-v1"
     assert manifest["model"]["name"].endswith("input 224x224x3)")
     assert manifest["weights"]["source"] in ("imagenet", "file")
     assert len(manifest["weights"]["sha256"]) == 64
