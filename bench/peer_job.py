@@ -11,7 +11,6 @@ projections written. Run with spark-submit by :mod:`bench.peer`.
 """
 from __future__ import annotations
 
-import argparse
 import io
 import sys
 
@@ -21,6 +20,8 @@ from pyspark.ml.feature import PCA, StandardScaler
 from pyspark.ml.functions import array_to_vector, predict_batch_udf
 from pyspark.sql import SparkSession
 from pyspark.sql.types import ArrayType, FloatType
+
+from bench.peers.common import arguments
 
 SIZE = 224
 
@@ -43,11 +44,7 @@ def make_predict_fn():
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--k", type=int, required=True)
-    args = p.parse_args()
+    args = arguments()
     spark = SparkSession.builder.appName("peer").getOrCreate()
 
     featurize = predict_batch_udf(make_predict_fn, return_type=ArrayType(FloatType()),

@@ -9,31 +9,23 @@ virtualenv; prints one JSON line last.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
 
 import numpy as np
 
+from bench.peers.common import arguments, finish
+
 SIZE = 224
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--k", type=int, required=True)
-    args = p.parse_args()
+    args = arguments()
     t0 = time.perf_counter()
     import daft
     import daft.functions as F
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     from daft import DataType, col
-    from sklearn.decomposition import PCA
-    from sklearn.preprocessing import StandardScaler
 
     cores = os.cpu_count() or 1
 
@@ -60,17 +52,8 @@ def main() -> int:
     df = df.with_column("image", F.image_to_tensor(col("image")))
     df = df.select(col("path"), MobileNet()(col("image")).alias("features"))
     table = df.to_arrow()
-    features = np.stack(table.column("features").to_pylist()).astype(np.float32)
-    projected = PCA(n_components=args.k).fit_transform(
-        StandardScaler().fit_transform(features.astype(np.float64))).astype(np.float32)
-    os.makedirs(args.output, exist_ok=True)
-    paths = table.column("path")
-    pq.write_table(pa.table({"path": paths, "features": pa.array(list(features))}),
-                   os.path.join(args.output, "features.parquet"))
-    pq.write_table(pa.table({"path": paths, "pca": pa.array(list(projected))}),
-                   os.path.join(args.output, "pca.parquet"))
-    print(json.dumps({"images": len(features), "seconds_in_process": time.perf_counter() - t0,
-                      "daft": daft.__version__}))
+    finish(table.column("path").to_pylist(), np.stack(table.column("features").to_pylist()),
+           args, t0, daft=daft.__version__)
     return 0
 
 

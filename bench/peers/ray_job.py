@@ -10,14 +10,14 @@ virtualenv; prints one JSON line last.
 """
 from __future__ import annotations
 
-import argparse
 import io
-import json
 import os
 import sys
 import time
 
 import numpy as np
+
+from bench.peers.common import arguments, finish
 
 SIZE = 224
 
@@ -47,17 +47,9 @@ class MobileNet:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--k", type=int, required=True)
-    args = p.parse_args()
+    args = arguments()
     t0 = time.perf_counter()
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     import ray
-    from sklearn.decomposition import PCA
-    from sklearn.preprocessing import StandardScaler
 
     cores = os.cpu_count() or 1
     ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
@@ -67,17 +59,8 @@ def main() -> int:
     ds = ds.map_batches(decode, batch_size=64, num_cpus=0.25)
     ds = ds.map_batches(MobileNet, batch_size=64, concurrency=cores, num_cpus=0.5)
     rows = ds.to_pandas()
-    features = np.stack(rows["features"].to_numpy()).astype(np.float32)
-    projected = PCA(n_components=args.k).fit_transform(
-        StandardScaler().fit_transform(features.astype(np.float64))).astype(np.float32)
-    os.makedirs(args.output, exist_ok=True)
-    paths = pa.array(rows["path"].tolist())
-    pq.write_table(pa.table({"path": paths, "features": pa.array(list(features))}),
-                   os.path.join(args.output, "features.parquet"))
-    pq.write_table(pa.table({"path": paths, "pca": pa.array(list(projected))}),
-                   os.path.join(args.output, "pca.parquet"))
-    print(json.dumps({"images": len(features), "seconds_in_process": time.perf_counter() - t0,
-                      "ray": ray.__version__}))
+    finish(rows["path"].tolist(), np.stack(rows["features"].to_numpy()), args, t0,
+           ray=ray.__version__)
     ray.shutdown()
     return 0
 
