@@ -1,10 +1,16 @@
 """Weights resolution: imagenet through Keras' cache, random (seeded), files; no fallback."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 
 from featurize import weights as W
+
+#: sha256 of Keras' MobileNetV2 ImageNet file without the top
+#: (mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5).
+IMAGENET_SHA256 = "d42a456ded3f5732b97bb61693a19bd29cd42f0e3c830508f515d593fed59a88"
 
 
 def test_random_is_seeded_and_recorded_as_random():
@@ -57,4 +63,8 @@ def test_imagenet_uses_the_keras_cache_when_present():
     resolved = W.resolve_weights("imagenet")
     assert resolved.source == "imagenet"
     assert resolved.path.endswith("models/" + W.IMAGENET_FILE)
-    assert resolved.sha256 == W.sha256_file(resolved.path)
+    # the published file's digest, pinned (sha256sum of ../shared/keras's copy,
+    # 2026-12-07), and hashed here without the package's function
+    with open(resolved.path, "rb") as fh:
+        assert hashlib.sha256(fh.read()).hexdigest() == IMAGENET_SHA256
+    assert resolved.sha256 == IMAGENET_SHA256
