@@ -287,7 +287,10 @@ def fit_reducer(
         )
     stats = moment_stats(features)
     if stats.n != n_rows:
-        raise ReducerError(f"expected {n_rows} feature rows, found {stats.n}")
+        raise ReducerError(
+            f"features/ holds {stats.n} rows but the featurize pass counted {n_rows} "
+            f"featurized images: rows were written twice or lost (a task's output committed "
+            f"twice, or a file removed during the run). Rerun with --overwrite.")
     std, vectors, explained = principal_components(stats)
     if k is None:
         assert variance is not None

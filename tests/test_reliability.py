@@ -531,6 +531,45 @@ def test_a_file_deleted_after_listing_is_not_read_and_resume_retries_it(
     assert resumed["resume"]["kept_features"] == 5 and resumed["resume"]["featurized_now"] == 1
 
 
+
+@pytest.mark.parametrize("planted", ["duplicated", "missing"])
+def test_the_counts_guard_catches_a_row_planted_in_features(spark, weights_spec, tmp_path,
+                                                            monkeypatch, planted):
+    """A row written twice or lost in features/ (planted after the pass wrote it, before
+    the PCA reads it back) fails the run: exit status 1, a failed manifest that says
+    how many rows it found against how many were counted."""
+    import pyarrow.parquet as pq
+
+    from featurize import job as job_module
+    from featurize.errors import ReducerError
+
+    images = tmp_path / "images"
+    _images(images, 3)
+    real_fit = job_module.fit_pca
+
+    def plant_then_fit(spark_, config, run_dir, manifest, **kwargs):
+        part = sorted((tmp_path / "run" / "features").glob("part-*.parquet"))[0]
+        table = pq.read_table(part)
+        if planted == "duplicated":
+            pq.write_table(table.slice(0, 1), part.with_name("part-99999-planted.parquet"))
+        else:
+            pq.write_table(table.slice(1), part)
+            # Hadoop's local checksum of the old file would refuse the new one
+            part.with_name(f".{part.name}.crc").unlink(missing_ok=True)
+        return real_fit(spark_, config, run_dir, manifest, **kwargs)
+
+    monkeypatch.setattr(job_module, "fit_pca", plant_then_fit)
+    found = 7 if planted == "duplicated" else 5
+    with pytest.raises(ReducerError, match=f"features/ holds {found} rows but the featurize "
+                                           f"pass counted 6 featurized images") as failed:
+        run(spark, FeaturizeConfig(input=str(images), output=str(tmp_path / "run"),
+                                   weights=weights_spec, pca_k=2))
+    assert failed.value.exit_status == 1
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["counts"]["featurized"] == 6
+    assert manifest["error"].startswith(f"ReducerError: features/ holds {found} rows")
+
+
 def test_the_counts_guard_fails_the_run_with_a_failed_manifest(spark, weights_spec, tmp_path,
                                                                monkeypatch):
     """Every input is featurized or failed exactly once, or the run fails: an error row
