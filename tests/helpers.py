@@ -70,6 +70,24 @@ def assert_same_features(spark, run_a: Path, marker_a: str, run_b: Path, marker_
         np.testing.assert_allclose(a[rel], b[rel], rtol=1e-5, atol=1e-5)
 
 
+def assert_pca_model_reproduces(spark, run_dir: Path) -> int:
+    """``models/pca/`` loaded and applied to ``features/`` gives ``pca/`` (1e-5): the saved
+    model is the one that made the projection. Returns the number of rows compared."""
+    from pyspark.ml import PipelineModel
+
+    from featurize.reduce import project
+
+    features = spark.read.parquet(str(run_dir / "features"))
+    model = PipelineModel.load(str(run_dir / "models" / "pca"))
+    again = {r["path"]: r["pca_features"] for r in project(model, features).collect()}
+    written = {r["path"]: r["pca_features"] for r in
+               spark.read.parquet(str(run_dir / "pca")).collect()}
+    assert set(again) == set(written)
+    for path, row in written.items():
+        np.testing.assert_allclose(row, again[path], rtol=1e-5, atol=1e-5)
+    return len(written)
+
+
 def assert_one_photo_agrees(run_dir, prediction_rows, files, top: int = 3) -> int:
     """``featurize.predict_one`` on ``files`` gives the Spark predict job's answers
     (``prediction_rows``, from its ``predictions/``): the same label, confidences and top

@@ -5,6 +5,7 @@ The job under test reaches it through ``AWS_ENDPOINT_URL`` like any endpoint, so
 botocore retries, its own whole-file retries and its error handling all meet real HTTP
 responses. ``refusals`` is how many writes are still refused: a number counts down, -1
 refuses until it is changed; the write probe's key is never refused (the run must start).
+With ``refusals`` 0 it only records: every request, and the encryption each one asked for.
 """
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ class RefusingProxy:
         self.refused = 0
         #: (method, path) of every request, in the order they came
         self.requests: list[tuple[str, str]] = []
+        #: (method, path, {header: value}) of every request, with only its server-side
+        #: encryption headers (``x-amz-server-side-encryption*``, names in lower case)
+        self.encryption: list[tuple[str, str, dict[str, str]]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -81,8 +85,11 @@ class RefusingProxy:
 
             def _forward(self) -> None:
                 body = self._body()
+                sse = {k.lower(): v for k, v in self.headers.items()
+                       if k.lower().startswith("x-amz-server-side-encryption")}
                 with proxy._lock:
                     proxy.requests.append((self.command, self.path))
+                    proxy.encryption.append((self.command, self.path, sse))
                 if proxy._refuse(self.command, self.path):
                     self.send_response(503)
                     self.send_header("Content-Type", "application/xml")

@@ -12,7 +12,9 @@ import pytest
 from featurize.config import FeaturizeConfig
 from featurize.errors import ConfigError
 from featurize.job import run
-from tests.helpers import image_bytes, independent_listing, pattern_image, write
+from tests.helpers import (
+    assert_pca_model_reproduces, image_bytes, independent_listing, pattern_image, write,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -107,10 +109,6 @@ def test_errors_rows_have_reasons(spark, run_dir, corpus):
 
 
 def test_pca_output_and_model(spark, run_dir):
-    from pyspark.ml import PipelineModel
-
-    from featurize.reduce import project
-
     out, manifest = run_dir
     pca = spark.read.parquet(str(out / "pca"))
     assert pca.schema.simpleString() == "struct<path:string,label:string,pca_features:array<float>>"
@@ -118,10 +116,7 @@ def test_pca_output_and_model(spark, run_dir):
     rows = {r["path"]: r for r in pca.collect()}
     assert set(rows) == {r["path"] for r in features.select("path").collect()}
     assert all(len(r["pca_features"]) == 3 for r in rows.values())
-    model = PipelineModel.load(str(out / "models" / "pca"))
-    again = {r["path"]: r["pca_features"] for r in project(model, features).collect()}
-    for path, row in rows.items():
-        np.testing.assert_allclose(row["pca_features"], again[path], rtol=1e-5, atol=1e-5)
+    assert assert_pca_model_reproduces(spark, out) == len(rows)
     assert manifest["pca"]["k"] == 3
     assert len(manifest["pca"]["explained_variance"]) == 3
 

@@ -16,7 +16,7 @@ from featurize.config import FeaturizeConfig
 from featurize.encryption import Encryption
 from featurize.errors import ConfigError
 from featurize.job import run
-from tests.helpers import assert_same_features
+from tests.helpers import assert_pca_model_reproduces, assert_same_features
 from tests.test_job_e2e import ERRORS_SCHEMA, EXPECTED, FEATURES_SCHEMA, make_corpus
 
 pytestmark = pytest.mark.spark
@@ -62,13 +62,40 @@ def assert_encrypted(client, prefix: str, key_arn: str, bucket: str = BUCKET) ->
     return len(keys)
 
 
+#: what s3_run's writes asked for (``object_writes``), filled by the fixture
+S3_RUN_WRITES: list[tuple[str, dict[str, str]]] = []
+
+
+def object_writes(encryption: list[tuple[str, str, dict[str, str]]], prefix: str
+                  ) -> list[tuple[str, dict[str, str]]]:
+    """The requests (recorded by RefusingProxy) that create an object under ``prefix``
+    (PutObject, CreateMultipartUpload: the two that carry SSE-S3/SSE-KMS headers; a part
+    upload or a completion inherits the upload's), as ``(path, its SSE headers)``."""
+    creates = []
+    for method, path, sse in encryption:
+        key, _, query = path.partition("?")
+        if not key.startswith(f"/{BUCKET}/{prefix}"):
+            continue
+        if (method == "PUT" and "partNumber=" not in query) or (
+                method == "POST" and query.split("&")[0] in ("uploads", "uploads=")):
+            creates.append((key, sse))
+    return creates
+
+
 @pytest.fixture(scope="module")
 def s3_run(spark, bucket, weights_spec, kms_key, tmp_path_factory):
-    """The corpus from S3 to S3 (boto3 both ways), every output object under a KMS key."""
+    """The corpus from S3 to S3 (boto3 both ways), every output object under a KMS key,
+    through a proxy that records the encryption each write asked for."""
+    from tests.refusing_proxy import RefusingProxy
+
     client, corpus = bucket
-    manifest = run(spark, FeaturizeConfig(
-        input=f"s3://{BUCKET}/in", output=f"s3://{BUCKET}/runs/r1", weights=weights_spec,
-        pca_k=3, batch_size=4, encryption=Encryption("aws:kms", kms_key)))
+    with RefusingProxy(os.environ["AWS_ENDPOINT_URL"], BUCKET, "runs/r1") as proxy, \
+            pytest.MonkeyPatch.context() as m:
+        m.setenv("AWS_ENDPOINT_URL", proxy.url)
+        manifest = run(spark, FeaturizeConfig(
+            input=f"s3://{BUCKET}/in", output=f"s3://{BUCKET}/runs/r1", weights=weights_spec,
+            pca_k=3, batch_size=4, encryption=Encryption("aws:kms", kms_key)))
+    S3_RUN_WRITES[:] = object_writes(proxy.encryption, "runs/r1/")
     local = download_prefix(client, "runs/r1/", tmp_path_factory.mktemp("fromS3"))
     reference = tmp_path_factory.mktemp("local") / "run"
     run(spark, FeaturizeConfig(input=str(corpus), output=str(reference), weights=weights_spec,
@@ -101,7 +128,7 @@ def assert_corpus_outcomes(spark, local: Path, prefix: str, io: str,
                           for rel, (label, reason) in EXPECTED.items() if reason}
     pca = spark.read.parquet(str(local / "pca"))
     assert pca.count() == 9 and len(pca.first()["pca_features"]) == 3
-    assert (local / "models" / "pca" / "metadata").is_dir()
+    assert assert_pca_model_reproduces(spark, local) == 9
     assert not list(local.rglob("*.crc"))
     return on_s3
 
@@ -118,6 +145,38 @@ def test_every_object_of_an_s3_run_is_encrypted_with_the_given_key(bucket, s3_ru
     written = sum(1 for p in local.rglob("*") if p.is_file())
     assert assert_encrypted(client, "runs/r1/", kms_key) == written
     assert manifest["config"]["encryption"] == {"algorithm": "aws:kms", "kms_key_id": kms_key}
+    # every write asked for it, the write probe (made before any work) first of all
+    asked = {"x-amz-server-side-encryption": "aws:kms",
+             "x-amz-server-side-encryption-aws-kms-key-id": kms_key}
+    assert S3_RUN_WRITES[0][0].endswith("/runs/r1/_featurize_write_probe")
+    assert len(S3_RUN_WRITES) >= written and all(sse == asked for _, sse in S3_RUN_WRITES), [
+        w for w in S3_RUN_WRITES if w[1] != asked]
+
+
+@pytest.mark.parametrize("sse", [None, "AES256"], ids=["no-sse", "AES256"])
+def test_sse_s3_or_nothing_is_what_every_write_asks_for(spark, bucket, weights_spec,
+                                                        monkeypatch, sse):
+    """--sse AES256: every write (the probe first) asks for SSE-S3 and every object reads
+    back so. No --sse: no write asks for any encryption (the bucket's default applies)."""
+    from tests.refusing_proxy import RefusingProxy
+
+    client, _ = bucket
+    prefix = f"runs/sse-{sse or 'none'}/"
+    with RefusingProxy(os.environ["AWS_ENDPOINT_URL"], BUCKET, prefix) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        manifest = run(spark, FeaturizeConfig(
+            input=f"s3://{BUCKET}/in", output=f"s3://{BUCKET}/{prefix.rstrip('/')}",
+            weights=weights_spec, pca_k=2, encryption=Encryption(sse)))
+    assert manifest["status"] == "complete"
+    writes = object_writes(proxy.encryption, prefix)
+    keys = s3.list_keys(client, f"s3://{BUCKET}/{prefix}")
+    assert writes[0][0].endswith("/_featurize_write_probe") and len(writes) > len(keys) > 10
+    expected = {"x-amz-server-side-encryption": sse} if sse else {}
+    assert all(headers == expected for _, headers in writes), writes
+    if sse:
+        for key in keys:
+            head = client.head_object(Bucket=BUCKET, Key=key)
+            assert (head.get("ServerSideEncryption"), head.get("SSEKMSKeyId")) == (sse, None)
 
 
 def test_s3_features_equal_the_local_run(spark, s3_run):
