@@ -11,6 +11,7 @@ import boto3
 import pytest
 
 from emr import sizing
+from emr.settings import DEFAULT_CORE_COUNT
 from featurize.errors import SettingsError
 from tests.test_emr import BUCKET, REGION, create_default_roles, emr_cli, make, make_subnet
 
@@ -45,23 +46,44 @@ def test_every_type_fits_its_node_with_the_driver(instance_type):
     assert s.executor_memory_mb >= sizing.MIN_HEAP_MB
 
 
-def test_m5_xlarge_and_larger_types():
-    small, large = sizing.size("m5.xlarge"), sizing.size("m5.4xlarge")
-    # openvino workers: 768 MB per core
-    assert (small.executors_per_node, small.executor_cores, small.executor_memory_mb,
-            small.executor_overhead_mb) == (1, 4, 6144, 3072)
-    tf = sizing.size("m5.xlarge", engine="tensorflow")  # 1,536 MB per core
-    assert (tf.executors_per_node, tf.executor_cores, tf.executor_memory_mb,
-            tf.executor_overhead_mb) == (1, 4, 3072, 6144)
-    assert small.executor_container_mb + sizing.DRIVER_CONTAINER_MB == 12288
-    assert sizing.DRIVER_CONTAINER_MB >= 2560  # at least 2.5 GiB
-    assert large.executor_container_mb > small.executor_container_mb
-    assert large.executors_per_node * large.executor_cores == 16
-    # memory-poor: fewer cores than vCPUs rather than containers YARN would kill
-    c5 = sizing.size("c5.xlarge")
-    assert (c5.executors_per_node, c5.executor_cores) == (1, 2)
-    c5 = sizing.size("c5.xlarge", engine="tensorflow")
-    assert (c5.executors_per_node, c5.executor_cores) == (1, 1)
+def reference_size(vcpus: int, yarn_mb: int, engine: str = "openvino"
+                   ) -> tuple[int, int, int, int]:
+    """The rule of emr/sizing.py's docstring, searched over every (executors, cores) pair
+    on a node's documented YARN memory: ``(executors per node, cores, heap MB, Python
+    overhead MB)``. The most cores per node, then the fewest (larger) executors; each
+    core's worker gets the engine's Python memory, the driver's container is kept free,
+    and the heaps take what is left (rounded down to 256 MB)."""
+    python = sizing.PYTHON_MB_BY_ENGINE[engine]
+    room = yarn_mb - sizing.DRIVER_CONTAINER_MB
+    fits = [(n * c, c, n) for c in range(1, sizing.MAX_AUTO_CORES + 1)
+            for n in range(1, vcpus + 1)
+            if n * c <= vcpus and n * (python * c + sizing.MIN_HEAP_MB) <= room]
+    _, cores, executors = max(fits)
+    heap = (room // executors - python * cores) // 256 * 256
+    return executors, cores, heap, python * cores
+
+
+@pytest.mark.parametrize("engine", ["openvino", "tensorflow"])
+@pytest.mark.parametrize("instance_type", sorted(DOCUMENTED))
+def test_sizes_follow_from_the_documented_yarn_memory(instance_type, engine):
+    vcpus, yarn_mb = DOCUMENTED[instance_type]
+    s = sizing.size(instance_type, engine=engine)
+    expected = reference_size(vcpus, yarn_mb, engine)
+    assert (s.executors_per_node, s.executor_cores, s.executor_memory_mb,
+            s.executor_overhead_mb) == expected
+    # nothing idle: less than 256 MB per executor of the node's YARN memory unused
+    left = yarn_mb - sizing.DRIVER_CONTAINER_MB - s.executors_per_node * s.executor_container_mb
+    assert 0 <= left < 256 * s.executors_per_node
+
+
+def test_the_driver_container_and_memory_poor_types():
+    assert sizing.DRIVER_CONTAINER_MB >= 2560  # at least 2.5 GiB: docs/emr.md
+    # memory-poor (2 GiB per vCPU): fewer cores than vCPUs rather than containers YARN
+    # would kill, and fewer still for the heavier engine
+    ov, tf = sizing.size("c5.xlarge"), sizing.size("c5.xlarge", engine="tensorflow")
+    assert tf.executor_cores < ov.executor_cores < DOCUMENTED["c5.xlarge"][0]
+    m5 = sizing.size("m5.xlarge")
+    assert m5.executors_per_node * m5.executor_cores == DOCUMENTED["m5.xlarge"][0]
 
 
 def test_unknown_types_and_cores_that_do_not_fit_are_refused():
@@ -87,13 +109,15 @@ def test_dry_run_shows_the_sizes_and_one_attempt(moto_endpoint, tmp_path):
             "Properties"]
         sizes[instance_type] = props
         assert f"sizing: {instance_type}" in proc.stderr
-    assert {k: v for k, v in sizes["m5.xlarge"].items() if "memory" in k.lower()
-            or "instances" in k or k.endswith("cores")} == {
-        "spark.executor.instances": "2", "spark.executor.cores": "4",
-        "spark.executor.memory": "6144m", "spark.executor.memoryOverhead": "3072m",
-        "spark.driver.memory": "1024m", "spark.driver.memoryOverhead": "2048m"}
-    assert sizes["m5.4xlarge"]["spark.executor.instances"] == "8"
-    assert sizes["m5.4xlarge"]["spark.executor.memory"] == "10496m"
+    for instance_type, props in sizes.items():
+        n, cores, heap, overhead = reference_size(*DOCUMENTED[instance_type])
+        assert {k: v for k, v in props.items() if "memory" in k.lower()
+                or "instances" in k or k.endswith("cores")} == {
+            "spark.executor.instances": str(n * DEFAULT_CORE_COUNT),
+            "spark.executor.cores": str(cores),
+            "spark.executor.memory": f"{heap}m", "spark.executor.memoryOverhead": f"{overhead}m",
+            "spark.driver.memory": f"{sizing.DRIVER_MEMORY_MB}m",
+            "spark.driver.memoryOverhead": f"{sizing.DRIVER_OVERHEAD_MB}m"}, instance_type
     proc = make("submit", f"BUCKET={BUCKET}", "INPUT=s3://b/images", "DRY_RUN=1",
                 "CLUSTER_ID=j-X", env=dead)
     steps = json.loads(proc.stdout[proc.stdout.index("\n{") + 1:])["Steps"]
