@@ -52,7 +52,7 @@ EVERY_PARAM = (
      "instance_type": "m5.2xlarge", "master_instance_type": "m5.xlarge", "core_count": 3,
      "task_count": 2, "spot": True, "subnet_id": "subnet-0abc", "key_name": "ops-key",
      "service_role": "TeamEmrService", "instance_profile": "FeaturizeNodes",
-     "idle_timeout": 1800, "executor_cores": 4, "executor_memory": "4g",
+     "idle_timeout": 1800, "executor_cores": 2, "executor_memory": "1g",
      "engine": "tensorflow", "sse": "aws:kms", "sse_kms_key_id": KMS_KEY,
      "name": "nightly featurize", "steps": "featurize train predict",
      "input": "s3://dag-bucket/images/{{ ds }}/", "output": "s3://dag-bucket/runs/{{ds_nodash}}",
@@ -66,7 +66,7 @@ EVERY_PARAM = (
      "--core-count", "3", "--task-count", "2", "--spot", "--subnet-id", "subnet-0abc",
      "--key-name", "ops-key", "--service-role", "TeamEmrService",
      "--instance-profile", "FeaturizeNodes", "--idle-timeout", "1800",
-     "--executor-cores", "4", "--executor-memory", "4g", "--engine", "tensorflow",
+     "--executor-cores", "2", "--executor-memory", "1g", "--engine", "tensorflow",
      "--sse", "aws:kms",
      "--sse-kms-key-id", KMS_KEY, "--name", "nightly featurize"],
     ["--steps", "featurize train predict", "--input", "s3://dag-bucket/images/2026-01-02/",
@@ -214,12 +214,33 @@ def test_requests_equal_the_cli_dry_run(dag, case):
     assert got["steps"] == dry_run("submit", *cluster_flags, *step_flags)["Steps"]
 
 
-def test_every_param_reaches_the_requests():
-    """The every-param case sets each param to a value that is not its default, so a
-    param dropped or mapped to the wrong flag changes the request."""
+def test_every_param_reaches_the_requests(dag):
+    """The every-param case sets each param to a value that is not its default: dropped
+    in turn, each one changes what the plan hands the operators (or, for a param another
+    one needs, fails the plan), so no param is ignored or mapped to a default."""
+    from featurize.errors import SettingsError
+
     params = EVERY_PARAM[0]
     assert set(params) == {"aws_conn_id", "region", *schedule.PARAMS}
-    assert all(v is not None for v in params.values())
+    full = planned(dag, params)
+    unchanged, refused = [], {}
+    for name in params:
+        try:
+            without = planned(dag, {k: v for k, v in params.items() if k != name})
+        except SettingsError as exc:
+            refused[name] = str(exc)
+            continue
+        if without == full:
+            unchanged.append(name)
+    assert unchanged == [], f"dropping these params changes nothing: {unchanged}"
+    # the rest are needed: required, or needed by another param set here
+    needed = {"bucket": "BUCKET is required", "input": "INPUT is required",
+              "predict_input": "PREDICT_INPUT is required",  # the predict step
+              "sse": "SSE_KMS_KEY_ID is only used with SSE=aws:kms",
+              "sse_kms_key_id": "SSE=aws:kms on a cluster needs SSE_KMS_KEY_ID"}
+    assert set(refused) == set(needed), refused
+    for name, message in needed.items():
+        assert message in refused[name], (name, refused[name])
 
 
 def test_connection_region_and_undated_runs(dag):
