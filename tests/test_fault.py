@@ -155,19 +155,50 @@ def _submit(url: str, images: Path, out: Path, events: Path, weights: str,
                                 start_new_session=True)
 
 
-def test_killed_executor_costs_a_retry_not_a_wrong_answer(spark, standalone, weights_spec,
-                                                          tmp_path):
-    url, worker_pids, cluster_dir = standalone
-    images = _fault_images(tmp_path / "images")
-    # the control: the same job on the same cluster, nothing killed
-    clean = tmp_path / "clean"
-    control = _submit(url, images, clean, tmp_path / "clean-events", weights_spec,
-                      tmp_path / "clean.log")
-    assert control.wait(timeout=600) == 0, (tmp_path / "clean.log").read_text()[-5000:]
-    assert _losses(tmp_path / "clean-events") == {"removed": [], "lost_tasks": []}
-    clean_manifest = json.loads((clean / "manifest.json").read_text())
-    assert clean_manifest["counts"]["model_images"] == 90  # each image through the CNN once
+@pytest.fixture(scope="module")
+def clean_run(standalone, weights_spec, tmp_path_factory) -> tuple[Path, Path]:
+    """The control: the fault tests' images, and the job run on the same cluster with
+    nothing killed: ``(images, run)``. Spark's event log must show no lost executor."""
+    url = standalone[0]
+    tmp = tmp_path_factory.mktemp("clean")
+    images = _fault_images(tmp / "images")
+    clean = tmp / "run"
+    control = _submit(url, images, clean, tmp / "events", weights_spec, tmp / "clean.log")
+    assert control.wait(timeout=600) == 0, (tmp / "clean.log").read_text()[-5000:]
+    assert _losses(tmp / "events") == {"removed": [], "lost_tasks": []}
+    manifest = json.loads((clean / "manifest.json").read_text())
+    assert manifest["counts"]["model_images"] == 90  # each image through the CNN once
+    return images, clean
 
+
+def _assert_like_the_clean_run(spark, out: Path, clean_run: tuple[Path, Path]) -> dict:
+    """Every input exactly once, the clean run's outcomes and features (1e-4); returns
+    the run's manifest."""
+    images, clean = clean_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["counts"]["featurized"] == 90 and manifest["counts"]["failed"] == 1
+    rows = spark.read.parquet(str(out / "features")).collect()
+    paths = [r["path"] for r in rows]
+    assert len(paths) == len(set(paths)) == 90  # exactly once
+    assert not list((out / "features").glob("_temporary*"))
+    errors = spark.read.parquet(str(out / "errors")).collect()
+    assert [(e["path"], e["error"]) for e in errors] == [
+        ("file:" + str(images / "x" / "broken.jpg"), "truncated")]
+    want = {r["path"]: np.asarray(r["features"], dtype=np.float32)
+            for r in spark.read.parquet(str(clean / "features")).collect()}
+    got = {r["path"]: np.asarray(r["features"], dtype=np.float32) for r in rows}
+    assert set(got) == set(want)
+    for path, ref in want.items():
+        err = np.abs(got[path] - ref).max()
+        assert err <= 1e-4 * np.abs(ref).max(), f"{path}: max|a-b| = {err}"
+    return manifest
+
+
+def test_killed_executor_costs_a_retry_not_a_wrong_answer(spark, standalone, clean_run,
+                                                          weights_spec, tmp_path):
+    url, worker_pids, _ = standalone
+    images = clean_run[0]
     out = tmp_path / "run"
     log = tmp_path / "submit.log"
     proc = _submit(url, images, out, tmp_path / "events", weights_spec, log)
@@ -190,36 +221,23 @@ def test_killed_executor_costs_a_retry_not_a_wrong_answer(spark, standalone, wei
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     # the fault happened, to the executor killed (above), and work was redone
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["status"] == "complete" and manifest["spark"]["master"] == url
+    manifest = _assert_like_the_clean_run(spark, out, clean_run)
+    assert manifest["spark"]["master"] == url
     assert committed_before_kill < manifest["spark"]["partitions_planned"]
     assert manifest["counts"]["model_images"] > 90, manifest["counts"]
-
-    # and nothing is wrong: every input exactly once, the clean run's features
-    rows = spark.read.parquet(str(out / "features")).collect()
-    paths = [r["path"] for r in rows]
-    assert len(paths) == len(set(paths)) == 90  # exactly once
-    errors = spark.read.parquet(str(out / "errors")).collect()
-    assert [(e["path"], e["error"]) for e in errors] == [
-        ("file:" + str(images / "x" / "broken.jpg"), "truncated")]
-    assert manifest["counts"]["featurized"] == 90 and manifest["counts"]["failed"] == 1
-    want = {r["path"]: np.asarray(r["features"], dtype=np.float32)
-            for r in spark.read.parquet(str(clean / "features")).collect()}
-    got = {r["path"]: np.asarray(r["features"], dtype=np.float32) for r in rows}
-    assert set(got) == set(want)
-    for path, ref in want.items():
-        err = np.abs(got[path] - ref).max()
-        assert err <= 1e-4 * np.abs(ref).max(), f"{path}: max|a-b| = {err}"
     print(f"fault: executor {killed} killed after {committed_before_kill} part files; "
           f"{losses}; model_images {manifest['counts']['model_images']}")
 
 
+@pytest.mark.parametrize("when", ["before", "after"])
 def test_an_executor_killed_inside_a_task_commit_leaves_every_input_once(
-        spark, standalone, weights_spec, tmp_path):
+        spark, standalone, clean_run, weights_spec, tmp_path, when):
     """The commit window: a test committer (tests/java/StallingCommitter.java) holds the
-    first features/ task commit until the test kills that executor, inside commitTask,
-    before its files move. The task runs again elsewhere; every input lands once."""
-    url, worker_pids, _ = standalone
+    first features/ task commit until the test kills that executor inside commitTask:
+    ``before`` its files move, or ``after`` they moved into features/ but before the
+    driver learns the task committed (the rerun's file must replace it, not join it). The task runs again elsewhere; every
+    input lands once, with the clean run's features."""
+    url = standalone[0]
     jars = BIN.parent / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / \
         "site-packages" / "pyspark" / "jars"
     classes = tmp_path / "classes"
@@ -230,12 +248,12 @@ def test_an_executor_killed_inside_a_task_commit_leaves_every_input_once(
     subprocess.run(["jar", "cf", str(jar), "-C", str(classes), "."], check=True)
     stall = tmp_path / "stall"
     stall.mkdir()
-    images = _fault_images(tmp_path / "images")
     out, log = tmp_path / "run", tmp_path / "submit.log"
-    proc = _submit(url, images, out, tmp_path / "events", weights_spec, log, extra=(
+    proc = _submit(url, clean_run[0], out, tmp_path / "events", weights_spec, log, extra=(
         "--jars", str(jar), "--driver-class-path", str(jar),
         "--conf", "spark.sql.parquet.output.committer.class=StallingCommitter",
-        "--conf", f"spark.executorEnv.FEATURIZE_STALL_DIR={stall}"))
+        "--conf", f"spark.executorEnv.FEATURIZE_STALL_DIR={stall}",
+        "--conf", f"spark.executorEnv.FEATURIZE_STALL_WHEN={when}"))
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and proc.poll() is None \
@@ -243,17 +261,17 @@ def test_an_executor_killed_inside_a_task_commit_leaves_every_input_once(
             time.sleep(0.05)
         assert (stall / "stalled").exists(), log.read_text()[-3000:]
         time.sleep(0.2)  # the pid is written before the file is closed: let it land
-        pid = int((stall / "stalled").read_text())
+        pid, *partition = (stall / "stalled").read_text().splitlines()
+        # v2 commit algorithm on a local output (featurize.storage.commit_options): a
+        # committed task's file is in features/ itself, before the kill in "after" only
+        landed = list((out / "features").glob(f"part-{int(partition[0]):05d}-*.parquet")) \
+            if partition else []
+        assert bool(landed) == (when == "after"), (partition, landed)
         committed_before_kill = len(list((out / "features").glob("part-*.parquet")))
-        killed, losses = _kill_and_finish(proc, pid, log, tmp_path / "events")
+        killed, losses = _kill_and_finish(proc, int(pid), log, tmp_path / "events")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["status"] == "complete"
-    assert manifest["counts"]["featurized"] == 90 and manifest["counts"]["failed"] == 1
-    paths = [r["path"] for r in spark.read.parquet(str(out / "features")).collect()]
-    assert len(paths) == len(set(paths)) == 90  # exactly once
-    assert not list((out / "features").glob("_temporary*"))
-    print(f"commit window: executor {killed} killed inside commitTask after "
+    _assert_like_the_clean_run(spark, out, clean_run)
+    print(f"commit window ({when}): executor {killed} killed inside commitTask after "
           f"{committed_before_kill} part files; {losses}")
