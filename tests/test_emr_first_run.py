@@ -331,3 +331,49 @@ def test_estimate_rate_below_the_smallest_and_beyond_the_largest_kind(tmp_path):
     big = Sample([(6000, 4000)], 0, [8.0])
     expected = 1 / phone["images_per_second_per_core"] + slope * (24.0 - phone["megapixels"])
     assert rate_for(rates, big)[0] == pytest.approx(1 / expected)
+
+
+# --- the make targets pass their variables ---------------------------------------------
+
+def _after_the_echo(proc) -> list[str]:
+    """make's output without the recipe line it echoes first."""
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(".venv/bin/python -m emr "), lines[:1]
+    while lines[0].endswith("\\"):  # the recipe's continued lines
+        lines.pop(0)
+    return lines[1:]
+
+
+def test_make_iam_policy_and_estimate_run_as_the_readme_shows(account, tmp_path):
+    """`make iam-policy` and `make estimate` with their variables print what the CLI
+    prints for the same flags (the Makefile maps each variable to its flag)."""
+    key = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    proc = make("iam-policy", "BUCKET=my-bucket", "INPUT=s3://data-bucket/images/",
+                "OUTPUT=s3://my-bucket/runs/x", "INPUT_LIST=s3://inv/images/manifest.json",
+                "SSE=aws:kms", f"SSE_KMS_KEY_ID={key}")
+    cli = emr_cli("policy", "--bucket", "my-bucket", "--input", "s3://data-bucket/images/",
+                  "--output", "s3://my-bucket/runs/x", "--input-list",
+                  "s3://inv/images/manifest.json", "--sse", "aws:kms", "--sse-kms-key-id", key,
+                  state_dir=account["state"])
+    assert cli.returncode == 0, cli.stderr
+    policy = json.loads("\n".join(_after_the_echo(proc)))
+    assert policy == json.loads(cli.stdout)
+    resources = json.dumps(policy)
+    for granted in ("arn:aws:s3:::inv/*", "arn:aws:s3:::my-bucket/runs/x/*", key):
+        assert granted in resources, granted
+
+    s3 = boto3.client("s3", region_name=REGION)
+    for i in range(12):
+        s3.put_object(Bucket="preflight-bucket", Key=f"make-estimate/c{i % 3}/{i}.jpg",
+                      Body=b"\xff" * 2000)
+    flags = {"INSTANCE_TYPE": "m5.2xlarge", "CORE_COUNT": "3", "PRICE_PER_HOUR": "0.5",
+             "TARGET_MINUTES": "2"}
+    proc = make("estimate", "INPUT=s3://preflight-bucket/make-estimate",
+                *(f"{k}={v}" for k, v in flags.items()))
+    cli = emr_cli("estimate", "--input", "s3://preflight-bucket/make-estimate",
+                  "--instance-type", "m5.2xlarge", "--core-count", "3", "--price-per-hour",
+                  "0.5", "--target-minutes", "2", state_dir=account["state"])
+    assert cli.returncode == 0, cli.stderr
+    assert _after_the_echo(proc) == cli.stdout.splitlines()
+    assert "3 core x m5.2xlarge" in cli.stdout and "$0.5000/h" in cli.stdout
+    assert "within 2 min" in cli.stdout
