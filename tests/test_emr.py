@@ -715,3 +715,21 @@ def test_pip_refuses_a_wheel_whose_hash_is_not_the_built_one(aws, cluster, tmp_p
     assert "every wheel matches wheels.sha256" in out  # the first check was fooled
     assert "DO NOT MATCH THE HASHES" in out and victim.name.split("-")[0] in out
     assert not (venv / ".featurize-installed").exists()
+
+
+def test_the_rehearsals_aws_cp_skips_directory_markers(moto_endpoint, tmp_path):
+    """S3A leaves empty `folder/` keys under a failed run's output; copying OUT must skip
+    them as `aws s3 cp --recursive` does (they used to end the rehearsal with
+    NotADirectoryError instead of its step summary)."""
+    from emr.rehearsal import aws_shim
+
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="marker-bucket")
+    for key, body in (("runs/x/", b""), ("runs/x/features/", b""), ("runs/x/manifest.json", b"{}"),
+                      ("runs/x/features/part-0.parquet", b"PAR1"), ("runs/x/pca", b"")):
+        s3.put_object(Bucket="marker-bucket", Key=key, Body=body)
+    n = aws_shim.cp("s3://marker-bucket/runs/x", str(tmp_path / "out"), recursive=True)
+    got = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*")
+                 if p.is_file())
+    assert n == 3 and got == ["features/part-0.parquet", "manifest.json", "pca"]
+    assert (tmp_path / "out" / "features" / "part-0.parquet").read_bytes() == b"PAR1"

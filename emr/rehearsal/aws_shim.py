@@ -17,7 +17,8 @@ from featurize.s3 import S3Uri
 
 def cp(source: str, dest: str, recursive: bool) -> int:
     """Download one object, or (``recursive``) every object under a prefix into the folder
-    ``dest``; returns how many."""
+    ``dest``; returns how many. Directory markers (empty keys ending in ``/``, which S3A
+    writes for folders) are skipped, as ``aws s3 cp --recursive`` skips them."""
     import boto3
 
     s3 = boto3.client("s3")
@@ -30,6 +31,8 @@ def cp(source: str, dest: str, recursive: bool) -> int:
     n = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
+            if obj["Key"].endswith("/"):
+                continue
             target = os.path.join(dest, obj["Key"][len(prefix):])
             os.makedirs(os.path.dirname(target), exist_ok=True)
             s3.download_file(loc.bucket, obj["Key"], target)
