@@ -112,6 +112,14 @@ def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
         raise
 
 
+def delete_unlisted(s3: Any, bucket: str, prefix: str, keep: set[str]) -> list[str]:
+    """Delete every key under ``prefix`` that is not in ``keep``; the keys deleted."""
+    stale = sorted(set(list_keys(s3, bucket, prefix)) - keep)
+    for key in stale:
+        _call(f"delete_object s3://{bucket}/{key}", s3.delete_object, Bucket=bucket, Key=key)
+    return stale
+
+
 def get_object_bytes(s3: Any, bucket: str, key: str) -> bytes | None:
     """The object's bytes, or None when it does not exist (yet)."""
     try:

@@ -92,7 +92,14 @@ def cmd_upload(args: argparse.Namespace) -> int:
         uploads.append((weights_file,
                         S3Uri.parse(requests.weights_uri(settings, args.weights)).key))
     skipped = 0
+    wheel_prefix = settings.key("dist", package.WHEELS) + "/"
+    listed = {key for _, key in uploads if key.startswith(wheel_prefix)}
     for path, key in uploads:
+        if key == settings.key("dist", package.WHEEL_SUMS):
+            # the bootstrap refuses a wheelhouse holding wheels its list does not name:
+            # the ones an upload before a pin change left go before the new list
+            for stale in aws.delete_unlisted(c.s3, settings.bucket, wheel_prefix, listed):
+                _out(f"removed s3://{settings.bucket}/{stale}: not in this wheels.sha256")
         # An object uploaded from the same bytes is left alone: the wheelhouse is 400 MB.
         digest = package.sha256_file(path)
         if aws.object_sha256(c.s3, settings.bucket, key) == digest:

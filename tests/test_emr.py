@@ -733,3 +733,22 @@ def test_the_rehearsals_aws_cp_skips_directory_markers(moto_endpoint, tmp_path):
                  if p.is_file())
     assert n == 3 and got == ["features/part-0.parquet", "manifest.json", "pca"]
     assert (tmp_path / "out" / "features" / "part-0.parquet").read_bytes() == b"PAR1"
+
+
+def test_an_upload_after_a_pin_change_leaves_only_the_listed_wheels(aws, cluster):
+    """A wheel an earlier upload left (its pin since changed) would make every bootstrap
+    refuse the wheelhouse (more wheels than wheels.sha256 lists): upload deletes it, and
+    the wheelhouse in S3 is exactly the list again."""
+    s3, _, tmp, common = aws
+    prefix = f"{PREFIX}/dist/wheels/"
+    stale = f"{prefix}numpy-1.25.0-cp311-cp311-manylinux_2_17_x86_64.whl"
+    s3.put_object(Bucket=BUCKET, Key=stale, Body=b"an old pin's wheel")
+    proc = make("upload", *common)
+    assert f"removed s3://{BUCKET}/{stale}: not in this wheels.sha256" in proc.stdout
+    listed = sorted(line.split()[1] for line in
+                    (tmp / "dist" / "bootstrap" / "wheels.sha256").read_text().splitlines())
+    in_s3 = sorted(o["Key"][len(prefix):] for page in s3.get_paginator("list_objects_v2")
+                   .paginate(Bucket=BUCKET, Prefix=prefix) for o in page.get("Contents", []))
+    assert in_s3 == listed and len(listed) > 30
+    # nothing else was touched: every listed wheel was already there, same sha256
+    assert "uploaded" not in proc.stdout.replace("not uploaded again", "")
