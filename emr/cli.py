@@ -172,6 +172,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if cluster["Status"]["State"] not in preflight.ACTIVE:
         raise CommandError(f"cluster {cluster_id} is {cluster['Status']['State']}: start one "
                            f"with `make cluster`, or give CLUSTER_ID= of a running one")
+    preflight.check_engine_fits(cluster, settings)
     preflight.check_artifacts(c, requests.s3_artifacts(built))
     preflight.check_first_input(c, built[0].input)
     step_ids = aws.add_job_flow_steps(c.emr, cluster_id, [s.request for s in built])

@@ -9,7 +9,8 @@ launch clusters but not read IAM or EC2.
 
 Below them, the checks ``up``, ``submit`` and ``run`` always make (``CommandError``, exit 1):
 the uploaded artifacts a request names are in S3, the first step's input holds objects,
-and no remembered cluster is still running.
+and no remembered cluster is still running; and ``submit``'s engine must fit the Python
+memory the cluster was sized with (``SettingsError``).
 """
 from __future__ import annotations
 
@@ -186,3 +187,31 @@ def refuse_second_cluster(c: aws.Clients, state_dir: str) -> None:
             f"cluster {saved} (remembered in {state_dir}/state.json) is still {st}: "
             f"`make down` first, or use it (`make submit`); give another EMR_STATE= to run "
             f"two clusters at once")
+
+
+def check_engine_fits(cluster: dict, settings: Settings) -> None:
+    """The steps' engine must fit the Python memory per executor that ``make cluster``
+    sized the cluster for (its spark-defaults, which DescribeCluster returns in
+    ``Cluster.Configurations``: Amazon EMR API Reference, "Cluster" data type): TensorFlow workers in an overhead sized for OpenVINO outgrow
+    their containers and YARN kills the executors. Clusters this tool did not size
+    (no such properties) are not checked."""
+    from emr.sizing import PYTHON_MB_BY_ENGINE, parse_mb
+
+    props = next((c.get("Properties", {}) for c in cluster.get("Configurations", [])
+                  if c.get("Classification") == "spark-defaults"), {})
+    overhead, cores = props.get("spark.executor.memoryOverhead"), props.get("spark.executor.cores")
+    if not (overhead and cores):
+        return
+    have, cores = parse_mb(overhead, "spark.executor.memoryOverhead"), int(cores)
+    need = PYTHON_MB_BY_ENGINE[settings.engine] * cores
+    if need <= have:
+        return
+    sized_for = [e for e, mb in PYTHON_MB_BY_ENGINE.items() if mb * cores <= have]
+    raise SettingsError(
+        f"ENGINE={settings.engine}: cluster {cluster.get('Id')} was sized for "
+        f"{' or '.join(f'ENGINE={e}' for e in sized_for) or 'less Python memory'} "
+        f"({have}m of Python memory per {cores}-core executor); {settings.engine} workers "
+        f"need {need}m, and YARN would kill the executors. Submit with "
+        f"{sized_for[0] if sized_for else 'another'} engine"
+        f"{' (ENGINE=' + sized_for[0] + ')' if sized_for else ''}, or start a cluster with "
+        f"ENGINE={settings.engine} (`make down`, then `make cluster ENGINE={settings.engine}`)")

@@ -752,3 +752,30 @@ def test_an_upload_after_a_pin_change_leaves_only_the_listed_wheels(aws, cluster
     assert in_s3 == listed and len(listed) > 30
     # nothing else was touched: every listed wheel was already there, same sha256
     assert "uploaded" not in proc.stdout.replace("not uploaded again", "")
+
+
+def test_submit_refuses_an_engine_the_cluster_was_not_sized_for(aws, cluster):
+    """The cluster was sized for OpenVINO workers (768 MB per core); TensorFlow's need
+    twice that, and YARN would kill the executors: refused before any step, exit 2,
+    with both ways out. OpenVINO steps on a TensorFlow-sized cluster fit."""
+    _, emr, _, common = aws
+    before = len(emr.list_steps(ClusterId=cluster)["Steps"])
+    props = next(c["Properties"] for c in emr.describe_cluster(ClusterId=cluster)["Cluster"][
+        "Configurations"] if c["Classification"] == "spark-defaults")
+    assert (props["spark.executor.cores"], props["spark.executor.memoryOverhead"]) == (
+        "4", "3072m")  # m5.xlarge, openvino (emr.sizing)
+    proc = make("submit", *common, f"INPUT={INPUT}", f"OUTPUT={OUTPUT}", "ENGINE=tensorflow",
+                check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert (f"ENGINE=tensorflow: cluster {cluster} was sized for ENGINE=openvino (3072m of "
+            f"Python memory per 4-core executor); tensorflow workers need 6144m") in proc.stderr
+    assert "`make cluster ENGINE=tensorflow`" in proc.stderr
+    assert len(emr.list_steps(ClusterId=cluster)["Steps"]) == before
+
+    from emr.preflight import check_engine_fits
+    from emr.settings import Settings
+
+    heavy = {"Id": "j-TF", "Configurations": [{"Classification": "spark-defaults", "Properties": {
+        "spark.executor.cores": "4", "spark.executor.memoryOverhead": "6144m"}}]}
+    check_engine_fits(heavy, Settings(bucket=BUCKET))  # openvino in a tensorflow size: fits
+    check_engine_fits({"Id": "j-OTHER"}, Settings(bucket=BUCKET, engine="tensorflow"))
