@@ -34,9 +34,21 @@ READ = ("s3:GetObject",)
 WRITE = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
          "s3:ListMultipartUploadParts")
 APPEND = ("s3:PutObject",)
-LIST_READ = ["s3:ListBucket"]
-LIST_WRITE = ["s3:ListBucket", "s3:ListBucketMultipartUploads"]
-KMS = ["kms:Decrypt", "kms:GenerateDataKey"]
+LIST = ["s3:ListBucket"]
+#: Listing a bucket's in-progress multipart uploads (S3A's cleanup of a write). Its own
+#: statement: ``s3:prefix`` is a condition key of ListBucket and ListBucketVersions only,
+#: not of this action (Service Authorization Reference, "Actions, resources, and
+#: condition keys for Amazon S3"), so under the listing statement's condition it would
+#: never be allowed. It lists upload ids and keys, no object data.
+LIST_UPLOADS = ["s3:ListBucketMultipartUploads"]
+#: A KMS key user's actions (AWS KMS Developer Guide, "Default key policy": the "Allow use
+#: of the key" statement). S3 itself needs kms:GenerateDataKey to write and kms:Decrypt to
+#: read SSE-KMS objects (S3 User Guide, "Using server-side encryption with AWS KMS
+#: keys"); the security configuration's local-disk encryption also needs the instance
+#: profile's role "added as a key user" (EMR Management Guide, "Providing keys for
+#: encrypting data at rest", emr-encryption-enable.html).
+KMS = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*",
+       "kms:DescribeKey"]
 
 
 @dataclass(frozen=True)
@@ -134,19 +146,24 @@ def node_policy(settings: Settings, jobs: Sequence[str], args: requests.JobArgs)
         raise SettingsError(f"SSE_KMS_KEY_ID={kms_key_arn}: give the key's ARN "
                             f"(arn:aws:kms:REGION:ACCOUNT:key/ID), which the policy names")
     statements: list[dict[str, Any]] = []
-    listing: dict[tuple[str, bool], list[str]] = {}
+    listing: dict[str, list[str]] = {}
+    written: set[str] = set()
     for g in grants(settings, jobs, args):
         statements.append({"Sid": g.sid, "Effect": "Allow", "Action": list(g.actions),
                            "Resource": _object_arns(g)})
         if g.listed:
-            listing.setdefault((g.loc.bucket, g.write), []).extend(
+            listing.setdefault(g.loc.bucket, []).extend(
                 [g.prefix, f"{g.prefix}/*"] if g.prefix else ["*"])
-    for (bucket, write), prefixes in sorted(listing.items()):
+            if g.write:
+                written.add(g.loc.bucket)
+    for bucket, prefixes in sorted(listing.items()):
         statements.append({
-            "Sid": f"List{'AndUpload' if write else ''}{_camel(bucket)}",
-            "Effect": "Allow", "Action": LIST_WRITE if write else LIST_READ,
+            "Sid": f"List{_camel(bucket)}", "Effect": "Allow", "Action": LIST,
             "Resource": f"arn:aws:s3:::{bucket}",
             "Condition": {"StringLike": {"s3:prefix": sorted(set(prefixes))}}})
+    for bucket in sorted(written):
+        statements.append({"Sid": f"ListUploads{_camel(bucket)}", "Effect": "Allow",
+                           "Action": LIST_UPLOADS, "Resource": f"arn:aws:s3:::{bucket}"})
     if kms_key_arn:
         statements.append({"Sid": "UseTheKmsKey", "Effect": "Allow", "Action": KMS,
                            "Resource": kms_key_arn})

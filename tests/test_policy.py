@@ -49,8 +49,18 @@ def test_the_printed_policy_names_only_the_steps_prefixes():
     # listing only under the named prefixes; writing only under the output
     lists = {st["Sid"]: st["Condition"]["StringLike"]["s3:prefix"]
              for st in doc["Statement"] if "s3:ListBucket" in st["Action"]}
-    assert lists == {"ListTeamBucket": ["fz/dist", "fz/dist/*", "in", "in/*"],
-                     "ListAndUploadTeamBucket": ["out/run1", "out/run1/*"]}
+    assert lists == {"ListTeamBucket": ["fz/dist", "fz/dist/*", "in", "in/*", "out/run1",
+                                        "out/run1/*"]}
+    # AWS's semantics, not moto's (which ignores conditions): s3:prefix is a condition key
+    # of ListBucket and ListBucketVersions only (Service Authorization Reference, Amazon
+    # S3), so a statement it conditions must hold no other action, or that action is
+    # never allowed; listing the uploads to clean up after a write gets its own statement
+    for st in doc["Statement"]:
+        if "s3:prefix" in json.dumps(st.get("Condition", {})):
+            assert set(st["Action"]) <= {"s3:ListBucket", "s3:ListBucketVersions"}, st
+    assert by_sid["ListUploadsTeamBucket"] == {
+        "Sid": "ListUploadsTeamBucket", "Effect": "Allow",
+        "Action": ["s3:ListBucketMultipartUploads"], "Resource": "arn:aws:s3:::team-bucket"}
     for st in s3_statements(doc):
         assert st["Effect"] == "Allow" and "s3:*" not in st["Action"]
         resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
@@ -95,8 +105,12 @@ def test_predict_and_a_kms_key_add_their_statements():
     # train writes the run directory that predict reads: one statement, the wider one
     assert "ReadRunDirectory" not in by_sid
     assert by_sid["UseTheKmsKey"] == {"Sid": "UseTheKmsKey", "Effect": "Allow",
-                                      "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                                      "Action": ["kms:Encrypt", "kms:Decrypt",
+                                                 "kms:ReEncrypt*", "kms:GenerateDataKey*",
+                                                 "kms:DescribeKey"],
                                       "Resource": KEY}
+    # S3 needs GenerateDataKey to write and Decrypt to read; local-disk encryption needs
+    # the role to be a key user: the default key policy's key-user actions
 
 
 def test_a_kms_key_the_policy_cannot_name_is_refused():
@@ -182,7 +196,7 @@ def test_the_job_runs_with_exactly_the_printed_policy(spark, weights_spec, tmp_p
             user.put_object(Bucket="iam-team", Key="elsewhere/x", Body=b"x")
     # without the output statements: refused by the write probe, before featurizing
     doc["Statement"] = [st for st in doc["Statement"]
-                        if st["Sid"] not in ("WriteRunDirectory", "ListAndUploadIamTeam")]
+                        if st["Sid"] not in ("WriteRunDirectory", "ListUploadsIamTeam")]
     iam.put_user_policy(UserName="nodes", PolicyName="p", PolicyDocument=json.dumps(doc))
     # (in this process: the probe runs on the driver, before Spark does any work)
     from featurize.config import FeaturizeConfig

@@ -299,7 +299,7 @@ def test_the_three_jobs_run_on_s3a_with_exactly_the_printed_policy(s3a, weights_
     assert predicted["io"] == {"input": "spark", "output": "spark"}
     # without the output statements: refused before featurizing, nothing written
     doc["Statement"] = [st for st in doc["Statement"]
-                        if st["Sid"] not in ("WriteRunDirectory", "ListAndUploadIamS3a")]
+                        if st["Sid"] not in ("WriteRunDirectory", "ListUploadsIamS3a")]
     iam.put_user_policy(UserName="s3a-nodes", PolicyName="p", PolicyDocument=json.dumps(doc))
     run1 = keys_of(s3, bucket, "out/run1/")
     with enable_iam_authentication():
