@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,6 +188,34 @@ def attached_policies(iam: Any, role: str) -> list[str]:
     except (ClientError, BotoCoreError):
         logger.error("list_attached_role_policies %s failed", role)
         raise
+
+
+def instance_profile_roles(iam: Any, name: str) -> list[dict[str, Any]]:
+    """The roles (``RoleName``, ``Arn`` …) an instance profile holds."""
+    return _call(f"get_instance_profile {name}", iam.get_instance_profile,
+                 InstanceProfileName=name)["InstanceProfile"].get("Roles", [])
+
+
+def role_policy_documents(iam: Any, role: str, skip: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The policy documents of a role: its inline policies and the default version of each
+    attached managed policy whose name is not in ``skip``."""
+    from urllib.parse import unquote
+
+    def document(raw: Any) -> dict[str, Any]:  # IAM returns it URL-encoded JSON or parsed
+        return json.loads(unquote(raw)) if isinstance(raw, str) else raw
+
+    docs = []
+    for name in _call(f"list_role_policies {role}", iam.list_role_policies,
+                      RoleName=role)["PolicyNames"]:
+        docs.append(document(iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]))
+    for attached in _call(f"list_attached_role_policies {role}", iam.list_attached_role_policies,
+                          RoleName=role)["AttachedPolicies"]:
+        if attached["PolicyName"] in skip:
+            continue
+        version = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]["DefaultVersionId"]
+        docs.append(document(iam.get_policy_version(
+            PolicyArn=attached["PolicyArn"], VersionId=version)["PolicyVersion"]["Document"]))
+    return docs
 
 
 def default_vpc(ec2: Any) -> str | None:

@@ -14,6 +14,8 @@ memory the cluster was sized with (``SettingsError``).
 """
 from __future__ import annotations
 
+import fnmatch
+import json
 import logging
 from collections.abc import Callable, Sequence
 
@@ -36,6 +38,12 @@ logger = logging.getLogger(__name__)
 #: https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-managed-iam-policies.html).
 V2_POLICY = "AmazonEMRServicePolicy_v2"
 MANAGED_TAG = ("for-use-with-amazon-emr-managed-policies", "true")
+#: The one instance-profile role AmazonEMRServicePolicy_v2 lets EMR pass to the nodes: its
+#: "PassRoleForEC2" statement allows iam:PassRole on arn:aws:iam::*:role/EMR_EC2_DefaultRole
+#: only (iam:PassedToService ec2.amazonaws.com*); the EMR Management Guide ("Securing
+#: iam:PassRole") gives the v2 policy "iam:PassRole permissions only for specific default
+#: Amazon EMR roles". Another role needs a PassRole grant of the service role's own.
+V2_PASSABLE_ROLE = "EMR_EC2_DefaultRole"
 
 
 def _tagged(subnet: dict) -> bool:
@@ -67,7 +75,48 @@ def check_roles(c: aws.Clients, settings: Settings) -> str:
         raise SettingsError(
             f"INSTANCE_PROFILE={settings.instance_profile}: no such instance profile. Create "
             f"EMR's default roles once (`aws emr create-default-roles`), or name yours")
+    if V2_POLICY in aws.attached_policies(c.iam, settings.service_role):
+        _check_v2_can_pass(c, settings)
     return f"roles {settings.service_role}, {settings.instance_profile}"
+
+
+def _check_v2_can_pass(c: aws.Clients, settings: Settings) -> None:
+    """A v2 service role passes EMR_EC2_DefaultRole only: another instance-profile role
+    needs a PassRole grant of the service role's own, or the cluster ends with a vague
+    EC2 permissions error (the denial shows only in CloudTrail)."""
+    docs = aws.role_policy_documents(c.iam, settings.service_role, skip=(V2_POLICY,))
+    for role in aws.instance_profile_roles(c.iam, settings.instance_profile):
+        if role["RoleName"] == V2_PASSABLE_ROLE or _allows_pass_role(docs, role["Arn"]):
+            continue
+        grant = json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": "iam:PassRole", "Resource": role["Arn"],
+            "Condition": {"StringLike": {"iam:PassedToService": "ec2.amazonaws.com*"}}}]})
+        raise SettingsError(
+            f"SERVICE_ROLE={settings.service_role} carries {V2_POLICY}, which lets EMR pass "
+            f"only the role {V2_PASSABLE_ROLE} to the nodes; INSTANCE_PROFILE="
+            f"{settings.instance_profile} holds {role['RoleName']}, so EMR could not launch "
+            f"them (the cluster would end with an EC2 permissions error). Let the service "
+            f"role pass it: aws iam put-role-policy --role-name {settings.service_role} "
+            f"--policy-name pass-{role['RoleName']} --policy-document '{grant}'; or use "
+            f"INSTANCE_PROFILE={V2_PASSABLE_ROLE}")
+
+
+def _allows_pass_role(docs: Sequence[dict], role_arn: str) -> bool:
+    """Whether an Allow statement of ``docs`` names iam:PassRole (or a wildcard of it) on
+    ``role_arn`` (or a wildcard of it). Deny statements and conditions are not weighed:
+    this is a pre-flight hint, not IAM's evaluation."""
+    for doc in docs:
+        statements = doc.get("Statement", [])
+        for st in statements if isinstance(statements, list) else [statements]:
+            actions = st.get("Action", [])
+            resources = st.get("Resource", [])
+            actions = [actions] if isinstance(actions, str) else actions
+            resources = [resources] if isinstance(resources, str) else resources
+            if st.get("Effect") == "Allow" and \
+                    any(fnmatch.fnmatchcase("iam:passrole", a.lower()) for a in actions) and \
+                    any(fnmatch.fnmatchcase(role_arn, r) for r in resources):
+                return True
+    return False
 
 
 def check_network(c: aws.Clients, settings: Settings) -> str:

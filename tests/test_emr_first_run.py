@@ -195,6 +195,43 @@ def test_v2_role_needs_tagged_subnets(account):
     assert _clusters() == before
 
 
+
+def test_v2_role_passes_only_the_default_instance_profile_role(account):
+    """AmazonEMRServicePolicy_v2 lets EMR pass EMR_EC2_DefaultRole only: a profile holding
+    another role (what `make iam-policy ROLE_NAME=` creates) is refused before any cluster
+    with the grant to add, and passes once the service role has that grant."""
+    iam = boto3.client("iam", region_name=REGION)
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+        "Action": "sts:AssumeRole"}]})
+    arn = iam.create_role(RoleName="FeaturizeNodes", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    iam.create_instance_profile(InstanceProfileName="FeaturizeNodes")
+    iam.add_role_to_instance_profile(InstanceProfileName="FeaturizeNodes",
+                                     RoleName="FeaturizeNodes")
+    before = _clusters()
+    args = ("--service-role", "EMR_DefaultRole_V2", "--subnet-id", account["tagged"],
+            "--instance-profile", "FeaturizeNodes")
+    proc = up(account, *args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert ("SERVICE_ROLE=EMR_DefaultRole_V2 carries AmazonEMRServicePolicy_v2, which lets "
+            "EMR pass only the role EMR_EC2_DefaultRole to the nodes; INSTANCE_PROFILE="
+            "FeaturizeNodes holds FeaturizeNodes") in proc.stderr
+    command = proc.stderr.split("Let the service role pass it: ", 1)[1].split("; or use")[0]
+    assert command.startswith("aws iam put-role-policy --role-name EMR_DefaultRole_V2 ")
+    grant = json.loads(command.split("--policy-document '", 1)[1].rstrip("'"))
+    assert grant["Statement"][0]["Resource"] == arn
+    # the v1 service role (AmazonEMRServicePolicy) is not limited this way
+    assert "carries" not in up(account, "--instance-profile", "FeaturizeNodes").stderr
+    # the grant the message prints, added: the pre-flight passes
+    iam.put_role_policy(RoleName="EMR_DefaultRole_V2", PolicyName="pass-FeaturizeNodes",
+                        PolicyDocument=json.dumps(grant))
+    proc = up(account, *args)
+    assert "pre-flight: roles EMR_DefaultRole_V2, FeaturizeNodes" in proc.stdout, proc.stderr
+    assert proc.returncode == 1 and "not in S3:" in proc.stderr  # nothing uploaded here
+    iam.delete_role_policy(RoleName="EMR_DefaultRole_V2", PolicyName="pass-FeaturizeNodes")
+    assert _clusters() == before
+
+
 def test_no_default_vpc_needs_a_subnet(account):
     """A region whose default VPC was deleted (moto creates one per region)."""
     region = "eu-west-3"
