@@ -60,7 +60,7 @@ BENCH_ARGS ?=
 # only when you set it (on the command line or in the environment); BUCKET is required by
 # every AWS target. Variables: BUCKET PREFIX REGION PROFILE RELEASE_LABEL INSTANCE_TYPE
 # MASTER_INSTANCE_TYPE CORE_COUNT TASK_COUNT SPOT SUBNET_ID KEY_NAME SERVICE_ROLE
-# INSTANCE_PROFILE IDLE_TIMEOUT EXECUTOR_CORES EXECUTOR_MEMORY ENGINE SSE SSE_KMS_KEY_ID
+# INSTANCE_PROFILE IDLE_TIMEOUT ROOT_VOLUME_GB EXECUTOR_CORES EXECUTOR_MEMORY ENGINE SSE SSE_KMS_KEY_ID
 # CLUSTER_ID STEPS POLL DIST EMR_STATE
 # DRY_RUN SKIP_PREFLIGHT
 # (and INPUT INPUT_LIST OUTPUT WEIGHTS PREDICT_INPUT PREDICT_OUTPUT JOB_ARGS TRAIN_ARGS for the steps).
@@ -77,7 +77,8 @@ EMR_SETTINGS = $(call opt,BUCKET,--bucket) $(call opt,PREFIX,--prefix) \
   $(call opt,TASK_COUNT,--task-count) $(if $(filter 1 true yes,$(SPOT)),--spot) \
   $(call opt,SUBNET_ID,--subnet-id) $(call opt,KEY_NAME,--key-name) \
   $(call opt,SERVICE_ROLE,--service-role) $(call opt,INSTANCE_PROFILE,--instance-profile) \
-  $(call opt,IDLE_TIMEOUT,--idle-timeout) $(call opt,EXECUTOR_CORES,--executor-cores) \
+  $(call opt,IDLE_TIMEOUT,--idle-timeout) $(call opt,ROOT_VOLUME_GB,--root-volume-gb) \
+  $(call opt,EXECUTOR_CORES,--executor-cores) \
   $(call opt,ENGINE,--engine) $(SSE_ARGS) \
   $(call opt,EXECUTOR_MEMORY,--executor-memory)
 # --sse/--sse-kms-key-id of every job, here and in EMR's steps (docs/cli.md, "Encryption")

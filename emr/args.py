@@ -39,6 +39,8 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--instance-profile", help="INSTANCE_PROFILE")
     g.add_argument("--idle-timeout", type=int,
                    help="IDLE_TIMEOUT seconds before an idle cluster terminates itself")
+    g.add_argument("--root-volume-gb", type=int,
+                   help="ROOT_VOLUME_GB: each node's root EBS volume in GiB (default 30)")
     g.add_argument("--executor-cores", type=int,
                    help="EXECUTOR_CORES: cores per executor (default: from the instance type)")
     g.add_argument("--executor-memory",

@@ -160,6 +160,8 @@ def run_job_flow(settings: Settings, steps: Sequence[Step] = (),
         "JobFlowRole": settings.instance_profile,
         "VisibleToAllUsers": True,
         "AutoTerminationPolicy": {"IdleTimeout": settings.idle_timeout},
+        # top-level RunJobFlow parameter, GiB (EMR API Reference, RunJobFlow)
+        "EbsRootVolumeSize": settings.root_volume_gb,
         "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
     }
     secured = security_configuration(settings)

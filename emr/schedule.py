@@ -62,6 +62,8 @@ PARAMS: dict[str, Param] = {
     "idle_timeout": Param("--idle-timeout", "integer", "seconds idle before the cluster ends "
                                                        "itself, a backstop to the DAG's own "
                                                        "terminate (default 3600)"),
+    "root_volume_gb": Param("--root-volume-gb", "integer", "each node's root EBS volume in "
+                                                           "GiB (default 30)"),
     "executor_cores": Param("--executor-cores", "integer", "cores per executor (default: "
                                                            "from the instance type)"),
     "executor_memory": Param("--executor-memory", "string", "heap per executor, e.g. 4g "

@@ -156,6 +156,7 @@ def test_cluster_as_created(aws, cluster, subnet):
     assert c["LogUri"] == "s3://featurize-emr-test/team/fz/logs/"
     assert c["ServiceRole"] == "EMR_DefaultRole"
     assert c["AutoTerminate"] is False
+    assert c["EbsRootVolumeSize"] == 30  # the venv and EMR's applications (emr.settings)
     assert c["Ec2InstanceAttributes"]["IamInstanceProfile"] == "EMR_EC2_DefaultRole"
     assert c["Ec2InstanceAttributes"]["Ec2SubnetId"] == subnet
     assert c["Ec2InstanceAttributes"]["Ec2KeyName"] == "my-key"
@@ -238,6 +239,33 @@ def test_submit_steps_and_artifacts(aws, cluster, submitted, weights_spec):
     saved = json.loads((tmp / "state" / "state.json").read_text())
     assert saved["cluster_id"] == cluster
     assert [s["id"] for s in saved["steps"]] == [s["Id"] for s in steps]
+
+
+def test_submit_refuses_an_engine_the_cluster_was_not_sized_for(aws, cluster):
+    """(Before test_make_down_terminates, which ends the cluster.) The cluster was sized for OpenVINO workers (768 MB per core); TensorFlow's need
+    twice that, and YARN would kill the executors: refused before any step, exit 2,
+    with both ways out. OpenVINO steps on a TensorFlow-sized cluster fit."""
+    _, emr, _, common = aws
+    before = len(emr.list_steps(ClusterId=cluster)["Steps"])
+    props = next(c["Properties"] for c in emr.describe_cluster(ClusterId=cluster)["Cluster"][
+        "Configurations"] if c["Classification"] == "spark-defaults")
+    assert (props["spark.executor.cores"], props["spark.executor.memoryOverhead"]) == (
+        "4", "3072m")  # m5.xlarge, openvino (emr.sizing)
+    proc = make("submit", *common, f"INPUT={INPUT}", f"OUTPUT={OUTPUT}", "ENGINE=tensorflow",
+                check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert (f"ENGINE=tensorflow: cluster {cluster} was sized for ENGINE=openvino (3072m of "
+            f"Python memory per 4-core executor); tensorflow workers need 6144m") in proc.stderr
+    assert "`make cluster ENGINE=tensorflow`" in proc.stderr
+    assert len(emr.list_steps(ClusterId=cluster)["Steps"]) == before
+
+    from emr.preflight import check_engine_fits
+    from emr.settings import Settings
+
+    heavy = {"Id": "j-TF", "Configurations": [{"Classification": "spark-defaults", "Properties": {
+        "spark.executor.cores": "4", "spark.executor.memoryOverhead": "6144m"}}]}
+    check_engine_fits(heavy, Settings(bucket=BUCKET))  # openvino in a tensorflow size: fits
+    check_engine_fits({"Id": "j-OTHER"}, Settings(bucket=BUCKET, engine="tensorflow"))
 
 
 def test_code_zip_imports_the_jobs(aws, cluster):
@@ -754,28 +782,13 @@ def test_an_upload_after_a_pin_change_leaves_only_the_listed_wheels(aws, cluster
     assert "uploaded" not in proc.stdout.replace("not uploaded again", "")
 
 
-def test_submit_refuses_an_engine_the_cluster_was_not_sized_for(aws, cluster):
-    """The cluster was sized for OpenVINO workers (768 MB per core); TensorFlow's need
-    twice that, and YARN would kill the executors: refused before any step, exit 2,
-    with both ways out. OpenVINO steps on a TensorFlow-sized cluster fit."""
-    _, emr, _, common = aws
-    before = len(emr.list_steps(ClusterId=cluster)["Steps"])
-    props = next(c["Properties"] for c in emr.describe_cluster(ClusterId=cluster)["Cluster"][
-        "Configurations"] if c["Classification"] == "spark-defaults")
-    assert (props["spark.executor.cores"], props["spark.executor.memoryOverhead"]) == (
-        "4", "3072m")  # m5.xlarge, openvino (emr.sizing)
-    proc = make("submit", *common, f"INPUT={INPUT}", f"OUTPUT={OUTPUT}", "ENGINE=tensorflow",
-                check=False)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert (f"ENGINE=tensorflow: cluster {cluster} was sized for ENGINE=openvino (3072m of "
-            f"Python memory per 4-core executor); tensorflow workers need 6144m") in proc.stderr
-    assert "`make cluster ENGINE=tensorflow`" in proc.stderr
-    assert len(emr.list_steps(ClusterId=cluster)["Steps"]) == before
-
-    from emr.preflight import check_engine_fits
-    from emr.settings import Settings
-
-    heavy = {"Id": "j-TF", "Configurations": [{"Classification": "spark-defaults", "Properties": {
-        "spark.executor.cores": "4", "spark.executor.memoryOverhead": "6144m"}}]}
-    check_engine_fits(heavy, Settings(bucket=BUCKET))  # openvino in a tensorflow size: fits
-    check_engine_fits({"Id": "j-OTHER"}, Settings(bucket=BUCKET, engine="tensorflow"))
+def test_root_volume_size_is_given_and_bounded(aws):
+    """ROOT_VOLUME_GB reaches RunJobFlow's top-level EbsRootVolumeSize; outside EMR's 15 to
+    100 GiB it is refused before any call."""
+    _, _, _, common = aws
+    proc = make("cluster", *common, "DRY_RUN=1", "ROOT_VOLUME_GB=60")
+    assert json.loads(proc.stdout[proc.stdout.index("\n{") + 1:])["EbsRootVolumeSize"] == 60
+    for bad in ("14", "101"):
+        proc = make("cluster", *common, "DRY_RUN=1", f"ROOT_VOLUME_GB={bad}", check=False)
+        assert proc.returncode == 2
+        assert f"ROOT_VOLUME_GB={bad}: EMR accepts 15 to 100 GiB" in proc.stderr
