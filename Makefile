@@ -59,7 +59,7 @@ BENCH_ARGS ?=
 # One source of defaults: emr/settings.py and emr/requests.py. A variable reaches the CLI
 # only when you set it (on the command line or in the environment); BUCKET is required by
 # every AWS target. Variables: BUCKET PREFIX REGION PROFILE RELEASE_LABEL INSTANCE_TYPE
-# MASTER_INSTANCE_TYPE CORE_COUNT TASK_COUNT SPOT SUBNET_ID KEY_NAME SERVICE_ROLE
+# MASTER_INSTANCE_TYPE CORE_COUNT TASK_COUNT SPOT TASK_MARKET SUBNET_ID KEY_NAME SERVICE_ROLE
 # INSTANCE_PROFILE IDLE_TIMEOUT ROOT_VOLUME_GB EXECUTOR_CORES EXECUTOR_MEMORY ENGINE SSE SSE_KMS_KEY_ID
 # CLUSTER_ID STEPS POLL DIST EMR_STATE
 # DRY_RUN SKIP_PREFLIGHT
@@ -75,6 +75,7 @@ EMR_SETTINGS = $(call opt,BUCKET,--bucket) $(call opt,PREFIX,--prefix) \
   $(call opt,RELEASE_LABEL,--release-label) $(call opt,INSTANCE_TYPE,--instance-type) \
   $(call opt,MASTER_INSTANCE_TYPE,--master-instance-type) $(call opt,CORE_COUNT,--core-count) \
   $(call opt,TASK_COUNT,--task-count) $(if $(filter 1 true yes,$(SPOT)),--spot) \
+  $(call opt,TASK_MARKET,--task-market) \
   $(call opt,SUBNET_ID,--subnet-id) $(call opt,KEY_NAME,--key-name) \
   $(call opt,SERVICE_ROLE,--service-role) $(call opt,INSTANCE_PROFILE,--instance-profile) \
   $(call opt,IDLE_TIMEOUT,--idle-timeout) $(call opt,ROOT_VOLUME_GB,--root-volume-gb) \

@@ -33,6 +33,8 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--task-count", type=int, help="TASK_COUNT: task nodes")
     g.add_argument("--spot", action="store_true", default=None,
                    help="SPOT=1: core and task nodes on spot")
+    g.add_argument("--task-market", type=str.upper, choices=("SPOT", "ON_DEMAND"),
+                   help="TASK_MARKET: the task nodes' market alone (default: as SPOT says)")
     g.add_argument("--subnet-id", help="SUBNET_ID")
     g.add_argument("--key-name", help="KEY_NAME: EC2 key pair for ssh")
     g.add_argument("--service-role", help="SERVICE_ROLE")

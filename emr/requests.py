@@ -68,7 +68,17 @@ def configurations(settings: Settings) -> list[dict[str, Any]]:
             "spark.python.worker.reuse": "true",
             "spark.dynamicAllocation.enabled": "false",
         }},
-    ]
+    ] + ([{"Classification": "yarn-site", "Properties": AM_ON_CORE_NODES}]
+         if settings.task_count else [])
+
+
+#: With task nodes, YARN's ApplicationMasters (in cluster deploy mode: the driver) stay
+#: on core nodes, so a task node lost (a Spot reclaim) costs executors, never the step.
+#: From EMR 6.x node labels are off and "application master processes can run on both core
+#: and task nodes by default"; these two properties turn the CORE label back on for them
+#: (EMR Management Guide, "Understand node types": core nodes and node labels).
+AM_ON_CORE_NODES = {"yarn.node-labels.enabled": "true",
+                    "yarn.node-labels.am.default-node-label-expression": "CORE"}
 
 
 def security_configuration(settings: Settings) -> tuple[str, dict[str, Any]] | None:
@@ -120,7 +130,8 @@ def _instance_groups(settings: Settings) -> list[dict[str, Any]]:
     if settings.task_count:
         # task nodes hold no HDFS data: the natural place for spot capacity
         groups.append({"Name": "task", "InstanceRole": "TASK",
-                       "Market": "SPOT" if settings.spot else "ON_DEMAND",
+                       "Market": settings.task_market or ("SPOT" if settings.spot
+                                                          else "ON_DEMAND"),
                        "InstanceType": settings.instance_type,
                        "InstanceCount": settings.task_count})
     return groups

@@ -50,6 +50,8 @@ PARAMS: dict[str, Param] = {
     "core_count": Param("--core-count", "integer", "core nodes (default 2)"),
     "task_count": Param("--task-count", "integer", "task nodes (default 0)"),
     "spot": Param("--spot", "boolean", "core and task nodes on spot"),
+    "task_market": Param("--task-market", "string", "the task nodes' market alone: SPOT or "
+                                                     "ON_DEMAND (default: as spot says)"),
     "subnet_id": Param("--subnet-id", "string", "subnet of the cluster (default: EMR's "
                                                 "choice in the default VPC)"),
     "key_name": Param("--key-name", "string", "EC2 key pair for ssh (default: none)"),

@@ -98,6 +98,8 @@ class Settings:
     core_count: int = DEFAULT_CORE_COUNT
     task_count: int = 0
     spot: bool = False
+    #: The task group's market, SPOT or ON_DEMAND; None: as ``spot`` says.
+    task_market: str | None = None
     subnet_id: str | None = None
     key_name: str | None = None
     service_role: str = DEFAULT_SERVICE_ROLE
@@ -126,6 +128,14 @@ class Settings:
             raise SettingsError(f"CORE_COUNT={self.core_count}: give at least 1")
         if self.task_count < 0:
             raise SettingsError(f"TASK_COUNT={self.task_count}: give 0 or more")
+        if self.task_market is not None:
+            object.__setattr__(self, "task_market", self.task_market.upper())
+            if self.task_market not in ("SPOT", "ON_DEMAND"):
+                raise SettingsError(f"TASK_MARKET={self.task_market}: choose SPOT or "
+                                    f"ON_DEMAND")
+            if not self.task_count:
+                raise SettingsError(f"TASK_MARKET={self.task_market} without task nodes: "
+                                    f"give TASK_COUNT= too")
         if not 60 <= self.idle_timeout <= 7 * 24 * 3600:
             raise SettingsError(f"IDLE_TIMEOUT={self.idle_timeout}: EMR accepts 60 s to "
                                 f"7 days (604800 s)")

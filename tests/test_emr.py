@@ -792,3 +792,34 @@ def test_root_volume_size_is_given_and_bounded(aws):
         proc = make("cluster", *common, "DRY_RUN=1", f"ROOT_VOLUME_GB={bad}", check=False)
         assert proc.returncode == 2
         assert f"ROOT_VOLUME_GB={bad}: EMR accepts 15 to 100 GiB" in proc.stderr
+
+
+def test_spot_task_nodes_keep_the_driver_on_core_nodes(aws):
+    """TASK_COUNT=2 TASK_MARKET=SPOT: core nodes on demand, a Spot task group of the same
+    type; executors on every node (sizing counts the task nodes); and with task nodes
+    YARN's ApplicationMasters (the cluster-mode driver) are kept on CORE-labelled nodes,
+    so a reclaim costs executors, not the step."""
+    from emr.requests import AM_ON_CORE_NODES
+
+    _, _, _, common = aws
+    proc = make("cluster", *common, "DRY_RUN=1", "TASK_COUNT=2", "TASK_MARKET=spot")
+    request = json.loads(proc.stdout[proc.stdout.index("\n{") + 1:])
+    groups = [(g["InstanceRole"], g["Market"], g["InstanceType"], g["InstanceCount"])
+              for g in request["Instances"]["InstanceGroups"]]
+    assert groups == [("MASTER", "ON_DEMAND", "m5.xlarge", 1), ("CORE", "ON_DEMAND", "m5.xlarge", 2),
+                      ("TASK", "SPOT", "m5.xlarge", 2)]
+    confs = {c["Classification"]: c["Properties"] for c in request["Configurations"]}
+    assert confs["yarn-site"] == AM_ON_CORE_NODES == {
+        "yarn.node-labels.enabled": "true",
+        "yarn.node-labels.am.default-node-label-expression": "CORE"}
+    assert confs["spark-defaults"]["spark.executor.instances"] == "4"  # 1 per node x 4
+    # SPOT=1 alone: both groups on Spot; no task nodes: no yarn-site
+    request = json.loads((p := make("cluster", *common, "DRY_RUN=1", "SPOT=1", "TASK_COUNT=1"))
+                         .stdout[p.stdout.index("\n{") + 1:])
+    assert [g["Market"] for g in request["Instances"]["InstanceGroups"]] == [
+        "ON_DEMAND", "SPOT", "SPOT"]
+    request = json.loads((p := make("cluster", *common, "DRY_RUN=1"))
+                         .stdout[p.stdout.index("\n{") + 1:])
+    assert "yarn-site" not in {c["Classification"] for c in request["Configurations"]}
+    proc = make("cluster", *common, "DRY_RUN=1", "TASK_MARKET=SPOT", check=False)
+    assert proc.returncode == 2 and "TASK_MARKET=SPOT without task nodes" in proc.stderr

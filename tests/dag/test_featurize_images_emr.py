@@ -50,7 +50,7 @@ EVERY_PARAM = (
     {"aws_conn_id": "aws_team", "region": REGION,
      "bucket": BUCKET, "prefix": "team/featurize", "release_label": "emr-7.12.0",
      "instance_type": "m5.2xlarge", "master_instance_type": "m5.xlarge", "core_count": 3,
-     "task_count": 2, "spot": True, "subnet_id": "subnet-0abc", "key_name": "ops-key",
+     "task_count": 2, "spot": True, "task_market": "ON_DEMAND", "subnet_id": "subnet-0abc", "key_name": "ops-key",
      "service_role": "TeamEmrService", "instance_profile": "FeaturizeNodes",
      "idle_timeout": 1800, "root_volume_gb": 50, "executor_cores": 2, "executor_memory": "1g",
      "engine": "tensorflow", "sse": "aws:kms", "sse_kms_key_id": KMS_KEY,
@@ -63,7 +63,7 @@ EVERY_PARAM = (
      "predict_output": "s3://dag-bucket/predictions/{{ ds }}"},
     ["--bucket", BUCKET, "--prefix", "team/featurize", "--release-label", "emr-7.12.0",
      "--instance-type", "m5.2xlarge", "--master-instance-type", "m5.xlarge",
-     "--core-count", "3", "--task-count", "2", "--spot", "--subnet-id", "subnet-0abc",
+     "--core-count", "3", "--task-count", "2", "--spot", "--task-market", "ON_DEMAND", "--subnet-id", "subnet-0abc",
      "--key-name", "ops-key", "--service-role", "TeamEmrService",
      "--instance-profile", "FeaturizeNodes", "--idle-timeout", "1800", "--root-volume-gb", "50",
      "--executor-cores", "2", "--executor-memory", "1g", "--engine", "tensorflow",
@@ -237,7 +237,8 @@ def test_every_param_reaches_the_requests(dag):
     needed = {"bucket": "BUCKET is required", "input": "INPUT is required",
               "predict_input": "PREDICT_INPUT is required",  # the predict step
               "sse": "SSE_KMS_KEY_ID is only used with SSE=aws:kms",
-              "sse_kms_key_id": "SSE=aws:kms on a cluster needs SSE_KMS_KEY_ID"}
+              "sse_kms_key_id": "SSE=aws:kms on a cluster needs SSE_KMS_KEY_ID",
+              "task_count": "TASK_MARKET=ON_DEMAND without task nodes"}
     assert set(refused) == set(needed), refused
     for name, message in needed.items():
         assert message in refused[name], (name, refused[name])
