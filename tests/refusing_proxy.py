@@ -10,7 +10,9 @@ With ``refusals`` 0 it only records: every request, and the encryption each one 
 from __future__ import annotations
 
 import http.client
+import re
 import threading
+from html import unescape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -32,6 +34,9 @@ class RefusingProxy:
         #: (method, path, {header: value}) of every request, with only its server-side
         #: encryption headers (``x-amz-server-side-encryption*``, names in lower case)
         self.encryption: list[tuple[str, str, dict[str, str]]] = []
+        #: for tests/s3_iam.py: (method, path, x-amz-copy-source or None, the keys a
+        #: DeleteObjects body names) of every request
+        self.authorized: list[tuple[str, str, str | None, list[str]]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -87,9 +92,14 @@ class RefusingProxy:
                 body = self._body()
                 sse = {k.lower(): v for k, v in self.headers.items()
                        if k.lower().startswith("x-amz-server-side-encryption")}
+                deleted = [unescape(k) for k in re.findall(r"<Key>(.*?)</Key>",
+                                                            body.decode("utf-8", "replace"))] \
+                    if self.command == "POST" and "?delete" in self.path else []
                 with proxy._lock:
                     proxy.requests.append((self.command, self.path))
                     proxy.encryption.append((self.command, self.path, sse))
+                    proxy.authorized.append((self.command, self.path,
+                                             self.headers.get("x-amz-copy-source"), deleted))
                 if proxy._refuse(self.command, self.path):
                     self.send_response(503)
                     self.send_header("Content-Type", "application/xml")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -113,6 +114,41 @@ def test_predict_and_a_kms_key_add_their_statements():
     # the role to be a key user: the default key policy's key-user actions
 
 
+
+def test_aws_semantics_refuse_what_moto_would_allow():
+    """tests/s3_iam.py, the reading the enforced-IAM runs are checked with, refuses what
+    S3 refuses: a conditioned listing outside its prefixes, HeadBucket (no s3:prefix) under
+    a prefix condition, and ListBucketMultipartUploads under one (the statement this
+    project used to print); and allows what the printed policy means to allow."""
+    from tests.s3_iam import Authorization, allowed, authorizations
+
+    doc = policy.node_policy(Settings(bucket="team-bucket", prefix="fz"), ["featurize"],
+                             JobArgs(input="s3://team-bucket/in/",
+                                     output="s3://team-bucket/out/run1"))
+
+    def ok(method, path, *extra):
+        return all(allowed(doc, a) for a in authorizations(method, path, *extra))
+
+    assert ok("GET", "/team-bucket?list-type=2&prefix=in%2Fcats%2F")
+    assert not ok("GET", "/team-bucket?list-type=2&prefix=other%2F")
+    assert not ok("GET", "/team-bucket?list-type=2")  # the whole bucket
+    assert not ok("HEAD", "/team-bucket")
+    assert ok("GET", "/team-bucket?uploads&prefix=out%2Frun1%2F")
+    assert ok("PUT", "/team-bucket/out/run1/features/part-0.parquet?partNumber=1&uploadId=x")
+    assert ok("POST", "/team-bucket?delete", None, ["out/run1/a", "out/run1/b"])
+    assert not ok("POST", "/team-bucket?delete", None, ["out/run1/a", "in/x.jpg"])
+    assert not ok("PUT", "/team-bucket/in/x.jpg")
+    assert ok("GET", "/team-bucket/in/cats/1.jpg") and not ok("GET", "/other/in/1.jpg")
+    old = {"Statement": [{"Effect": "Allow", "Action": ["s3:ListBucket",
+                                                         "s3:ListBucketMultipartUploads"],
+                          "Resource": "arn:aws:s3:::team-bucket",
+                          "Condition": {"StringLike": {"s3:prefix": ["out/run1/*"]}}}]}
+    assert allowed(old, Authorization("s3:ListBucket", "arn:aws:s3:::team-bucket",
+                                      {"s3:prefix": "out/run1/features/"}))
+    assert not allowed(old, Authorization("s3:ListBucketMultipartUploads",
+                                          "arn:aws:s3:::team-bucket"))
+
+
 def test_a_kms_key_the_policy_cannot_name_is_refused():
     proc = emr_policy("--bucket", "team-bucket", "--input", "s3://team-bucket/in/",
                       "--sse", "aws:kms", "--sse-kms-key-id", "alias/runs")
@@ -145,11 +181,13 @@ def test_create_role_is_idempotent_and_leaves_foreign_roles_alone(moto_endpoint)
     assert iam.list_role_policies(RoleName="someone-elses")["PolicyNames"] == []
 
 
-def run_featurize(keys: dict, weights: str, output: str, tmp_path) -> subprocess.CompletedProcess:
+def run_featurize(keys: dict, weights: str, output: str, tmp_path,
+                  endpoint: str | None = None) -> subprocess.CompletedProcess:
     from tests.test_cli import JOB, spark_submit
 
     e = {**env(), "AWS_ACCESS_KEY_ID": keys["AccessKeyId"],
-         "AWS_SECRET_ACCESS_KEY": keys["SecretAccessKey"]}
+         "AWS_SECRET_ACCESS_KEY": keys["SecretAccessKey"],
+         **({"AWS_ENDPOINT_URL": endpoint} if endpoint else {})}
     return subprocess.run(
         [spark_submit(), "--master", "local[2]", JOB, "--input", "s3://iam-team/in",
          "--output", output, "--weights", weights, "--pca-k", "2"],
@@ -182,9 +220,22 @@ def test_the_job_runs_with_exactly_the_printed_policy(spark, weights_spec, tmp_p
     iam.create_user(UserName="nodes")
     keys = iam.create_access_key(UserName="nodes")["AccessKey"]
     iam.put_user_policy(UserName="nodes", PolicyName="p", PolicyDocument=json.dumps(doc))
-    with enable_iam_authentication():
-        ok = run_featurize(keys, weights, "s3://iam-team/out/run1", tmp_path)
+    from tests.refusing_proxy import RefusingProxy
+    from tests.s3_iam import allowed, authorizations
+
+    # through a proxy that records every request the job, its workers included, sends
+    with enable_iam_authentication(), \
+            RefusingProxy(os.environ["AWS_ENDPOINT_URL"], "iam-team", "none/") as proxy:
+        ok = run_featurize(keys, weights, "s3://iam-team/out/run1", tmp_path, proxy.url)
     assert ok.returncode == 0, ok.stderr[-3000:]
+    # moto ignores conditions: every request must also be allowed as S3 would read the
+    # policy (s3:prefix on listings, StringLike)
+    checked = [a for method, path, source, deleted in proxy.authorized
+               for a in authorizations(method, path, source, deleted)]
+    assert {a.action for a in checked} >= {"s3:ListBucket", "s3:GetObject", "s3:PutObject",
+                                            "s3:DeleteObject"}, checked
+    refused = [a for a in checked if not allowed(doc, a)]
+    assert refused == [], refused
     manifest = json.loads(s3.get_object(Bucket="iam-team", Key="out/run1/manifest.json")
                           ["Body"].read())
     assert manifest["status"] == "complete" and manifest["counts"]["featurized"] == 4

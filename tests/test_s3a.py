@@ -289,10 +289,27 @@ def test_the_three_jobs_run_on_s3a_with_exactly_the_printed_policy(s3a, weights_
     from moto.iam import access_control
 
     monkeypatch.setattr(access_control.S3IAMRequest, "check_signature", lambda self: None)
-    with enable_iam_authentication():
+    from tests.refusing_proxy import RefusingProxy
+    from tests.s3_iam import allowed, authorizations
+
+    # through a proxy that records every request S3A and boto3 send
+    with enable_iam_authentication(), RefusingProxy(endpoint, bucket, "none/") as proxy, \
+            monkeypatch.context() as m:
+        m.setenv("AWS_ENDPOINT_URL", proxy.url)
         for job, *args in steps:
-            proc = s3a_submit(job, *args, endpoint=endpoint, keys=keys)
+            proc = s3a_submit(job, *args, endpoint=proxy.url, keys=keys)
             assert proc.returncode == 0, f"{job}: {proc.stdout[-3000:] + proc.stderr[-3000:]}"
+    # moto ignores conditions: each request must also be allowed as S3 reads the policy.
+    # The one refusal S3A meets and skips: deleting the directory marker above the output
+    # (Hadoop's assumed_roles.md: such a marker "will not be deleted")
+    checked = [a for method, path, source, deleted in proxy.authorized
+               for a in authorizations(method, path, source, deleted)]
+    assert {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"} <= {
+        a.action for a in checked}, checked
+    refused = [a for a in checked if not allowed(doc, a)]
+    assert all(a.action == "s3:DeleteObject" and a.resource.endswith("/") and
+               run_uri.replace("s3://", "arn:aws:s3:::").startswith(a.resource)
+               for a in refused), refused
     predicted = json.loads(s3.get_object(Bucket=bucket, Key="out/run1-predictions/manifest.json")
                            ["Body"].read())
     assert predicted["status"] == "complete" and predicted["counts"]["predicted"] == 10
