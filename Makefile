@@ -220,11 +220,12 @@ emr-run: require-bucket $(STAMP) $(UPLOAD_FIRST) ## EMR: transient cluster that 
 iam-policy: $(STAMP) ## EMR: the nodes' least-privilege IAM policy for INPUT/OUTPUT (offline; ROLE_NAME= also creates the role + instance profile)
 	$(EMR) policy $(EMR_SETTINGS) $(EMR_STEPS) $(call opt,ROLE_NAME,--create-role)
 
-estimate: $(STAMP) ## EMR: time and cost of featurizing INPUT=s3://... (INSTANCE_TYPE= CORE_COUNT= PRICE_PER_HOUR= TARGET_MINUTES=)
+estimate: $(STAMP) ## EMR: time and cost of featurizing INPUT=s3://... (INSTANCE_TYPE= CORE_COUNT= TASK_COUNT= PRICE_PER_HOUR= SPOT_PRICE_PER_HOUR= TARGET_MINUTES=)
 	$(EMR) estimate --input $(call q,$(INPUT)) $(call opt,INSTANCE_TYPE,--instance-type) \
 	  $(call opt,CORE_COUNT,--core-count) $(call opt,TASK_COUNT,--task-count) \
 	  $(call opt,EXECUTOR_CORES,--executor-cores) $(call opt,EXECUTOR_MEMORY,--executor-memory) \
-	  $(call opt,PRICE_PER_HOUR,--price-per-hour) $(call opt,TARGET_MINUTES,--target-minutes)
+	  $(call opt,PRICE_PER_HOUR,--price-per-hour) $(call opt,SPOT_PRICE_PER_HOUR,--spot-price-per-hour) \
+	  $(call opt,TARGET_MINUTES,--target-minutes)
 
 # --- Rehearsal: the EMR steps on a local YARN against a moto S3 (docs/emr.md) --------------
 OUT ?= runs/rehearsal

@@ -138,6 +138,9 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--price-per-hour", type=float,
                    help="PRICE_PER_HOUR: USD per instance-hour, EC2 + EMR (default: the "
                         "dated table in emr/estimate.py)")
+    p.add_argument("--spot-price-per-hour", type=float,
+                   help="SPOT_PRICE_PER_HOUR: the EC2 Spot price per instance-hour, to price "
+                        "the task nodes (or, without any, the core nodes) on Spot")
     p.add_argument("--target-minutes", type=float,
                    help="TARGET_MINUTES: also print the CORE_COUNT that featurizes within it")
     p.add_argument("--extensions", default=",".join(DEFAULT_EXTENSIONS),

@@ -258,7 +258,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     price, price_source = estimate.price(args.instance_type, sz.vcpus, args.price_per_hour)
     e = estimate.Estimate(images=len(objects), input_bytes=sum(o[1] for o in objects),
                           sizing=sz, core_count=args.core_count, task_count=args.task_count,
-                          rate=rate, price=price)
+                          rate=rate, price=price, spot_price=args.spot_price_per_hour)
     for line in estimate.report(e, rate_source, price_source=price_source,
                                 target_minutes=args.target_minutes, sample=sample):
         _out(line)

@@ -12,6 +12,8 @@ The arithmetic (printed by ``make estimate``)::
     featurize s  = images / (images/s per core x cores)
     cluster h    = (START_MINUTES + featurize s / 60) / 60
     cost         = (1 master + core + task nodes) x cluster h x price per instance-hour
+    spot         = the same hours with the task nodes (without task nodes: the core nodes)
+                   at SPOT_PRICE_PER_HOUR (EC2) + the type's EMR charge; the rest on demand
     CORE_COUNT for TARGET_MINUTES = ceil(images / (rate x 60 x target) / cores per node)
                                     - task nodes
 
@@ -84,6 +86,18 @@ def builtin_price(instance_type: str, vcpus: int | None) -> float | None:
         return None
     ec2, emr = XLARGE_PRICE[family]
     return (ec2 + emr) * vcpus / 4
+
+
+def emr_charge(instance_type: str, vcpus: int | None) -> float | None:
+    """The EMR charge per instance-hour of a type of the table (Spot or not), else None.
+
+    >>> emr_charge("m5.2xlarge", 8)
+    0.096
+    """
+    family = instance_type.split(".", 1)[0]
+    if family not in XLARGE_PRICE or not vcpus:
+        return None
+    return round(XLARGE_PRICE[family][1] * vcpus / 4, 6)
 
 
 def price(instance_type: str, vcpus: int | None,
@@ -222,6 +236,8 @@ class Estimate:
     task_count: int
     rate: float
     price: float | None
+    #: SPOT_PRICE_PER_HOUR: the EC2 Spot price per instance-hour (None: not priced).
+    spot_price: float | None = None
 
     @property
     def cores(self) -> int:
@@ -243,6 +259,19 @@ class Estimate:
     @property
     def cost(self) -> float | None:
         return None if self.price is None else self.instances * self.cluster_hours * self.price
+
+    @property
+    def spot_nodes(self) -> tuple[int, str]:
+        """How many nodes the Spot line prices on Spot, and which: the task nodes
+        (TASK_MARKET=SPOT), or without task nodes the core nodes (SPOT=1)."""
+        return (self.task_count, "task") if self.task_count else (self.core_count, "core")
+
+    def spot_cost(self, emr: float) -> float | None:
+        if self.price is None or self.spot_price is None:
+            return None
+        n, _ = self.spot_nodes
+        return self.cluster_hours * ((self.instances - n) * self.price
+                                     + n * (self.spot_price + emr))
 
     def core_count_for(self, target_minutes: float) -> int:
         """Core nodes that featurize within ``target_minutes`` (at least 1)."""
@@ -275,6 +304,20 @@ def report(e: Estimate, rate_source: str, *, price_source: str,
     else:
         lines.append(f"cost         : {e.instances} instances x {e.cluster_hours:.3f} h x "
                      f"${e.price:.4f}/h = ${e.cost:.2f} ({price_source})")
+    n_spot, which = e.spot_nodes
+    emr = emr_charge(s.instance_type, s.vcpus)
+    if e.spot_price is None:
+        lines.append(f"spot         : give SPOT_PRICE_PER_HOUR= (the EC2 Spot price of "
+                     f"{s.instance_type}) to price the {n_spot} {which} node(s) on Spot")
+    elif emr is None or e.cost is None:
+        lines.append(f"spot         : no EMR charge or price for {s.instance_type} in the table: "
+                     f"price it by hand")
+    else:
+        spot = e.spot_cost(emr)
+        lines.append(f"spot         : {n_spot} {which} x {e.cluster_hours:.3f} h x "
+                     f"(${e.spot_price:.4f} Spot + ${emr:.4f} EMR)/h + {e.instances - n_spot} "
+                     f"on demand = ${spot:.2f} (on demand ${e.cost:.2f}; a reclaim costs the "
+                     f"node's running tasks, docs/emr.md)")
     if target_minutes:
         n = e.core_count_for(target_minutes)
         lines.append(f"target       : CORE_COUNT={n} featurizes within {target_minutes:g} min")

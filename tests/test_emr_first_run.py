@@ -298,9 +298,23 @@ def test_estimate_lists_the_input_and_shows_its_arithmetic(account, tmp_path):
         f"{hours * 60:.1f} min = {hours:.3f} h",
         f"cost         : 3 instances x {hours:.3f} h x $0.2400/h = ${3 * hours * 0.24:.2f} "
         f"(PRICE_PER_HOUR)",
+        "spot         : give SPOT_PRICE_PER_HOUR= (the EC2 Spot price of m5.xlarge) to price "
+        "the 2 core node(s) on Spot",
         f"target       : CORE_COUNT={math.ceil(40 / (0.5 * 60 * 0.5) / 4)} featurizes within "
         f"0.5 min",
     ]
+    # two Spot task nodes at an EC2 Spot price of $0.07/h, plus m5.xlarge's EMR charge
+    # ($0.048/h, the table), beside the master and 2 core nodes on demand
+    proc = emr_cli("estimate", "--input", "s3://preflight-bucket/many", "--instance-type",
+                   "m5.xlarge", "--core-count", "2", "--task-count", "2", "--price-per-hour",
+                   "0.24", "--spot-price-per-hour", "0.07", "--rate-file", str(rate),
+                   state_dir=account["state"])
+    assert proc.returncode == 0, proc.stderr
+    seconds = 40 / (0.5 * 16)
+    hours = (12 + seconds / 60) / 60
+    spot = hours * (3 * 0.24 + 2 * (0.07 + 0.048))
+    assert (f"spot         : 2 task x {hours:.3f} h x ($0.0700 Spot + $0.0480 EMR)/h + 3 on "
+            f"demand = ${spot:.2f} (on demand ${5 * hours * 0.24:.2f}") in proc.stdout
     # the built-in price table (m5.xlarge: EC2 0.192 + EMR 0.048 per hour)
     proc = emr_cli("estimate", "--input", "s3://preflight-bucket/many", "--rate-file",
                    str(rate), state_dir=account["state"])
@@ -403,14 +417,16 @@ def test_make_iam_policy_and_estimate_run_as_the_readme_shows(account, tmp_path)
     for i in range(12):
         s3.put_object(Bucket="preflight-bucket", Key=f"make-estimate/c{i % 3}/{i}.jpg",
                       Body=b"\xff" * 2000)
-    flags = {"INSTANCE_TYPE": "m5.2xlarge", "CORE_COUNT": "3", "PRICE_PER_HOUR": "0.5",
-             "TARGET_MINUTES": "2"}
+    flags = {"INSTANCE_TYPE": "m5.2xlarge", "CORE_COUNT": "3", "TASK_COUNT": "1",
+             "PRICE_PER_HOUR": "0.5", "SPOT_PRICE_PER_HOUR": "0.15", "TARGET_MINUTES": "2"}
     proc = make("estimate", "INPUT=s3://preflight-bucket/make-estimate",
                 *(f"{k}={v}" for k, v in flags.items()))
     cli = emr_cli("estimate", "--input", "s3://preflight-bucket/make-estimate",
-                  "--instance-type", "m5.2xlarge", "--core-count", "3", "--price-per-hour",
-                  "0.5", "--target-minutes", "2", state_dir=account["state"])
+                  "--instance-type", "m5.2xlarge", "--core-count", "3", "--task-count", "1",
+                  "--price-per-hour", "0.5", "--spot-price-per-hour", "0.15",
+                  "--target-minutes", "2", state_dir=account["state"])
     assert cli.returncode == 0, cli.stderr
     assert _after_the_echo(proc) == cli.stdout.splitlines()
-    assert "3 core x m5.2xlarge" in cli.stdout and "$0.5000/h" in cli.stdout
+    assert "3 core + 1 task x m5.2xlarge" in cli.stdout and "$0.5000/h" in cli.stdout
+    assert "1 task x" in cli.stdout and "($0.1500 Spot + $0.0960 EMR)/h" in cli.stdout
     assert "within 2 min" in cli.stdout
