@@ -255,12 +255,12 @@ def check_engine_fits(cluster: dict, settings: Settings) -> None:
     need = PYTHON_MB_BY_ENGINE[settings.engine] * cores
     if need <= have:
         return
-    sized_for = [e for e, mb in PYTHON_MB_BY_ENGINE.items() if mb * cores <= have]
+    fits = " or ".join(f"ENGINE={e}" for e, mb in PYTHON_MB_BY_ENGINE.items()
+                       if mb * cores <= have)
     raise SettingsError(
         f"ENGINE={settings.engine}: cluster {cluster.get('Id')} was sized for "
-        f"{' or '.join(f'ENGINE={e}' for e in sized_for) or 'less Python memory'} "
-        f"({have}m of Python memory per {cores}-core executor); {settings.engine} workers "
-        f"need {need}m, and YARN would kill the executors. Submit with "
-        f"{sized_for[0] if sized_for else 'another'} engine"
-        f"{' (ENGINE=' + sized_for[0] + ')' if sized_for else ''}, or start a cluster with "
-        f"ENGINE={settings.engine} (`make down`, then `make cluster ENGINE={settings.engine}`)")
+        f"{fits or 'less Python memory than any engine needs'} ({have}m of Python memory per "
+        f"{cores}-core executor); {settings.engine} workers need {need}m, and YARN would "
+        f"kill the executors. " + (f"Submit with {fits}, or start" if fits else "Start")
+        + f" a cluster with ENGINE={settings.engine} (`make down`, then "
+          f"`make cluster ENGINE={settings.engine}`)")
