@@ -224,3 +224,33 @@ def test_resume_refuses_a_run_made_with_another_engine(spark, tmp_path):
         run(spark, FeaturizeConfig(**common, resume=True, engine="openvino"))
     resumed = run(spark, FeaturizeConfig(**common, resume=True, engine="tensorflow"))
     assert resumed["counts"]["model_images"] == 1 and resumed["counts"]["featurized"] == 5
+
+
+TELEMETRY_PROBE = """
+import sys
+forks = []
+sys.addaudithook(lambda event, args: forks.append(event) if event == "os.fork" else None)
+from featurize.engines import openvino_engine
+from featurize.weights import resolve_weights
+ir = openvino_engine.cached_ir(resolve_weights(sys.argv[1]), 96)
+import openvino.tools.ovc.convert_impl as convert_impl
+print(ir.status, len(forks), convert_impl.tm.__name__)
+"""
+
+
+def test_the_ir_conversion_sends_no_telemetry_and_never_forks(tmp_path, weights_spec):
+    """OpenVINO's converter, left alone, forks the process for each telemetry event it
+    sends to Google Analytics (22 per conversion, measured): each fork counts at the
+    driver's size under YARN's memory check. The conversion here, in a fresh process and
+    cache, must take the converter's no-op stub and fork nothing."""
+    import subprocess
+    import sys
+
+    from tests.test_cli import env
+
+    proc = subprocess.run([sys.executable, "-c", TELEMETRY_PROBE, weights_spec],
+                          env={**env(), "FEATURIZE_CACHE": str(tmp_path / "cache")},
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    status, forks, telemetry = proc.stdout.split()
+    assert (status, forks, telemetry) == ("converted", "0", "openvino.tools.ovc.telemetry_stub")

@@ -18,6 +18,15 @@ fixed batch, compiled for the CPU with one stream of ``threads`` threads and
 ``ENABLE_CPU_PINNING`` off. Pinning on, the workers of one executor each pin their
 thread and several landed on the same core (measured: 89 images/s against 142 with it
 off on 2 cores).
+
+No telemetry: OpenVINO's converter sends usage events to Google Analytics unless a consent
+file in the user's home says no (the ``openvino-telemetry`` package, a dependency of
+``openvino``), and it forks the whole Python process for each event: 22 forks of the
+driver per conversion, measured, each one counted at the driver's size by YARN's
+physical-memory check, and each one trying to reach the internet from a cluster node.
+This module keeps that package from importing (a ``None`` entry in ``sys.modules``), so
+the converter takes its own no-op stub (``openvino/tools/ovc/telemetry_stub.py``); every
+``import openvino`` of the project is in this module, after that line.
 """
 from __future__ import annotations
 
@@ -25,6 +34,7 @@ import hashlib
 import json
 import logging
 import shutil
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -37,6 +47,9 @@ from featurize.cache import cache_root
 from featurize.engines import in_fixed_batches
 
 logger = logging.getLogger(__name__)
+
+# before any ``import openvino``: see the module's docstring, "No telemetry"
+sys.modules.setdefault("openvino_telemetry", None)
 
 #: Bumped when the conversion itself changes, so old cache entries are not reused.
 CONVERSION = "keras-convert_model-f32-v1"
