@@ -67,10 +67,28 @@ def configurations(settings: Settings) -> list[dict[str, Any]]:
             "spark.driver.memoryOverhead": f"{DRIVER_OVERHEAD_MB}m",
             "spark.python.worker.reuse": "true",
             "spark.dynamicAllocation.enabled": "false",
+            **DECOMMISSIONING,
         }},
     ] + ([{"Classification": "yarn-site", "Properties": AM_ON_CORE_NODES}]
          if settings.task_count else [])
 
+
+#: Spark's node decommissioning on EMR, written out at EMR's documented defaults so a
+#: reader sees them and a release that changed one would not change the job (Amazon EMR
+#: Release Guide, "Configure Spark", "Configuring node decommissioning behavior":
+#: https://docs.aws.amazon.com/emr/latest/ReleaseGuide/emr-spark-configure.html#spark-decommissioning).
+#: A node YARN decommissions gets no new tasks (its running ones finish) for up to the
+#: timeout; a Spot node, which decommissions within 20 s (the threshold), also has its
+#: cached blocks and shuffle outputs dropped at once, and fetch failures from it do not
+#: count toward failing a stage. These keys are EMR's Spark's own: open-source Spark
+#: (the rehearsal) ignores them. docs/emr.md, "Spot task nodes", says what a reclaim costs.
+DECOMMISSIONING = {
+    "spark.blacklist.decommissioning.enabled": "true",
+    "spark.blacklist.decommissioning.timeout": "1h",
+    "spark.decommissioning.timeout.threshold": "20",
+    "spark.resourceManager.cleanupExpiredHost": "true",
+    "spark.stage.attempt.ignoreOnDecommissionFetchFailure": "true",
+}
 
 #: With task nodes, YARN's ApplicationMasters (in cluster deploy mode: the driver) stay
 #: on core nodes, so a task node lost (a Spot reclaim) costs executors, never the step.

@@ -173,7 +173,13 @@ def test_cluster_as_created(aws, cluster, subnet):
             "spark.executor.memoryOverhead": "3072m", "spark.driver.memory": "1024m",
             "spark.driver.memoryOverhead": "2048m",
             "spark.python.worker.reuse": "true",
-            "spark.dynamicAllocation.enabled": "false"}},
+            "spark.dynamicAllocation.enabled": "false",
+            # EMR's node decommissioning, at its documented defaults (emr.requests)
+            "spark.blacklist.decommissioning.enabled": "true",
+            "spark.blacklist.decommissioning.timeout": "1h",
+            "spark.decommissioning.timeout.threshold": "20",
+            "spark.resourceManager.cleanupExpiredHost": "true",
+            "spark.stage.attempt.ignoreOnDecommissionFetchFailure": "true"}},
     ]
     groups = sorted((g["InstanceGroupType"], g["InstanceType"], g["RequestedInstanceCount"],
                      g["Market"]) for g in emr.list_instance_groups(ClusterId=cluster)
