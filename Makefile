@@ -234,11 +234,12 @@ REHEARSE_INPUT = $(if $(call given,INPUT),$(INPUT),$(SAMPLE))
 jars: $(STAMP) ## rehearsal: fetch its jars from Maven Central once (sha256-checked) into ~/.cache/featurize-images
 	$(PY) -m emr jars
 
-emr-rehearse: $(STAMP) package jars $(if $(call given,INPUT),,$(SAMPLE)/.done) ## EMR's steps on a local YARN + moto S3 (INPUT= folder or s3://, OUT=, STEPS=, JOB_ARGS=, INSTANCE_TYPE=, ...)
+emr-rehearse: $(STAMP) package jars $(if $(call given,INPUT),,$(SAMPLE)/.done) ## EMR's steps on a local YARN + moto S3 (INPUT= folder or s3://, OUT=, STEPS=, JOB_ARGS=, NODES=, LOSE_NODE=, ...)
 	$(EMR) rehearse $(EMR_SETTINGS) $(EMR_JOB_ARGS) \
 	  --input $(call q,$(REHEARSE_INPUT)) --out $(call q,$(OUT)) \
 	  $(call opt,INPUT_FROM,--input-from) $(call opt,PREDICT_FROM,--predict-from) \
 	  $(call opt,NODE_MB,--node-mb) $(call opt,NODE_VCORES,--node-vcores) \
+	  $(call opt,NODES,--nodes) $(call opt,LOSE_NODE,--lose-node) \
 	  $(foreach k,$(DROP_CONF),--drop-conf $(k))
 	@$(PY) -m featurize.summary $(call q,$(OUT)) $(if $(findstring predict,$(STEPS)),--predictions $(call q,$(OUT)-predictions))
 

@@ -176,6 +176,11 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--node-mb", type=int, help="NODE_MB: the NodeManager's memory (default: "
                                                "INSTANCE_TYPE's EMR value)")
     p.add_argument("--node-vcores", type=int, help="NODE_VCORES (default: INSTANCE_TYPE's)")
+    p.add_argument("--nodes", type=int, help="NODES: NodeManagers (default: CORE_COUNT + "
+                                             "TASK_COUNT, scaled to fit this machine)")
+    p.add_argument("--lose-node", type=float, metavar="FRACTION",
+                   help="LOSE_NODE: stop a node running executors but not the driver once "
+                        "this fraction of the images is featurized (a Spot reclaim)")
     p.add_argument("--drop-conf", action="append", default=[], metavar="KEY",
                    help="DROP_CONF: remove a step's --conf KEY=... (to see what it does, e.g. "
                         "spark.yarn.maxAppAttempts)")

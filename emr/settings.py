@@ -111,6 +111,9 @@ class Settings:
     #: Executor heap (e.g. ``4g``); None: what the instance type leaves. Needed for a type
     #: that is not in emr/sizing.py's table.
     executor_memory: str | None = None
+    #: YARN memory per node when not the instance type's EMR value: only the rehearsal's
+    #: nodes, scaled down to fit this machine, set it.
+    yarn_mb: int | None = None
     #: The featurize step's --engine; the executors' Python memory is sized for it.
     engine: str = "openvino"
     #: Every step's --sse / --sse-kms-key-id, and the cluster's security configuration.
@@ -166,7 +169,7 @@ class Settings:
     def sizing(self) -> Sizing:
         """Executors and driver for the core/task nodes (emr/sizing.py)."""
         return size(self.instance_type, self.executor_cores, self.executor_memory,
-                    self.engine)
+                    self.engine, self.yarn_mb)
 
     @property
     def master(self) -> str:

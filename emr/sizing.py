@@ -73,7 +73,9 @@ NODE_TYPES = _node_types()
 
 #: The driver's container: 1 GiB of JVM heap (listing, broadcast, PCA's 1280×1280
 #: covariance) + 2 GiB for its Python process, which imports TensorFlow and builds the
-#: model once to load the weights.
+#: model once to load the weights. Measured under YARN's memory check on a new node (empty
+#: IR cache, so the driver also converts the model to OpenVINO IR): 1,402 MB at its peak,
+#: 46 % of the container (`make emr-rehearse`, docs/emr.md).
 DRIVER_MEMORY_MB = 1024
 DRIVER_OVERHEAD_MB = 2048
 DRIVER_CONTAINER_MB = DRIVER_MEMORY_MB + DRIVER_OVERHEAD_MB
@@ -138,9 +140,11 @@ def _fit(vcpus: int, yarn_mb: int, cores: int, python_mb: int) -> tuple[int, int
 
 
 def size(instance_type: str, executor_cores: int | None = None,
-         executor_memory: str | None = None, engine: str = "openvino") -> Sizing:
+         executor_memory: str | None = None, engine: str = "openvino",
+         yarn_mb: int | None = None) -> Sizing:
     """The executor plan for core/task nodes of ``instance_type``, for Python workers
-    running ``engine``.
+    running ``engine``; ``yarn_mb`` replaces the type's YARN memory (the rehearsal's
+    nodes, scaled down to fit this machine).
 
     Raises
     ------
@@ -159,7 +163,8 @@ def size(instance_type: str, executor_cores: int | None = None,
         cores = executor_cores or MAX_AUTO_CORES
         return Sizing(instance_type, None, None, 1, cores,
                       parse_mb(executor_memory, "EXECUTOR_MEMORY"), python_mb * cores)
-    vcpus, yarn_mb = NODE_TYPES[instance_type]
+    vcpus, type_mb = NODE_TYPES[instance_type]
+    yarn_mb = yarn_mb or type_mb
     if executor_cores:
         if executor_cores > vcpus:
             raise SettingsError(f"EXECUTOR_CORES={executor_cores}: {instance_type} has "

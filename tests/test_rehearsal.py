@@ -28,7 +28,9 @@ from tests.test_s3a import require_jars
 pytestmark = [pytest.mark.rehearsal, pytest.mark.slow]
 
 STEP_LINE = re.compile(r"^step (\w+): (application_\d+_\d+|-) attempts=(\d+) final=(\w+) "
-                       r"(\d+) s$", re.MULTILINE)
+                       r"(\d+) s(?:; peak memory: (.*?))?(?:; nodes lost=(\d+))?$", re.MULTILINE)
+MEMORY = re.compile(r"driver ([\d,]+) of ([\d,]+) MB, executors ([\d,]+) of ([\d,]+) MB "
+                    r"\(largest of (\d+)\)")
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,15 @@ def steps(stdout: str) -> dict[str, tuple[str, int, str]]:
             for m in STEP_LINE.finditer(stdout)}
 
 
+def step_memory(stdout: str, job: str) -> tuple[tuple[int, int], tuple[int, int], int, int]:
+    """((driver peak, size), (largest executor peak, its size), executors, nodes lost)."""
+    m = next(m for m in STEP_LINE.finditer(stdout) if m.group(1) == job)
+    mem = MEMORY.fullmatch(m.group(6) or "")
+    assert mem, m.group(0)
+    n = [int(g.replace(",", "")) for g in mem.groups()]
+    return (n[0], n[1]), (n[2], n[3]), n[4], int(m.group(7))
+
+
 @pytest.mark.spark
 def test_featurize_and_train_on_yarn_equal_a_local_run(dist, spark, weights_spec, tmp_path):
     images = tmp_path / "digits"
@@ -66,6 +77,17 @@ def test_featurize_and_train_on_yarn_equal_a_local_run(dist, spark, weights_spec
     ran = steps(proc.stdout)
     assert [(job, attempts, final) for job, (_, attempts, final) in ran.items()] == [
         ("featurize", 1, "SUCCEEDED"), ("train", 1, "SUCCEEDED")]
+    # two nodes (CORE_COUNT's default) scaled to this machine, YARN's memory check on; each
+    # step's containers measured against their sizes, the driver with an empty IR cache
+    assert re.search(r"^YARN: 2 node\(s\) of \d+ MB, 4 vcores, physical-memory check on",
+                     proc.stdout, re.MULTILINE)
+    sizes = re.search(r"(\d+)m heap \+ (\d+)m Python; driver (\d+)m \+ (\d+)m", proc.stdout)
+    heap, python, driver_heap, driver_overhead = map(int, sizes.groups())
+    for job in ("featurize", "train"):
+        driver, executor, executors, lost = step_memory(proc.stdout, job)
+        assert driver[1] == driver_heap + driver_overhead == 3072
+        assert executor[1] == heap + python and (executors, lost) == (2, 0)
+        assert 300 < driver[0] < driver[1] and 300 < executor[0] < executor[1]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert manifest["spark"]["master"] == "yarn"
@@ -137,3 +159,38 @@ def test_local_folders_are_uploaded_and_an_empty_s3_input_is_refused(tmp_path):
                                                               "s3://team/images/")]
     with pytest.raises(SettingsError, match="starts empty; give INPUT_FROM="):
         _local_folders(settings, JobArgs(input="s3://team/images/"), None, None)
+
+
+@pytest.mark.spark
+def test_a_node_lost_mid_featurize_costs_no_attempt_and_no_image(dist, spark, weights_spec,
+                                                                  tmp_path):
+    """LOSE_NODE=0.5 on two nodes: the node running an executor and not the driver is
+    stopped once half the images are featurized; the step still succeeds in its one
+    attempt, YARN counts the node lost, and every image lands once with the features of
+    a clean run."""
+    images = tmp_path / "four-hundred"
+    write_sample(str(images), per_class=40, with_broken=False)
+    out = tmp_path / "out"
+    proc = rehearse("--input", str(images), "--out", str(out), "--steps", "featurize",
+                    "--weights", weights_spec, "--nodes", "2", "--lose-node", "0.5",
+                    "--job-args", "--pca-k 8 --files-per-partition 10",
+                    "--workdir", str(tmp_path / "work"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stopped = re.search(r"^LOSE_NODE: stopped node (\d) at (\d+)/400 images$", proc.stdout,
+                        re.MULTILINE)
+    assert stopped and 200 <= int(stopped.group(2)) < 400, proc.stdout[-3000:]
+    assert steps(proc.stdout)["featurize"][1:] == (1, "SUCCEEDED")
+    assert step_memory(proc.stdout, "featurize")[3] == 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    counts = manifest["counts"]
+    assert (counts["inputs"], counts["featurized"], counts["failed"]) == (400, 400, 0)
+    # YARN told the driver why its executor went: a lost node, not the job's fault
+    driver_logs = list((tmp_path / "work").rglob("container_*_01_000001/stderr"))
+    assert len(driver_logs) == 1
+    assert "Container released on a *lost* node" in driver_logs[0].read_text(errors="replace")
+    rows = spark.read.parquet(str(out / "features")).select("path").collect()
+    assert len(rows) == len({r["path"] for r in rows}) == 400
+    reference = tmp_path / "local"
+    run(spark, FeaturizeConfig(input=str(images), output=str(reference), weights=weights_spec,
+                               pca_k=8))
+    assert_same_features(spark, out, "/input/four-hundred/", reference, "/four-hundred/", 400)

@@ -1,12 +1,16 @@
 """``python -m emr rehearse``: the EMR steps on a local YARN against a moto S3.
 
 In order: a moto server; ``make upload`` against it (package, wheelhouse, bootstrap, weights)
-and the input images; the bootstrap script run for real into the node venv; a single-node
-YARN sized like one core node of INSTANCE_TYPE; then each step's own command line, built
-by :func:`emr.requests.steps` exactly as ``make submit`` sends it, one after the other as
-on a cluster (a failed step cancels the later ones); finally the run directory copied to
-OUT. YARN and moto are stopped on every path. Nothing here can reach AWS: boto3, the AWS
-CLI shim and S3A are all pointed at the moto server with moto's dummy credentials.
+and the input images; the bootstrap script run for real into the node venv; a YARN of
+NODES NodeManagers, each sized like one core node of INSTANCE_TYPE (scaled down to fit
+this machine, and saying so), with YARN's physical-memory check on; then each step's own
+command line, built by :func:`emr.requests.steps` exactly as ``make submit`` sends it, one
+after the other as on a cluster (a failed step cancels the later ones), each step's line
+with the peak memory of its driver and executors against their container sizes; with
+LOSE_NODE, one node stopped mid-featurize (:mod:`emr.rehearsal.lose`); finally the run
+directory copied to OUT. YARN and moto are stopped on every path. Nothing here can reach
+AWS: boto3, the AWS CLI shim and S3A are all pointed at the moto server with moto's dummy
+credentials.
 """
 from __future__ import annotations
 
@@ -27,7 +31,9 @@ from emr import package, requests
 from emr.args import job_args_from, jobs, settings_from
 from emr.logs import DRIVER_FILES, out, print_driver_attempts, print_tail
 from emr.rehearsal import aws_shim, hadoop, jars, node
-from emr.rehearsal.yarn import LocalYarn, spark_home
+from emr.rehearsal.lose import NodeLoss
+from emr.rehearsal.memory import PeakMemory
+from emr.rehearsal.yarn import Container, LocalYarn, spark_home
 from emr.settings import Settings
 from featurize.errors import CommandError, SettingsError
 from featurize.s3 import S3Uri
@@ -46,10 +52,45 @@ class StepResult:
     attempts: int
     final: str
     seconds: float
+    #: "driver 1,812 of 3,072 MB, executors …": peaks against container sizes
+    memory: str = ""
+    nodes_lost: int | None = None
 
     def line(self) -> str:
-        return (f"step {self.job}: {self.app_id or '-'} attempts={self.attempts} "
+        text = (f"step {self.job}: {self.app_id or '-'} attempts={self.attempts} "
                 f"final={self.final} {self.seconds:.0f} s")
+        if self.memory:
+            text += f"; peak memory: {self.memory}"
+        if self.nodes_lost is not None:
+            text += f"; nodes lost={self.nodes_lost}"
+        return text
+
+
+def memory_text(containers: Sequence[Container], peaks: dict[str, float], app_id: str
+                ) -> tuple[str, list[str]]:
+    """The step line's memory part, and a warning for each container whose sampled peak
+    passed its size (YARN's check, every 3 s, kills such a container).
+
+    >>> memory_text([Container("container_1_0001_01_000001", 0, 3072),
+    ...              Container("container_1_0001_01_000002", 1, 6912),
+    ...              Container("container_1_0001_01_000003", 0, 6912)],
+    ...             {"container_1_0001_01_000001": 1811.6, "container_1_0001_01_000002": 2400.2,
+    ...              "container_1_0001_01_000003": 2500.9}, "application_1_0001")
+    ('driver 1,812 of 3,072 MB, executors 2,501 of 6,912 MB (largest of 2)', [])
+    """
+    ours = [c for c in containers if c.of(app_id)]
+    parts, over = [], []
+    for label, group in (("driver", [c for c in ours if c.is_master]),
+                         ("executors", [c for c in ours if not c.is_master])):
+        measured = [c for c in group if c.id in peaks]
+        if not measured:
+            continue
+        top = max(measured, key=lambda c: peaks[c.id])
+        of = f" (largest of {len(group)})" if label == "executors" else ""
+        parts.append(f"{label} {peaks[top.id]:,.0f} of {top.mb:,} MB{of}")
+        over += [f"{c.id} peaked at {peaks[c.id]:,.0f} MB, over its {c.mb:,} MB container"
+                 for c in measured if peaks[c.id] > c.mb]
+    return ", ".join(parts), over
 
 
 def machine_mb() -> int:
@@ -60,10 +101,11 @@ def machine_mb() -> int:
     raise CommandError("cannot read this machine's memory from /proc/meminfo")
 
 
-def node_size(settings: Settings, node_mb: int | None, node_vcores: int | None
-              ) -> tuple[int, int, list[str]]:
-    """The NodeManager's memory and vcores: INSTANCE_TYPE's EMR values unless given,
-    scaled down only where this machine cannot hold them; with the notes to print."""
+def node_size(settings: Settings, node_mb: int | None, node_vcores: int | None,
+              nodes: int = 1) -> tuple[int, int, list[str], bool]:
+    """Each NodeManager's memory and vcores: INSTANCE_TYPE's EMR values unless given,
+    scaled down only where this machine cannot hold ``nodes`` of them; with the notes to
+    print, and whether it was scaled (the executors are then sized for the smaller node)."""
     sz = settings.sizing
     mb = node_mb or sz.yarn_mb
     vcores = node_vcores or sz.vcpus or sz.executor_cores
@@ -74,15 +116,49 @@ def node_size(settings: Settings, node_mb: int | None, node_vcores: int | None
     if node_mb and sz.yarn_mb and node_mb != sz.yarn_mb:
         notes.append(f"NODE_MB={node_mb}; EMR gives {settings.instance_type} {sz.yarn_mb} MB")
     room = machine_mb() - RESERVED_MB
-    if mb > room:
-        notes.append(f"scaled down from {mb} MB: this machine has {room + RESERVED_MB} MB and "
-                     f"keeps {RESERVED_MB} MB outside YARN")
-        mb = room
+    scaled = mb * nodes > room
+    if scaled:
+        notes.append(f"scaled down from {mb} MB: {nodes} node(s) share this machine's "
+                     f"{room + RESERVED_MB} MB, {RESERVED_MB} MB kept outside YARN")
+        mb = room // nodes // 32 * 32
     cpus = os.cpu_count() or 1
     if vcores > cpus:
         notes.append(f"{vcores} vcores on {cpus} CPUs: YARN schedules by memory (EMR's "
                      f"default resource calculator), the CPUs are shared")
-    return mb, vcores, notes
+    return mb, vcores, notes, scaled
+
+
+def cluster_shape(settings: Settings, args: argparse.Namespace
+                  ) -> tuple[Settings, int, int, int, list[str]]:
+    """(settings for the rehearsal's nodes, nodes, node MB, vcores, notes). NODES defaults
+    to the cluster's core + task nodes; on nodes scaled down to fit this machine the
+    executors are sized for the smaller node, as :mod:`emr.sizing` would size such a type.
+
+    Raises
+    ------
+    SettingsError
+        NODES below 1, LOSE_NODE outside (0, 1) or with fewer than two nodes, or nodes
+        too small here for the driver and an executor.
+    """
+    nodes = (args.nodes if args.nodes is not None
+             else settings.core_count + settings.task_count)
+    if nodes < 1:
+        raise SettingsError(f"NODES={nodes}: give at least 1")
+    if args.lose_node is not None:
+        if not 0 < args.lose_node < 1:
+            raise SettingsError(f"LOSE_NODE={args.lose_node}: give the fraction of the "
+                                f"images after which a node is stopped, between 0 and 1")
+        if nodes < 2:
+            raise SettingsError(f"LOSE_NODE with NODES={nodes}: a node can only be lost "
+                                f"where another one goes on; give NODES=2 or more")
+    node_mb, vcores, notes, scaled = node_size(settings, args.node_mb, args.node_vcores, nodes)
+    try:
+        shaped = replace(settings, core_count=nodes, task_count=0,
+                         yarn_mb=node_mb if scaled else None)
+    except SettingsError as exc:
+        raise SettingsError(f"NODES={nodes}: {node_mb} MB per node on this machine is too "
+                            f"small ({exc}); give fewer NODES") from exc
+    return shaped, nodes, node_mb, vcores, notes
 
 
 def _free_port() -> int:
@@ -201,15 +277,27 @@ def drop_confs(argv: Sequence[str], keys: Sequence[str]) -> list[str]:
 
 
 def run_step(yarn: LocalYarn, step: requests.Step, env: dict[str, str], log_dir: Path,
-             drop: Sequence[str], tail_lines: int) -> StepResult:
-    """One step's command line through spark-submit against the local YARN; on failure,
-    the driver's log tail (the first attempt's, then any later one's)."""
+             drop: Sequence[str], tail_lines: int, lose_node: float | None = None
+             ) -> StepResult:
+    """One step's command line through spark-submit against the local YARN, its
+    containers' memory sampled throughout (and with ``lose_node``, a featurize step loses a
+    node); on failure, the driver's log tail (the first attempt's, then any later one's)."""
     argv = drop_confs(step.request["HadoopJarStep"]["Args"], drop)
     argv[0] = str(spark_home() / "bin" / "spark-submit")
     log_path = log_dir / f"{step.job}.spark-submit.log"
+    lost_before = yarn.lost_nodes()
     start = time.monotonic()
-    with open(log_path, "w") as log:
-        proc = subprocess.run(argv, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+    with open(log_path, "w") as log, PeakMemory() as peaks:
+        loss = (NodeLoss(yarn, log_path, lose_node, out)
+                if lose_node is not None and step.job == "featurize" else None)
+        if loss:
+            loss.start()
+        try:
+            proc = subprocess.run(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  check=False)
+        finally:
+            if loss:
+                loss.stop()
     seconds = time.monotonic() - start
     text = log_path.read_text(errors="replace")
     apps = _APP_ID.findall(text)
@@ -221,8 +309,12 @@ def run_step(yarn: LocalYarn, step: requests.Step, env: dict[str, str], log_dir:
         return result
     report = yarn.report(apps[0])
     final = report.final if proc.returncode == 0 or report.final != "SUCCEEDED" else "FAILED"
-    result = StepResult(step.job, apps[0], report.attempts, final, seconds)
+    memory, over = memory_text(yarn.containers(), peaks.mb, apps[0])
+    result = StepResult(step.job, apps[0], report.attempts, final, seconds, memory,
+                        yarn.lost_nodes() - lost_before)
     out(result.line())
+    for line in over:
+        out(f"memory: {line}")
     if final != "SUCCEEDED":
         if report.diagnostics:
             out(f"YARN: {report.diagnostics.splitlines()[0]}")
@@ -247,14 +339,15 @@ def rehearse(args: argparse.Namespace) -> int:
     given_bucket = args.bucket
     args.bucket = args.bucket or DEFAULT_BUCKET
     settings = settings_from(args)
-    nodes = settings.core_count + settings.task_count
-    # one node here: the cluster's configurations (executor count) for one core node
-    settings = replace(settings, core_count=1, task_count=0)
+    # NODES core nodes here: the cluster's configurations (executor count) for them
+    settings, nodes, node_mb, vcores, notes = cluster_shape(settings, args)
     job_args = job_args_from(args)
     wanted = jobs(args)
+    if args.lose_node is not None and "featurize" not in wanted:
+        raise SettingsError("LOSE_NODE stops a node during the featurize step: add featurize "
+                            "to STEPS")
     out_dir = Path(args.out) if args.out else None
     job_args, uploads = _local_folders(settings, job_args, args.input_from, args.predict_from)
-    node_mb, vcores, notes = node_size(settings, args.node_mb, args.node_vcores)
     built = requests.steps(settings, wanted, job_args)  # validated before anything starts
     if out_dir:
         _prepare_out(out_dir)
@@ -285,16 +378,18 @@ def rehearse(args: argparse.Namespace) -> int:
             dist, f"{settings.dist_uri}/bootstrap/{package.BOOTSTRAP_SCRIPT}",
             [f"{settings.dist_uri}/bootstrap", f"{settings.dist_uri}/{package.WHEELS}"],
             env, log=out)
-        out(f"YARN node: {node_mb} MB, {vcores} vcores ({settings.instance_type}"
+        out(f"YARN: {nodes} node(s) of {node_mb} MB, {vcores} vcores, physical-memory check "
+            f"on ({settings.instance_type}"
             + (f"; {'; '.join(notes)})" if notes else "'s EMR values)"))
-        out(settings.sizing.summary() + (f"; one node here, not {nodes}" if nodes > 1 else ""))
+        out(settings.sizing.summary())
         yarn_env = {**env, "HADOOP_CONF_DIR": str(workdir / "conf"),
                     "YARN_CONF_DIR": str(workdir / "conf"), "SPARK_CONF_DIR": str(workdir / "conf"),
                     "SPARK_HOME": str(spark_home())}
-        with LocalYarn(workdir, node_mb, vcores, env=yarn_env) as yarn:
+        with LocalYarn(workdir, node_mb, vcores, env=yarn_env, nodes=nodes) as yarn:
             hadoop.write_client_conf(yarn.conf_dir, env["AWS_ENDPOINT_URL"],
                                      requests.configurations(settings), str(python), s3a_jars,
-                                     hadoop.container_env(env))
+                                     {**hadoop.container_env(env),
+                                      **node_caches(workdir, args.lose_node)})
             results = []
             for step in built:
                 if results and results[-1].final != "SUCCEEDED":
@@ -302,12 +397,24 @@ def rehearse(args: argparse.Namespace) -> int:
                     out(results[-1].line())
                     continue
                 results.append(run_step(yarn, step, yarn_env, workdir, args.drop_conf,
-                                        args.tail))
+                                        args.tail, args.lose_node))
         if out_dir:
             for uri, dest in _copies(built, out_dir):
                 n = aws_shim.cp(uri, str(dest), recursive=True)
                 out(f"OUT: {n} files of {uri} -> {dest}")
     return 0 if all(r.final == "SUCCEEDED" for r in results) else 1
+
+
+def node_caches(workdir: Path, lose_node: float | None) -> dict[str, str]:
+    """Spark confs giving the containers an empty project cache, as on a new cluster (the
+    driver converts the model to OpenVINO IR there: its memory peak is part of the step's);
+    with LOSE_NODE, a progress line every second for :class:`NodeLoss` to follow."""
+    cache = str(workdir / "node-cache")
+    confs = {"spark.yarn.appMasterEnv.FEATURIZE_CACHE": cache,
+             "spark.executorEnv.FEATURIZE_CACHE": cache}
+    if lose_node is not None:
+        confs["spark.yarn.appMasterEnv.FEATURIZE_PROGRESS_SECONDS"] = "1"
+    return confs
 
 
 def _flag(step: requests.Step, flag: str) -> str:

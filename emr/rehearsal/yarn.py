@@ -1,9 +1,11 @@
-"""A single-node YARN on this machine: Hadoop's MiniYARNCluster behind a small launcher.
+"""A YARN of several nodes on this machine: Hadoop's MiniYARNCluster behind a small launcher.
 
 :class:`LocalYarn` compiles ``MiniYarn.java`` once (into the jar cache, keyed by the
-source's sha256), starts it in its own JVM with one NodeManager of the given memory and
-vcores, and answers three questions about an application: how many attempts YARN made,
-its final status with YARN's diagnostics, and where its containers' logs are.
+source's sha256), starts it in its own JVM with ``nodes`` NodeManagers of the given memory
+and vcores (YARN's physical-memory check on, as on EMR), and answers questions about an
+application: how many attempts YARN made, its final status with YARN's diagnostics, where
+its containers' logs are, which containers ran on which node at what size; it can also
+stop one NodeManager, as a reclaimed Spot instance goes.
 """
 from __future__ import annotations
 
@@ -69,6 +71,25 @@ def compiled() -> Path:
 
 
 @dataclass(frozen=True)
+class Container:
+    """A YARN container: its id, the index of the NodeManager that ran it, its size."""
+
+    id: str
+    node: int
+    mb: int
+
+    def of(self, app_id: str) -> bool:
+        """Whether it belongs to the application ``app_id`` (``application_T_N`` ->
+        ``container_T_N_…``)."""
+        return self.id.startswith("container_" + app_id.split("_", 1)[1] + "_")
+
+    @property
+    def is_master(self) -> bool:
+        """The ApplicationMaster's (container 1 of an attempt): in cluster mode, the driver."""
+        return self.id.endswith("_000001")
+
+
+@dataclass(frozen=True)
 class AppReport:
     attempts: int
     state: str
@@ -81,12 +102,14 @@ class LocalYarn:
     client configuration is in ``yarn.conf_dir`` (point HADOOP_CONF_DIR at it)."""
 
     def __init__(self, workdir: Path, node_mb: int, vcores: int,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, nodes: int = 1,
+                 pmem_check: bool = True) -> None:
         self.workdir = Path(workdir)
         self.conf_dir = self.workdir / "conf"
-        self.node_mb, self.vcores = node_mb, vcores
+        self.node_mb, self.vcores, self.nodes = node_mb, vcores, nodes
+        self.pmem_check = pmem_check
         self.env = env
-        self.log_dir: Path | None = None
+        self.log_dirs: list[Path] = []
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
 
@@ -98,11 +121,12 @@ class LocalYarn:
             self._proc = subprocess.Popen(
                 [_java("java"), *JAVA_OPENS, "-Xmx1g",
                  "-cp", os.pathsep.join([str(launcher), classpath()]),
-                 "MiniYarn", str(self.conf_dir), str(self.node_mb), str(self.vcores)],
+                 "MiniYarn", str(self.conf_dir), str(self.node_mb), str(self.vcores),
+                 str(self.nodes), str(self.pmem_check).lower()],
                 cwd=self.workdir, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=log, text=True, bufsize=1)
         try:
-            self.log_dir = Path(self._await_ready())
+            self.log_dirs = [Path(d) for d in self._await_ready().split(",")]
         except BaseException:
             self.stop()
             raise
@@ -136,32 +160,65 @@ class LocalYarn:
             proc.kill()
             proc.wait()
 
-    def report(self, app_id: str) -> AppReport:
-        """Attempts, state, final status and diagnostics, from the ResourceManager."""
+    def _ask(self, command: str, until_end: bool) -> tuple[str, list[str]]:
+        """One command to the launcher: its first answer line, and the lines up to END."""
         with self._lock:
             proc = self._proc
             if proc is None or proc.stdin is None or proc.stdout is None:
                 raise CommandError("YARN is not running")
-            proc.stdin.write(f"report {app_id}\n")
+            proc.stdin.write(command + "\n")
             proc.stdin.flush()
             head = proc.stdout.readline()
             lines = []
-            for line in proc.stdout:
-                if line.rstrip("\n") == "END":
-                    break
-                lines.append(line.rstrip("\n"))
+            if until_end and head.rstrip("\n") != "END":
+                for line in proc.stdout:
+                    if line.rstrip("\n") == "END":
+                        break
+                    lines.append(line.rstrip("\n"))
+        return head.rstrip("\n"), lines
+
+    def report(self, app_id: str) -> AppReport:
+        """Attempts, state, final status and diagnostics, from the ResourceManager."""
+        head, lines = self._ask(f"report {app_id}", until_end=True)
         m = re.match(r"REPORT attempts=(\d+) state=(\S+) final=(\S+)", head)
         if not m:
             raise CommandError(f"unexpected answer from the YARN launcher: {head!r}")
         return AppReport(int(m.group(1)), m.group(2), m.group(3), "\n".join(lines).strip())
 
+    def containers(self) -> list[Container]:
+        """Every container any NodeManager has held since YARN started (sampled every
+        100 ms by the launcher, so even a short-lived one is seen)."""
+        head, lines = self._ask("containers", until_end=True)
+        found = []
+        for line in [head, *lines]:
+            words = line.split()
+            if len(words) == 4 and words[0] == "CONTAINER":
+                found.append(Container(words[1], int(words[2]), int(words[3])))
+        return found
+
+    def stop_node(self, index: int) -> None:
+        """Stop NodeManager ``index``: its containers die with it and it leaves the
+        ResourceManager (a Spot reclaim, without the two minutes' notice)."""
+        head, _ = self._ask(f"stop {index}", until_end=False)
+        if head != f"STOPPED {index}":
+            raise CommandError(f"the YARN launcher could not stop node {index}: {head!r}")
+
+    def lost_nodes(self) -> int:
+        """NodeManagers the ResourceManager no longer counts as active."""
+        head, _ = self._ask("nodes", until_end=False)
+        m = re.match(r"NODES active=(\d+) lost=(\d+)", head)
+        if not m:
+            raise CommandError(f"unexpected answer from the YARN launcher: {head!r}")
+        return int(m.group(2))
+
     def container_log(self, app_id: str, attempt: int = 1, container: int = 1,
                       name: str = "stderr") -> Path | None:
-        """A container's log file; container 1 of an attempt is its ApplicationMaster,
-        which in cluster deploy mode runs the driver."""
-        if self.log_dir is None:
-            return None
-        found = glob.glob(str(self.log_dir / app_id /
-                              f"container_*_{attempt:02d}_{container:06d}" / name))
-        return Path(found[0]) if found else None
+        """A container's log file, on whichever node ran it; container 1 of an attempt is
+        its ApplicationMaster, which in cluster deploy mode runs the driver."""
+        for log_dir in self.log_dirs:
+            found = glob.glob(str(log_dir / app_id /
+                                  f"container_*_{attempt:02d}_{container:06d}" / name))
+            if found:
+                return Path(found[0])
+        return None
 
