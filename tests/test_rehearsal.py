@@ -28,7 +28,8 @@ from tests.test_s3a import require_jars
 pytestmark = [pytest.mark.rehearsal, pytest.mark.slow]
 
 STEP_LINE = re.compile(r"^step (\w+): (application_\d+_\d+|-) attempts=(\d+) final=(\w+) "
-                       r"(\d+) s(?:; peak memory: (.*?))?(?:; nodes lost=(\d+))?$", re.MULTILINE)
+                       r"(\d+) s(?:; peak memory: (.*?))?(?:; nodes lost=(\d+))?"
+                       r"(?:; killed for memory=(\d+))?$", re.MULTILINE)
 MEMORY = re.compile(r"driver ([\d,]+) of ([\d,]+) MB, executors ([\d,]+) of ([\d,]+) MB "
                     r"\(largest of (\d+)\)")
 
@@ -194,3 +195,23 @@ def test_a_node_lost_mid_featurize_costs_no_attempt_and_no_image(dist, spark, we
     run(spark, FeaturizeConfig(input=str(images), output=str(reference), weights=weights_spec,
                                pca_k=8))
     assert_same_features(spark, out, "/input/four-hundred/", reference, "/four-hundred/", 400)
+
+
+def test_a_container_over_its_size_is_killed_by_yarn_as_on_emr(dist, weights_spec, tmp_path):
+    """The physical-memory check is on: executors sized for openvino (512m heap + 3,072 MB
+    for four workers) running four tensorflow workers (about 1.1 GB each) outgrow their
+    containers, and YARN kills them with the message EMR users see (one node: the step
+    fails sooner, its executor killed each time)."""
+    images = tmp_path / "few"
+    write_sample(str(images), per_class=3, with_broken=False)
+    proc = rehearse("--input", str(images), "--steps", "featurize", "--weights", weights_spec,
+                    "--nodes", "1", "--executor-memory", "512m",
+                    "--job-args", "--pca-k 8 --engine tensorflow",
+                    "--workdir", str(tmp_path / "work"))
+    line = next(m for m in STEP_LINE.finditer(proc.stdout) if m.group(1) == "featurize")
+    assert line.group(8) and int(line.group(8)) >= 1, proc.stdout[-3000:]
+    assert re.search(r"^memory: container_\d+_\d+_01_\d+ peaked at [\d,]+ MB, over its "
+                     r"3,584 MB container$", proc.stdout, re.MULTILINE)
+    driver_log = next((tmp_path / "work").rglob("container_*_01_000001/stderr"))
+    assert ("Container killed by YARN for exceeding physical memory limits"
+            in driver_log.read_text(errors="replace"))

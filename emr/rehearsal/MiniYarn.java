@@ -57,6 +57,16 @@ public class MiniYarn {
     // a container whose process tree's resident memory outgrows its size is killed, as on
     // EMR (Hadoop's default); the virtual-memory check is off there as here
     conf.setBoolean(YarnConfiguration.NM_PMEM_CHECK_ENABLED, pmemCheck);
+    // and the monitor that enforces it, every 3 s (Hadoop's default interval): a
+    // MiniYARNCluster turns the monitor off unless told it controls it itself
+    conf.setBoolean(YarnConfiguration.YARN_MINICLUSTER_CONTROL_RESOURCE_MONITORING, true);
+    conf.setBoolean(YarnConfiguration.NM_CONTAINER_MONITOR_ENABLED, pmemCheck);
+    conf.setLong(YarnConfiguration.NM_CONTAINER_MON_INTERVAL_MS, 3000);
+    // Hadoop 3.3.4's monitor skips that check when cgroups' strict enforcement is on, and
+    // yarn.nodemanager.resource.memory.enforced defaults to true even without cgroups: off,
+    // so the check kills as EMR's NodeManagers do ("Container killed by YARN for exceeding
+    // memory limits", Amazon EMR's troubleshooting guide)
+    conf.setBoolean(YarnConfiguration.NM_MEMORY_RESOURCE_ENFORCED, false);
     conf.setBoolean(YarnConfiguration.NM_VMEM_CHECK_ENABLED, false);
     // a node whose heartbeats stop is declared LOST (its containers completed as "released
     // on a lost node", which Spark does not count against a task) after this long: 20 s

@@ -55,6 +55,8 @@ class StepResult:
     #: "driver 1,812 of 3,072 MB, executors …": peaks against container sizes
     memory: str = ""
     nodes_lost: int | None = None
+    #: containers YARN killed for outgrowing their size (the driver's log says which)
+    killed_for_memory: int = 0
 
     def line(self) -> str:
         text = (f"step {self.job}: {self.app_id or '-'} attempts={self.attempts} "
@@ -63,6 +65,8 @@ class StepResult:
             text += f"; peak memory: {self.memory}"
         if self.nodes_lost is not None:
             text += f"; nodes lost={self.nodes_lost}"
+        if self.killed_for_memory:
+            text += f"; killed for memory={self.killed_for_memory}"
         return text
 
 
@@ -311,7 +315,7 @@ def run_step(yarn: LocalYarn, step: requests.Step, env: dict[str, str], log_dir:
     final = report.final if proc.returncode == 0 or report.final != "SUCCEEDED" else "FAILED"
     memory, over = memory_text(yarn.containers(), peaks.mb, apps[0])
     result = StepResult(step.job, apps[0], report.attempts, final, seconds, memory,
-                        yarn.lost_nodes() - lost_before)
+                        yarn.lost_nodes() - lost_before, _killed_for_memory(yarn, apps[0]))
     out(result.line())
     for line in over:
         out(f"memory: {line}")
@@ -327,6 +331,18 @@ def run_step(yarn: LocalYarn, step: requests.Step, env: dict[str, str], log_dir:
                         str(path), path.read_text(errors="replace"))
         print_driver_attempts(found, tail_lines)
     return result
+
+
+#: Spark's YarnAllocator, once per container YARN's physical-memory check killed
+KILLED_FOR_MEMORY = "Container killed by YARN for exceeding physical memory limits"
+
+
+def _killed_for_memory(yarn: LocalYarn, app_id: str) -> int:
+    path = yarn.container_log(app_id, name="stderr")
+    if path is None:
+        return 0
+    return sum(1 for line in path.read_text(errors="replace").splitlines()
+               if "YarnAllocator" in line and KILLED_FOR_MEMORY in line)
 
 
 def rehearse(args: argparse.Namespace) -> int:
