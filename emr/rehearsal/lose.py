@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from emr.rehearsal.yarn import LocalYarn
+from emr.rehearsal.yarn import Container, LocalYarn
 
 PROGRESS = re.compile(r"featurize: ([\d,]+)/([\d,]+) images")
+#: a YARN application id, as spark-submit's log names it
 APP_ID = re.compile(r"application_\d+_\d+")
 
 
@@ -34,7 +35,7 @@ def progress(text: str) -> tuple[int, int] | None:
     return int(done.replace(",", "")), int(total.replace(",", ""))
 
 
-def victim(containers, app_id: str) -> int | None:
+def victim(containers: Iterable[Container], app_id: str) -> int | None:
     """The node to stop: one running an executor of ``app_id`` but not its
     ApplicationMaster (the lowest index), or None when there is none."""
     ours = [c for c in containers if c.of(app_id)]
@@ -45,15 +46,13 @@ def victim(containers, app_id: str) -> int | None:
 
 class NodeLoss(threading.Thread):
     """Watch one step (its spark-submit log names the application) and stop a node when
-    ``fraction`` of its images are featurized. ``lost`` says what happened, for the
-    step's lines."""
+    ``fraction`` of its images are featurized; ``log`` gets one line saying which."""
 
     def __init__(self, yarn: LocalYarn, submit_log: Path, fraction: float,
                  log: Callable[[str], None], poll: float = 0.5) -> None:
         super().__init__(name="lose-node", daemon=True)
         self.yarn, self.submit_log, self.fraction = yarn, submit_log, fraction
         self.log, self.poll = log, poll
-        self.lost: str | None = None
         self._done = threading.Event()
 
     def run(self) -> None:
@@ -76,13 +75,13 @@ class NodeLoss(threading.Thread):
         if seen is None or seen[1] == 0 or seen[0] < self.fraction * seen[1]:
             return False
         node = victim(self.yarn.containers(), apps[0])
+        at = f"at {seen[0]:,}/{seen[1]:,} images"
         if node is None:
-            self.lost = (f"LOSE_NODE: no node runs an executor without the ApplicationMaster "
-                         f"at {seen[0]:,}/{seen[1]:,} images; none stopped")
+            self.log(f"LOSE_NODE: no node runs an executor without the ApplicationMaster {at}; "
+                     f"none stopped")
         else:
             self.yarn.stop_node(node)
-            self.lost = f"LOSE_NODE: stopped node {node} at {seen[0]:,}/{seen[1]:,} images"
-        self.log(self.lost)
+            self.log(f"LOSE_NODE: stopped node {node} {at}")
         return True
 
     def stop(self) -> None:

@@ -8,7 +8,6 @@ prints one :class:`StepResult` line, and on failure the driver's log tails.
 """
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 from collections.abc import Sequence
@@ -17,12 +16,9 @@ from pathlib import Path
 
 from emr import requests
 from emr.logs import DRIVER_FILES, out, print_driver_attempts, print_tail
-from emr.rehearsal.lose import NodeLoss
+from emr.rehearsal.lose import APP_ID, NodeLoss
 from emr.rehearsal.memory import PeakMemory
 from emr.rehearsal.yarn import Container, LocalYarn, spark_home
-
-_APP_ID = re.compile(r"application_\d+_\d+")
-
 
 @dataclass(frozen=True)
 class StepResult:
@@ -119,7 +115,7 @@ def run_step(yarn: LocalYarn, step: requests.Step, env: dict[str, str], log_dir:
                 loss.stop()
     seconds = time.monotonic() - start
     text = log_path.read_text(errors="replace")
-    apps = _APP_ID.findall(text)
+    apps = APP_ID.findall(text)
     if not apps:
         result = StepResult(step.job, None, 0, "NOT_SUBMITTED", seconds)
         out(result.line())

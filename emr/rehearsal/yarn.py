@@ -197,8 +197,9 @@ class LocalYarn:
         return found
 
     def stop_node(self, index: int) -> None:
-        """Stop NodeManager ``index``: its containers die with it and it leaves the
-        ResourceManager (a Spot reclaim, without the two minutes' notice)."""
+        """Stop NodeManager ``index``: its containers die with it and its heartbeats stop,
+        so the ResourceManager declares it LOST once the expiry passes (a Spot reclaim,
+        without the two minutes' notice)."""
         head, _ = self._ask(f"stop {index}", until_end=False)
         if head != f"STOPPED {index}":
             raise CommandError(f"the YARN launcher could not stop node {index}: {head!r}")
