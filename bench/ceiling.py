@@ -30,10 +30,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.images import list_images
-from featurize.images import Preprocessing, preprocess_image
-from featurize.model import build_backbone
-from featurize.reduce import choose_k
-from featurize.weights import resolve_weights
+from featurize.model.backbone import build_backbone
+from featurize.model.preprocess import Preprocessing, preprocess_image
+from featurize.model.weights import resolve_weights
+from featurize.reduce.pca import choose_k
 
 BATCH = 64
 OV_BATCH = 16
@@ -63,7 +63,7 @@ def compile_ir(weights_spec: str, size: int, hint: str) -> object:
     """The job's cached IR, reshaped to batches of 16 and compiled with ``hint``."""
     import openvino as ov
 
-    from featurize.engines.openvino_engine import cached_ir
+    from featurize.model.engines.openvino_engine import cached_ir
 
     ir = cached_ir(resolve_weights(weights_spec), size)
     core = ov.Core()
@@ -158,9 +158,9 @@ def main() -> int:
     size = args.image_size
     pre = Preprocessing(size=size)
     if args.engine == "openvino":
-        from featurize.engines.openvino_engine import cached_ir
-
         import openvino  # noqa: F401 - imported before the timer, as the job's are
+
+        from featurize.model.engines.openvino_engine import cached_ir
 
         cached_ir(resolve_weights(args.weights), size)  # converted outside the timer
         hint, rates = pick_hint(files, args.weights, pre)

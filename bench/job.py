@@ -14,7 +14,7 @@ import time
 from pyspark.sql import SparkSession
 
 from featurize.config import FeaturizeConfig
-from featurize.job import run
+from featurize.extract.job import run
 from featurize.manifest import StageTimer
 
 

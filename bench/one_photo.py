@@ -1,10 +1,10 @@
-"""One photo: ``featurize.predict_one`` against the Spark predict job, same run, same photo.
+"""One photo: ``featurize.photo.predict_one`` against the Spark predict job, same run, same photo.
 
 ``python -m bench.one_photo --run RUN --images DIR [--n 100]`` (``make bench-one``):
 
-1. start-up: a fresh ``python -m featurize.predict_one --run RUN IMAGE`` process, wall
+1. start-up: a fresh ``python -m featurize.photo.predict_one --run RUN IMAGE`` process, wall
    time to its answer (imports, the run's files, weights, the engine compiled, one photo);
-2. per photo: one :class:`~featurize.predict_one.Predictor` in this process answers
+2. per photo: one :class:`~featurize.photo.predict_one.Predictor` in this process answers
    ``--n`` photos one at a time (read, decode, CNN, classifier); median and 95th
    percentile;
 3. the baseline: ``spark-submit jobs/predict_images.py`` on a folder holding that one
@@ -48,9 +48,9 @@ def main() -> None:
         raise SystemExit(f"no photos under {args.images}")
     first = photos[0]
 
-    cold = _wall([sys.executable, "-m", "featurize.predict_one", "--run", args.run, str(first)])
+    cold = _wall([sys.executable, "-m", "featurize.photo.predict_one", "--run", args.run, str(first)])
 
-    from featurize.predict_one import Predictor
+    from featurize.photo.predict_one import Predictor
 
     t = time.perf_counter()
     predictor = Predictor(args.run)

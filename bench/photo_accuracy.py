@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from bench.photos import CLOTHING, phone_photo
-from featurize.images import Preprocessing, preprocess_image
+from featurize.model.preprocess import Preprocessing, preprocess_image
 
 FULL, DRAFT = Preprocessing(decode="full"), Preprocessing()
 
@@ -63,8 +63,8 @@ def main() -> int:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from featurize.engines.openvino_engine import OpenVinoExtractor, cached_ir
-    from featurize.weights import resolve_weights
+    from featurize.model.engines.openvino_engine import OpenVinoExtractor, cached_ir
+    from featurize.model.weights import resolve_weights
 
     weights = resolve_weights(args.weights)
     ir = cached_ir(weights, 224)

@@ -1,6 +1,6 @@
 """What the progress lines cost, measured by their parts against a real run.
 
-The progress lines (:mod:`featurize.progress`) cost one accumulator ``add`` per batch in
+The progress lines (:mod:`featurize.extract.progress`) cost one accumulator ``add`` per batch in
 the Python workers and, on the driver, one accumulator read and at most one log line per
 interval. A whole-job A/B cannot resolve 1 % here (runs of the same code differ by up to 10 %), so
 this times each part directly, the way it runs, and divides by what the run itself
@@ -12,7 +12,7 @@ spent::
   ``pyspark.accumulators._deserialize_accumulator`` builds it), against the run's
   featurize seconds per batch per core (the value then travels once per task, in the
   task's result);
-- driver: one poll (``value``, :func:`featurize.progress.progress_line`, the log call)
+- driver: one poll (``value``, :func:`featurize.extract.progress.progress_line`, the log call)
   against the interval; the poll runs in its own thread, so this is CPU taken, not
   time added.
 
@@ -28,9 +28,11 @@ import sys
 import time
 from pathlib import Path
 
-from pyspark.accumulators import INT_ACCUMULATOR_PARAM, Accumulator, _deserialize_accumulator
+from pyspark.accumulators import (
+    INT_ACCUMULATOR_PARAM, Accumulator, _deserialize_accumulator,
+)
 
-from featurize import progress
+from featurize.extract import progress
 
 
 def per_call_seconds(fn, calls: int) -> float:

@@ -41,7 +41,7 @@ def main() -> int:
 
     from bench.images import REPO, prepare
     from featurize.config import FeaturizeConfig
-    from featurize.job import run
+    from featurize.extract.job import run
 
     images, source = prepare(args.n, REPO / "build" / "bench" / "images")
     client = boto3.client("s3")

@@ -46,7 +46,7 @@ def write_list(images: Path) -> Path:
 
 def prepare(n: int, real: int) -> Path:
     """``n`` tiny non-images in 10 label folders plus ``real`` sample digits."""
-    from featurize.sample import write_sample
+    from featurize.inputs.sample import write_sample
 
     dest = ROOT / f"files-{n}-{real}"
     if (dest / ".done").exists():

@@ -15,8 +15,8 @@ from typing import Any
 from emr import requests, state
 from emr.estimate import RATE_FILE
 from emr.settings import Settings
+from featurize.config import DEFAULT_EXTENSIONS
 from featurize.encryption import ALGORITHMS
-from featurize.images import DEFAULT_EXTENSIONS
 
 
 def _settings_args(p: argparse.ArgumentParser) -> None:

@@ -174,7 +174,7 @@ def sample_input(s3: Any, objects: list[tuple[str, int, int]], n: int = SAMPLE) 
     :data:`HEAD_BYTES`, then of 1 MB for a header that needs more)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from featurize.s3 import S3Uri, explain
+    from featurize.storage.s3 import S3Uri, explain
 
     picked = [objects[i * len(objects) // min(n, len(objects))]
               for i in range(min(n, len(objects)))]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emr import aws
-from featurize.s3 import S3Uri
+from featurize.storage.s3 import S3Uri
 
 
 def out(line: str) -> None:

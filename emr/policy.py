@@ -28,7 +28,7 @@ from typing import Any
 
 from emr import requests
 from emr.settings import Settings, SettingsError
-from featurize.s3 import S3Uri
+from featurize.storage.s3 import S3Uri
 
 READ = ("s3:GetObject",)
 WRITE = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",

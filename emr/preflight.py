@@ -24,9 +24,9 @@ from botocore.exceptions import ClientError
 from emr import aws, package, state
 from emr.logs import out
 from emr.settings import Settings
+from featurize.config import DEFAULT_EXTENSIONS
 from featurize.errors import CommandError, SettingsError
-from featurize.images import DEFAULT_EXTENSIONS
-from featurize.s3 import S3Uri
+from featurize.storage.s3 import S3Uri
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ def weights_uri(settings: Settings, spec: str) -> str:
     private subnets cannot download from the internet); ``s3://`` URIs and ``random``
     pass through.
     """
-    from featurize.weights import IMAGENET_FILE
+    from featurize.model.weights import IMAGENET_FILE
 
     if spec == "random" or spec.startswith(("s3://", "s3a://")):
         return spec

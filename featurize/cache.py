@@ -3,9 +3,9 @@
 
 What lives there, outside git, each safe to delete when no job is running:
 
-- ``ir/``: OpenVINO IR converted from the weights (:mod:`featurize.engines.openvino_engine`);
+- ``ir/``: OpenVINO IR converted from the weights (:mod:`featurize.model.engines.openvino_engine`);
 - ``staging/``: runs written locally for an ``s3://`` output without a Hadoop S3
-  filesystem, until their upload succeeds (:mod:`featurize.output`);
+  filesystem, until their upload succeeds (:mod:`featurize.storage.output`);
 - ``jars/``, ``launcher/``, ``node-venv/``: the EMR rehearsal's (:mod:`emr.rehearsal`).
 """
 from __future__ import annotations

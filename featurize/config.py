@@ -1,18 +1,68 @@
-"""Frozen, validated configuration for the featurize job."""
+"""The options of a run and their checks: the featurize job's frozen, validated
+configuration, and the choices and defaults every stage shares (image size, decode,
+engines, the feature length), so that this vocabulary imports nothing above it.
+"""
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from featurize.encryption import Encryption
-from featurize.engines import check_engine, default_engine
 from featurize.errors import ConfigError
-from featurize.images import (
-    DECODES, DEFAULT_EXTENSIONS, DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS, MODES, Preprocessing,
-)
-from featurize.model import FEATURE_DIM
-from featurize.weights import DEFAULT_SEED
+
+#: The input size MobileNetV2's ImageNet weights were trained at; any multiple of 32
+#: from 96 to 512 works without the top (1280 features after the average pool).
+DEFAULT_IMAGE_SIZE = 224
+IMAGE_SIZES = tuple(range(96, 513, 32))
+MODES = ("crop", "squash")
+#: How a JPEG is decoded: ``draft`` (default) asks libjpeg for the smallest DCT scale
+#: (1/8, 1/4, 1/2) that still holds the input size over the box, and resizes with a
+#: two-step reduce; ``full`` decodes every pixel (every run made before draft existed).
+DECODES = ("draft", "full")
+
+#: Default cap on decoded pixels (width x height). Checked from the header, before
+#: any pixel buffer is allocated, so a lying header cannot exhaust memory.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+#: Extensions read by default (compared case-insensitively).
+DEFAULT_EXTENSIONS = ("jpg", "jpeg", "png")
+
+#: Length of a feature vector (MobileNetV2 alpha 1.0, no top, global average pooling).
+FEATURE_DIM = 1280
+
+#: Seed of ``--weights random``.
+DEFAULT_SEED = 0
+
+#: How the workers run the model (:mod:`featurize.model.engines`) and at what precision.
+ENGINES = ("openvino", "tensorflow")
+PRECISIONS = ("f32", "bf16")
+
+
+def default_engine() -> str:
+    """``openvino`` when the package is installed, else ``tensorflow``."""
+    return "openvino" if importlib.util.find_spec("openvino") else "tensorflow"
+
+
+def check_engine(engine: str, precision: str) -> None:
+    """Refuse an unknown engine or precision, or one this machine cannot run.
+
+    Raises
+    ------
+    ConfigError
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine}: choose one of {', '.join(ENGINES)}.")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}.")
+    if engine == "tensorflow" and precision != "f32":
+        raise ConfigError("--precision bf16 needs --engine openvino (the tensorflow engine "
+                          "runs f32 only).")
+    if engine == "openvino" and importlib.util.find_spec("openvino") is None:
+        raise ConfigError("--engine openvino: the openvino package is not installed here; "
+                          "install the pinned set (make install) or pass --engine "
+                          "tensorflow.")
 
 
 #: Images per featurize task unless --files-per-partition says otherwise. A task writes
@@ -22,7 +72,7 @@ from featurize.weights import DEFAULT_SEED
 #: because each task carries its file list (~130 bytes a file, measured), and 6,144
 #: files keep a task under Spark's 1 MB warning size; a lost executor or a reclaimed
 #: Spot node costs at most one such task (~3 minutes of one core at 33 images/s).
-#: Small runs are cut by the cores first (:func:`featurize.pipeline.plan_partitions`).
+#: Small runs are cut by the cores first (:func:`featurize.extract.pipeline.plan_partitions`).
 DEFAULT_FILES_PER_PARTITION = 6_144
 
 #: Files larger than this go to errors/ as ``too_large`` without their bytes being read
@@ -114,7 +164,7 @@ class FeaturizeConfig:
         Network input height and width: a multiple of 32 from 96 to 512.
     engine : str
         ``openvino`` (default where it is installed) or ``tensorflow``
-        (:mod:`featurize.engines`).
+        (:mod:`featurize.model.engines`).
     precision : str
         ``f32`` (default) or ``bf16`` (openvino only).
     encryption : Encryption
@@ -203,10 +253,6 @@ class FeaturizeConfig:
         if self.image_size % 32 or not 96 <= self.image_size <= 512:
             raise ConfigError(f"--image-size {self.image_size}: give a multiple of 32 from "
                               f"96 to 512 (224 is what the ImageNet weights were trained at).")
-
-    @property
-    def preprocessing(self) -> Preprocessing:
-        return Preprocessing(self.preprocess, self.image_size, self.decode)
 
     @property
     def file_byte_limit(self) -> int:

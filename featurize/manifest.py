@@ -1,7 +1,7 @@
 """The run manifest: what ran, with what, on what, and how it went.
 
 ``manifest.json`` is written first with ``status: running`` and rewritten last with
-``complete`` or ``failed`` (:meth:`featurize.output.RunOutput.recorded`), so its
+``complete`` or ``failed`` (:meth:`featurize.storage.output.RunOutput.recorded`), so its
 presence with ``status: complete`` is the mark of a finished run directory.
 """
 from __future__ import annotations

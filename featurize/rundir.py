@@ -69,7 +69,7 @@ class ErrorRecord(NamedTuple):
 
 def label_of(path: str, root: str) -> str | None:
     """The label of a file: its immediate parent folder's name, None directly under
-    ``root``. The driver-side twin of :func:`featurize.pipeline.label_column`.
+    ``root``. The driver-side twin of :func:`featurize.inputs.listing.label_column`.
 
     >>> label_of("file:/data/cats/1.jpg", "file:/data"), label_of("s3://b/in/1.jpg", "s3://b/in/")
     ('cats', None)
@@ -133,7 +133,7 @@ class RunDir:
     pca = _At("pca")
     pca_model = _At("models", "pca")
     classifier = _At("models", "classifier")
-    #: The same chain in NumPy (featurize/export.py), for one photo without Spark.
+    #: The same chain in NumPy (featurize/classifier/export.py), for one photo without Spark.
     classifier_export = _At("models", "classifier.npz")
     test_predictions = _At("test_predictions")
     clusters = _At("clusters")

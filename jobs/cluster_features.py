@@ -4,7 +4,7 @@
         [--distance cosine|euclidean] [--restarts 3] [--seed 0] [--max-iter 50]
         [--sse AES256|aws:kms [--sse-kms-key-id KEY]]
 
-Writes RUN_DIR/clusters/ and RUN_DIR/clusters.json (featurize/clusters.py).
+Writes RUN_DIR/clusters/ and RUN_DIR/clusters.json (featurize/review/clusters.py).
 Exit status: 0 done, 2 bad configuration, 1 failed.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from featurize import encryption
-from featurize.clusters import ClusterConfig
 from featurize.entry import configure_logging, run_job
+from featurize.review.clusters import ClusterConfig
 from featurize.rundir import RunDir
 
 logger = logging.getLogger("featurize.jobs.cluster_features")
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run=args.run, k=args.k, k_min=args.k_min, k_max=args.k_max, seed=args.seed,
         max_iter=args.max_iter, distance=args.distance,
         restarts=args.restarts, encryption=encryption.Encryption.from_args(args)),
-        "featurize.clusters", done)
+        "featurize.review.clusters", done)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
     python jobs/featurize_images.py --input ... --output ...
 
 Parses flags into a FeaturizeConfig, gets the SparkSession (never sets a master) and
-calls featurize.job.run. Exit status: 0 complete, 2 bad configuration, 1 failed run.
+calls featurize.extract.job.run. Exit status: 0 complete, 2 bad configuration, 1 failed run.
 """
 from __future__ import annotations
 
@@ -16,15 +16,12 @@ from typing import Any
 
 from featurize import encryption
 from featurize.config import (
-    DEFAULT_FILES_PER_PARTITION, DEFAULT_MAX_FILE_BYTES, FeaturizeConfig,
+    DECODES, DEFAULT_EXTENSIONS, DEFAULT_FILES_PER_PARTITION, DEFAULT_IMAGE_SIZE,
+    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_SEED, ENGINES, MODES, PRECISIONS,
+    FeaturizeConfig, default_engine,
 )
 from featurize.encryption import Encryption
 from featurize.entry import configure_logging, run_job
-from featurize.engines import ENGINES, PRECISIONS, default_engine
-from featurize.images import (
-    DECODES, DEFAULT_EXTENSIONS, DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS, MODES,
-)
-from featurize.weights import DEFAULT_SEED
 
 logger = logging.getLogger("featurize.jobs.featurize_images")
 
@@ -130,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def done(config: FeaturizeConfig, manifest: dict[str, Any]) -> None:
         logger.info("run directory: %s (status %s)", config.output, manifest["status"])
 
-    return run_job("featurize_images", lambda: config_from_args(argv), "featurize.job", done)
+    return run_job("featurize_images", lambda: config_from_args(argv), "featurize.extract.job", done)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from featurize import encryption
-from featurize.config import DEFAULT_MAX_FILE_BYTES
+from featurize.config import (
+    DEFAULT_EXTENSIONS, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, ENGINES, PRECISIONS,
+)
 from featurize.entry import configure_logging, run_job
-from featurize.engines import ENGINES, PRECISIONS
-from featurize.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS
 from featurize.rundir import RunDir
 
 logger = logging.getLogger("featurize.jobs.predict_images")
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
-    from featurize.predict import PredictConfig
+    from featurize.classifier.predict import PredictConfig
 
     def done(config: Any, manifest: dict[str, Any]) -> None:
         logger.info("predictions: %s (%d images, %d failed)", RunDir(config.output).predictions,
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overwrite=args.overwrite, extensions=tuple(e for e in args.extensions.split(",") if e),
         max_pixels=args.max_pixels, threads=args.threads,
         max_file_bytes=args.max_file_bytes, engine=args.engine, precision=args.precision,
-        calibrate=args.calibrate, encryption=encryption.Encryption.from_args(args)), "featurize.predict", done)
+        calibrate=args.calibrate, encryption=encryption.Encryption.from_args(args)), "featurize.classifier.predict", done)
 
 
 if __name__ == "__main__":

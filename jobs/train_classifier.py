@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from featurize import encryption
+from featurize.classifier.train import TrainConfig
 from featurize.entry import configure_logging, run_job
 from featurize.rundir import RunDir
-from featurize.train import TrainConfig
 
 logger = logging.getLogger("featurize.jobs.train_classifier")
 
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         split_file=args.split_file, reg_param=args.reg_param,
         elastic_net_param=args.elastic_net_param, max_iter=args.max_iter,
         standardize=args.standardize, calibrate=args.calibrate,
-        encryption=encryption.Encryption.from_args(args)), "featurize.train", done)
+        encryption=encryption.Encryption.from_args(args)), "featurize.classifier.train", done)
 
 
 if __name__ == "__main__":

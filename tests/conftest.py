@@ -7,7 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +25,7 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from featurize.weights import IMAGENET_FILE  # noqa: E402
+from featurize.model.weights import IMAGENET_FILE  # noqa: E402
 
 # tests/dag/ runs in the Airflow venv of `make dag-test` (Airflow is not in the job's .venv)
 if importlib.util.find_spec("airflow") is None:
@@ -130,7 +129,7 @@ def weights_spec(tmp_path_factory: pytest.TempPathFactory) -> str:
         return "imagenet"
     import keras
 
-    from featurize.model import build_backbone
+    from featurize.model.backbone import build_backbone
 
     logging.getLogger(__name__).warning(
         "ImageNet weights not available: using a seeded random weights file")
@@ -149,9 +148,10 @@ def trained_sample_run(spark, weights_spec, tmp_path_factory):
     """The embedded sample (60 per digit) featurized and trained with a 0.2 test split:
     ``(run_dir, metrics)``. Shared by the train/predict and the web app tests; tests that
     change a run copy it first."""
-    from featurize import job, train
+    from featurize.classifier import train
     from featurize.config import FeaturizeConfig
-    from featurize.sample import write_sample
+    from featurize.extract import job
+    from featurize.inputs.sample import write_sample
 
     root = tmp_path_factory.mktemp("sample")
     write_sample(str(root / "images"), per_class=SAMPLE_PER_CLASS)
@@ -164,6 +164,6 @@ def trained_sample_run(spark, weights_spec, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def resolved_weights(weights_spec: str):
-    from featurize.weights import resolve_weights
+    from featurize.model.weights import resolve_weights
 
     return resolve_weights(weights_spec)

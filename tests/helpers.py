@@ -75,7 +75,7 @@ def assert_pca_model_reproduces(spark, run_dir: Path) -> int:
     model is the one that made the projection. Returns the number of rows compared."""
     from pyspark.ml import PipelineModel
 
-    from featurize.reduce import project
+    from featurize.reduce.pca import project
 
     features = spark.read.parquet(str(run_dir / "features"))
     model = PipelineModel.load(str(run_dir / "models" / "pca"))
@@ -89,12 +89,13 @@ def assert_pca_model_reproduces(spark, run_dir: Path) -> int:
 
 
 def assert_one_photo_agrees(run_dir, prediction_rows, files, top: int = 3) -> int:
-    """``featurize.predict_one`` on ``files`` gives the Spark predict job's answers
+    """``featurize.photo.predict_one`` on ``files`` gives the Spark predict job's answers
     (``prediction_rows``, from its ``predictions/``): the same label, confidences and top
     labels within 1e-3; a file the job could not read gets an error. Returns the number
     of files answered."""
     import pytest
-    from featurize.predict_one import Predictor
+
+    from featurize.photo.predict_one import Predictor
 
     one = Predictor(str(run_dir))
     by_path = {Path(r["path"].replace("file:", "")).resolve(): r for r in prediction_rows}

@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from featurize import calibration
-from featurize.classify import (
+from featurize.classifier import calibration
+from featurize.classifier.classify import (
     REG_GRID, ClassifierParams, cross_validate, fit_classifier, labels_of, predict,
 )
 from featurize.errors import ClassifierError
@@ -163,7 +163,7 @@ def test_predict_applies_the_temperature_and_keeps_the_winner(spark):
 
 
 def test_reg_param_flag_and_the_summary_lines():
-    from featurize.summary import format_confidence
+    from featurize.review.summary import format_confidence
     from jobs.train_classifier import build_parser
 
     parse = build_parser().parse_args
@@ -191,7 +191,7 @@ def test_reg_param_flag_and_the_summary_lines():
 
 @pytest.mark.spark
 def test_folds_are_stratified_and_never_empty(spark):
-    from featurize.split import with_folds
+    from featurize.classifier.split import with_folds
 
     # 10 labels of 2 training images each (the entry-point test's shape): per-label
     # round-robin alone would leave fold 2 empty.

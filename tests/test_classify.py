@@ -5,9 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from featurize.classifier.classify import (
+    ClassifierParams, evaluate, fit_classifier, predict,
+)
+from featurize.classifier.split import (
+    read_split_file, split_by_file, stratified_split, with_folds,
+)
 from featurize.errors import ClassifierError
-from featurize.classify import ClassifierParams, evaluate, fit_classifier, predict
-from featurize.split import read_split_file, split_by_file, stratified_split, with_folds
 
 pytestmark = pytest.mark.spark
 

@@ -102,7 +102,7 @@ def test_spark_submit_runs_the_job(tmp_path, weights_spec):
     assert not any("libtensorflow" in libs for libs in seen.values()), seen
     assert re.search(r"featurize: [1-6]/6 images \(\d+%\), [\d.]+ images/s, ETA", log), log
     assert "Reading File path" not in log and " INFO Executor: Finished task" not in log
-    assert "oneDNN custom operations" not in log.split("featurize.job: input read by")[1]
+    assert "oneDNN custom operations" not in log.split("featurize.extract.job: input read by")[1]
 
 
 def test_pca_k_wins_over_pca_variance():

@@ -1,4 +1,4 @@
-"""featurize/clusters.py: ARI and purity against scikit-learn and plain loops; the k range."""
+"""featurize/review/clusters.py: ARI and purity against scikit-learn and plain loops; the k range."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +6,9 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 from sklearn.metrics.cluster import contingency_matrix
 
-from featurize import clusters  # imported, not skipped: a broken module must fail here
 from featurize.errors import ConfigError
+# imported, not skipped: a broken module must fail here
+from featurize.review import clusters
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -36,7 +37,7 @@ def test_k_range():
 
 
 def test_choose_k_one_standard_deviation_rule():
-    from featurize.clusters import choose_k
+    from featurize.review.clusters import choose_k
 
     # one restart: the best silhouette, the smaller k on a tie
     assert choose_k({2: [0.30], 3: [0.41], 4: [0.41], 5: [0.39]}) == 3

@@ -17,7 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from featurize.weights import keras_cache_dir
+from featurize.model.weights import keras_cache_dir
 from tests.conftest import REPO
 from tests.helpers import image_bytes, pattern_image
 
@@ -279,7 +279,7 @@ def test_code_zip_imports_the_jobs(aws, cluster):
     _, _, tmp, _ = aws
     zip_path = tmp / "dist" / "featurize.zip"
     names = zipfile.ZipFile(zip_path).namelist()
-    assert "featurize/job.py" in names and all(n.startswith("featurize/") for n in names)
+    assert "featurize/extract/job.py" in names and all(n.startswith("featurize/") for n in names)
     code = ("import sys; sys.path.insert(0, sys.argv[1]); sys.path.insert(1, sys.argv[2]);"
             "import featurize_images, train_classifier, predict_images, featurize;"
             "print(featurize.__file__)")

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from featurize import engines
+from featurize import config
 from featurize.errors import ConfigError
 from tests.helpers import image_bytes, pattern_image, write
 
@@ -16,7 +16,7 @@ from tests.helpers import image_bytes, pattern_image, write
 def test_scale_pixels_is_bit_identical_to_keras():
     from keras.applications.mobilenet_v2 import preprocess_input
 
-    from featurize.images import scale_pixels
+    from featurize.model.preprocess import scale_pixels
 
     x = np.random.default_rng(0).integers(0, 256, (64, 64, 3)).astype(np.float32)
     assert np.array_equal(scale_pixels(x.copy()), preprocess_input(x.copy()))
@@ -29,17 +29,17 @@ def test_scale_pixels_is_bit_identical_to_keras():
 ])
 def test_bad_engine_settings_are_refused(engine, precision, message):
     with pytest.raises(ConfigError, match=message):
-        engines.check_engine(engine, precision)
+        config.check_engine(engine, precision)
 
 
 def test_openvino_is_the_default_where_it_imports():
-    assert engines.default_engine() == "openvino"
+    assert config.default_engine() == "openvino"
 
 
 @pytest.fixture(scope="module")
 def ir_cache(tmp_path_factory, resolved_weights, monkeypatch_module):
     monkeypatch_module.setenv("FEATURIZE_CACHE", str(tmp_path_factory.mktemp("cache")))
-    from featurize.engines import openvino_engine
+    from featurize.model.engines import openvino_engine
 
     return openvino_engine.cached_ir(resolved_weights, 224)
 
@@ -53,8 +53,8 @@ def monkeypatch_module():
 
 def test_ir_cache_hit_needs_no_tensorflow_and_a_tampered_entry_is_converted_again(
         ir_cache, weights_spec):
-    from featurize.engines import openvino_engine
-    from featurize.weights import resolve_weights
+    from featurize.model.engines import openvino_engine
+    from featurize.model.weights import resolve_weights
 
     assert ir_cache.status == "converted"
     meta = json.loads((openvino_engine.Path(ir_cache.folder) / "meta.json").read_text())
@@ -81,11 +81,11 @@ def test_ir_cache_hit_needs_no_tensorflow_and_a_tampered_entry_is_converted_agai
 
 def test_an_unwritable_cache_converts_without_keeping(tmp_path, monkeypatch, caplog,
                                                    resolved_weights):
-    from featurize.engines import openvino_engine
+    from featurize.model.engines import openvino_engine
 
     (tmp_path / "a-file").write_text("not a folder")
     monkeypatch.setenv("FEATURIZE_CACHE", str(tmp_path / "a-file" / "cache"))
-    with caplog.at_level(logging.WARNING, logger="featurize.engines.openvino_engine"):
+    with caplog.at_level(logging.WARNING, logger="featurize.model.engines.openvino_engine"):
         ir = openvino_engine.cached_ir(resolved_weights, 96)
     assert ir.status == "converted" and ir.sha256 == openvino_engine.ir_sha256(ir.xml, ir.bin)
     assert "is not writable" in caplog.text and "FEATURIZE_CACHE" in caplog.text
@@ -93,7 +93,7 @@ def test_an_unwritable_cache_converts_without_keeping(tmp_path, monkeypatch, cap
 
 
 def _images(n: int) -> np.ndarray:
-    from featurize.images import preprocess_image
+    from featurize.model.preprocess import preprocess_image
 
     return np.stack([preprocess_image(image_bytes(pattern_image(40 + i, (120, 90))))
                      for i in range(n)])
@@ -102,7 +102,7 @@ def _images(n: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def keras_reference(resolved_weights):
     """Seven test images and plain Keras's features of them."""
-    from featurize.model import build_backbone
+    from featurize.model.backbone import build_backbone
 
     x = _images(7)
     keras_model = build_backbone()
@@ -111,7 +111,7 @@ def keras_reference(resolved_weights):
 
 
 def test_openvino_f32_matches_keras(ir_cache, keras_reference):
-    from featurize.engines.openvino_engine import OpenVinoExtractor
+    from featurize.model.engines.openvino_engine import OpenVinoExtractor
 
     x, reference = keras_reference
     f32 = OpenVinoExtractor(batch_size=4, threads=1, size=224, precision="f32")
@@ -128,7 +128,7 @@ def test_openvino_bf16_is_close_to_keras_but_not_equal(ir_cache, keras_reference
 
     import openvino as ov
 
-    from featurize.engines.openvino_engine import OpenVinoExtractor
+    from featurize.model.engines.openvino_engine import OpenVinoExtractor
 
     capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     if "BF16" not in capabilities:
@@ -148,7 +148,7 @@ def test_openvino_bf16_is_close_to_keras_but_not_equal(ir_cache, keras_reference
 
 
 def test_worker_cache_reloads_on_a_new_key_and_builds_once(ir_cache):
-    from featurize.engines import WorkerSpec, worker
+    from featurize.model.engines import WorkerSpec, worker
 
     spec = WorkerSpec("openvino", "f32", 2, 1, 224, key="a")
     loads: list[str] = []
@@ -167,18 +167,18 @@ def test_worker_cache_reloads_on_a_new_key_and_builds_once(ir_cache):
 def test_progress_lines_while_the_count_moves(caplog):
     import time
 
-    from featurize.progress import Progress
+    from featurize.extract.progress import Progress
 
     class Counter:
         value = 0
 
     counter = Counter()
-    with caplog.at_level(logging.INFO, logger="featurize.progress"):
+    with caplog.at_level(logging.INFO, logger="featurize.extract.progress"):
         with Progress("featurize", counter, 200, every=0.05):
             for done in (50, 120, 200):
                 counter.value = done
                 time.sleep(0.2)
-    lines = [r.getMessage() for r in caplog.records if r.name == "featurize.progress"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "featurize.extract.progress"]
     assert any(line.startswith("featurize: 50/200 images (25%)") for line in lines)
     assert lines[-1].startswith("featurize: 200/200 images (100%)") and "ETA 0s" in lines[-1]
     # one line per change (plus "still here" lines every third interval at most)
@@ -186,12 +186,12 @@ def test_progress_lines_while_the_count_moves(caplog):
 
 
 def test_predict_takes_the_runs_engine_and_refuses_another():
-    from featurize.predict import PredictConfig
+    from featurize.classifier.predict import PredictConfig
 
     manifest = {"weights": {"spec": "random", "source": "random", "seed": 1},
                 "preprocessing": {"mode": "crop", "image_size": [224, 224]},
                 "engine": {"name": "openvino", "precision": "f32"}}
-    from featurize.images import Preprocessing
+    from featurize.model.preprocess import Preprocessing
 
     manifest["preprocessing"] = Preprocessing().to_manifest()
     cfg = PredictConfig(run="r", input="i", output="o").featurize_config(manifest)
@@ -211,7 +211,7 @@ def test_predict_takes_the_runs_engine_and_refuses_another():
 @pytest.mark.spark
 def test_resume_refuses_a_run_made_with_another_engine(spark, tmp_path):
     from featurize.config import FeaturizeConfig
-    from featurize.job import run
+    from featurize.extract.job import run
 
     for i in range(4):
         write(tmp_path / "in" / f"c{i % 2}" / f"{i}.png", image_bytes(pattern_image(i), "PNG"))
@@ -230,8 +230,8 @@ TELEMETRY_PROBE = """
 import sys
 forks = []
 sys.addaudithook(lambda event, args: forks.append(event) if event == "os.fork" else None)
-from featurize.engines import openvino_engine
-from featurize.weights import resolve_weights
+from featurize.model.engines import openvino_engine
+from featurize.model.weights import resolve_weights
 ir = openvino_engine.cached_ir(resolve_weights(sys.argv[1]), 96)
 import openvino.tools.ovc.convert_impl as convert_impl
 print(ir.status, len(forks), convert_impl.tm.__name__)

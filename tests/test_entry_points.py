@@ -1,4 +1,4 @@
-"""The train and predict entry points (and featurize.summary) as the user runs them: as
+"""The train and predict entry points (and featurize.review.summary) as the user runs them: as
 processes, for their exit statuses (0 done, 1 the run failed, 2 a usage error) and what
 they print; the stale-classifier cycle end to end."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from featurize.sample import write_sample
+from featurize.inputs.sample import write_sample
 from tests.conftest import REPO
 from tests.test_cli import env
 
@@ -68,9 +68,9 @@ def test_train_and_predict_exit_statuses_and_the_stale_cycle(weights_spec, tmp_p
         if what == "train":
             first = json.loads((run / "metrics.json").read_text())
             assert first["reg_param_search"]["auto"] and first["calibration"]["temperature"] > 0
-            # one photo, no Spark, as a process (featurize.predict_one)
+            # one photo, no Spark, as a process (featurize.photo.predict_one)
             photo = sorted(new.rglob("*.png"))[0]
-            one = subprocess.run([sys.executable, "-m", "featurize.predict_one", "--run",
+            one = subprocess.run([sys.executable, "-m", "featurize.photo.predict_one", "--run",
                                   str(run), "--json", str(photo)], capture_output=True,
                                  text=True, env=env(), timeout=300, cwd=REPO)
             assert one.returncode == 0, one.stderr[-3000:]
@@ -85,7 +85,7 @@ def test_train_and_predict_exit_statuses_and_the_stale_cycle(weights_spec, tmp_p
             assert again["model"]["reg_param"] == 0.001 and again["reg_param_search"] is None
             assert again["calibration"] == {"method": "none", "temperature": 1.0}
     # the summary, as make prints it
-    summary = subprocess.run([sys.executable, "-m", "featurize.summary", str(run),
+    summary = subprocess.run([sys.executable, "-m", "featurize.review.summary", str(run),
                               "--predictions", pred], capture_output=True, text=True,
                              env=env(), timeout=120, cwd=REPO)
     # (the featurize run is complete; the failed train removed metrics.json, its marker)

@@ -1,4 +1,4 @@
-"""featurize/export.py: the NumPy chain against a plain loop, and its file format."""
+"""featurize/classifier/export.py: the NumPy chain against a plain loop, and its file format."""
 from __future__ import annotations
 
 import io
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from featurize.export import ExportedClassifier, fingerprint
+from featurize.classifier.export import ExportedClassifier, fingerprint
 
 
 def exported(seed: int = 0, dim: int = 12, k: int = 4, labels: int = 3) -> ExportedClassifier:

@@ -262,7 +262,7 @@ def test_an_executor_killed_inside_a_task_commit_leaves_every_input_once(
         assert (stall / "stalled").exists(), log.read_text()[-3000:]
         time.sleep(0.2)  # the pid is written before the file is closed: let it land
         pid, *partition = (stall / "stalled").read_text().splitlines()
-        # v2 commit algorithm on a local output (featurize.storage.commit_options): a
+        # v2 commit algorithm on a local output (featurize.storage.filesystem.commit_options): a
         # committed task's file is in features/ itself, before the kill in "after" only
         landed = list((out / "features").glob(f"part-{int(partition[0]):05d}-*.parquet")) \
             if partition else []

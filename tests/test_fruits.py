@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from featurize.config import FeaturizeConfig
-from featurize.job import run
+from featurize.extract.job import run
 from tests.conftest import FRUITS, require_imagenet, require_shared
 
 pytestmark = [pytest.mark.spark, pytest.mark.shared]
@@ -69,7 +69,7 @@ def test_imagenet_features_separate_the_fruits(spark, fruits_subset):
 def test_fruits_classifier_on_the_datasets_own_split(spark, weights_spec, tmp_path):
     """All 6,821 images, the dataset's split_manifest.csv: test accuracy >= 0.98, ECE after
     calibration <= 0.03."""
-    from featurize import train
+    from featurize.classifier import train
 
     require_shared(FRUITS)
     require_imagenet()
@@ -95,7 +95,7 @@ def test_fruits_classifier_on_the_datasets_own_split(spark, weights_spec, tmp_pa
     assert metrics["top5_accuracy"] >= metrics["accuracy"]
 
     # predict_one (no Spark) answers as the predict job does, on 5 test images per class
-    from featurize import predict
+    from featurize.classifier import predict
     from tests.helpers import assert_one_photo_agrees
 
     rows = [line.split(",") for line in

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featurize.images import (
-    ImageDecodeError, Preprocessing, decode_rgb, preprocess_image, try_preprocess,
+from featurize.model.decode import ImageDecodeError
+from featurize.model.preprocess import (
+    Preprocessing, decode_rgb, preprocess_image, try_preprocess,
 )
 from tests.helpers import image_bytes, pattern_image
 
@@ -160,7 +161,7 @@ def test_sizes_and_modes_outside_the_rule_are_refused():
 
 def test_report_shows_what_the_model_saw(tmp_path):
     """The report's mistakes grid: the original with the crop outlined, beside the crop."""
-    from featurize.report import model_view
+    from featurize.review.report import model_view
 
     path = tmp_path / "wide.png"
     path.write_bytes(image_bytes(thirds(160, 100, 40, 120), "PNG"))

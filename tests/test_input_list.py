@@ -12,7 +12,7 @@ import pytest
 
 from featurize.config import FeaturizeConfig
 from featurize.errors import ConfigError
-from featurize.job import run
+from featurize.extract.job import run
 from tests.helpers import image_bytes, pattern_image, write
 from tests.test_job_e2e import EXPECTED, NOT_READ, corpus, run_dir  # noqa: F401 (fixtures)
 
@@ -144,7 +144,7 @@ def test_a_deleted_listed_file_between_stat_and_read_is_not_read(spark, tmp_path
                                                                 weights_spec, monkeypatch):
     """A file that exists when the list is checked but is gone when its bytes are
     fetched becomes a not_read row; the counts still add up."""
-    from featurize import job as job_module
+    from featurize.extract import job as job_module
 
     root = tmp_path / "images"
     for i in range(4):

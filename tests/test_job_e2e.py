@@ -11,7 +11,7 @@ import pytest
 
 from featurize.config import FeaturizeConfig
 from featurize.errors import ConfigError
-from featurize.job import run
+from featurize.extract.job import run
 from tests.helpers import (
     assert_pca_model_reproduces, image_bytes, independent_listing, pattern_image, write,
 )
@@ -231,16 +231,16 @@ def test_a_folder_of_images_is_walked_once(spark, corpus, weights_spec, tmp_path
     """The listing's walk is also the reader of the content when every file is an image;
     a folder with other files is walked a second time, through the extension glob (a
     filter on ``path`` would still read their bytes)."""
-    from featurize import inputs
+    from featurize.inputs import listing
 
     walks = []
-    real = inputs.binary_files
+    real = listing.binary_files
 
     def spy(spark_, uri, extensions):
         walks.append(extensions)
         return real(spark_, uri, extensions)
 
-    monkeypatch.setattr(inputs, "binary_files", spy)
+    monkeypatch.setattr(listing, "binary_files", spy)
     only_images = tmp_path / "only"
     for i in range(4):
         write(only_images / "a" / f"{i}.png", image_bytes(pattern_image(i), "PNG"))

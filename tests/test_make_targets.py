@@ -22,7 +22,7 @@ def make(target: str, *assignments: str) -> subprocess.CompletedProcess[str]:
 
 
 def summary(stdout: str) -> dict[str, str]:
-    """``key : value`` lines of featurize.summary's output."""
+    """``key : value`` lines of featurize.review.summary's output."""
     found = {}
     for line in stdout.splitlines():
         m = re.match(r"^([a-z][a-z /()]*?)\s+: (.*)$", line)

@@ -7,8 +7,8 @@ import pytest
 
 from featurize.errors import JobError
 from featurize.manifest import StageTimer, header, utc_now
-from featurize.output import RunOutput
 from featurize.rundir import RunDir
+from featurize.storage.output import RunOutput
 
 pytestmark = pytest.mark.spark
 

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from featurize.config import FeaturizeConfig
-from featurize.job import run
+from featurize.extract.job import run
 from tests.conftest import FRUITS, REQUIRE_SHARED, SHARED
 from tests.helpers import image_bytes, pattern_image, write
 
@@ -152,8 +152,8 @@ def test_crop_sees_a_portrait_and_a_landscape_photo_alike(resolved_weights):
     hold the object at the same place and scale, so the features nearly agree (the
     resampling sees slightly different neighbours); squashed, each is distorted its own
     way."""
-    from featurize.images import Preprocessing, preprocess_image
-    from featurize.engines.tensorflow_engine import TensorFlowExtractor
+    from featurize.model.engines.tensorflow_engine import TensorFlowExtractor
+    from featurize.model.preprocess import Preprocessing, preprocess_image
 
     obj = pattern_image(11, (200, 200))
     shots = []
@@ -180,8 +180,8 @@ def test_draft_decode_stays_close_to_the_full_decode_on_phone_photos(resolved_we
     bench-photos' set): relative distance median 0.056, max 0.088, where a photo's
     nearest other photo is at a median 0.90."""
     from bench.photos import phone_photo
-    from featurize.engines.tensorflow_engine import TensorFlowExtractor
-    from featurize.images import Preprocessing, preprocess_image
+    from featurize.model.engines.tensorflow_engine import TensorFlowExtractor
+    from featurize.model.preprocess import Preprocessing, preprocess_image
 
     if REQUIRE_SHARED and not CLOTHING.is_dir():
         pytest.fail(f"{CLOTHING} is not present, but FEATURIZE_REQUIRE_SHARED=1")

@@ -202,7 +202,7 @@ def test_the_job_runs_with_exactly_the_printed_policy(spark, weights_spec, tmp_p
     as an IAM user holding only the printed policy; then without its output statements."""
     from moto.core.authorization import enable_iam_authentication
 
-    from emr import cli, requests
+    from emr import requests, upload
     from tests.helpers import image_bytes, pattern_image
 
     s3, iam = boto3.client("s3"), boto3.client("iam")
@@ -212,7 +212,7 @@ def test_the_job_runs_with_exactly_the_printed_policy(spark, weights_spec, tmp_p
                       Body=image_bytes(pattern_image(i), "PNG"))
     settings = Settings(bucket="iam-team", prefix="fz")
     weights = requests.weights_uri(settings, weights_spec)
-    s3.upload_file(cli.local_weights_file(weights_spec), "iam-team",
+    s3.upload_file(upload.local_weights_file(weights_spec), "iam-team",
                    weights.split("iam-team/", 1)[1])
     inputs_before = s3.list_objects_v2(Bucket="iam-team", Prefix="in/")["Contents"]
     doc = policy.node_policy(settings, ["featurize"], JobArgs(
@@ -252,7 +252,7 @@ def test_the_job_runs_with_exactly_the_printed_policy(spark, weights_spec, tmp_p
     # (in this process: the probe runs on the driver, before Spark does any work)
     from featurize.config import FeaturizeConfig
     from featurize.errors import S3AccessError
-    from featurize.job import run
+    from featurize.extract.job import run
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", keys["AccessKeyId"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", keys["SecretAccessKey"])

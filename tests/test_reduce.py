@@ -5,12 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featurize.model import FEATURE_DIM
+from featurize.config import FEATURE_DIM
 from featurize.errors import ReducerError
-from featurize.reduce import (
-    MAX_PARTIALS_TO_DRIVER, MomentStats, choose_k, fit_reducer, merge_tree, moment_stats, project,
-    write_projection,
+from featurize.reduce.moments import (
+    MAX_PARTIALS_TO_DRIVER, MomentStats, merge_tree, moment_stats,
 )
+from featurize.reduce.pca import choose_k, fit_reducer, project, write_projection
 
 pytestmark = pytest.mark.spark
 
@@ -110,7 +110,7 @@ def test_pca_matches_scikit_learn(spark):
 def test_worker_projection_equals_spark_ml_transform(spark, tmp_path, monkeypatch):
     """The featurize job's pca/ (NumPy in the workers) against Spark ML's transform of
     the same model: dead columns (std 0), several partitions, batches cut in chunks."""
-    import featurize.reduce as reduce
+    import featurize.reduce.pca as reduce
 
     monkeypatch.setattr(reduce, "_CHUNK_ROWS", 7)  # 150 rows: chunks of 7 and a rest
     x = synthetic_features(150, seed=4)

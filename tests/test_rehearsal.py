@@ -18,8 +18,8 @@ import pytest
 
 from emr import package
 from featurize.config import FeaturizeConfig
-from featurize.job import run
-from featurize.sample import write_sample
+from featurize.extract.job import run
+from featurize.inputs.sample import write_sample
 from tests.conftest import REPO
 from tests.helpers import assert_same_features
 from tests.test_cli import env

@@ -71,9 +71,9 @@ def test_the_lost_node_runs_an_executor_and_never_the_application_master():
 
 
 def test_progress_is_the_last_featurize_line_of_the_driver_log():
-    log = ("INFO featurize.progress: featurize: 0/4,096 images (0%), 0.0 images/s, ETA ?\n"
-           "INFO featurize.progress: featurize: 2,048/4,096 images (50%), 9.9 images/s\n"
-           "INFO featurize.job: predict: 10/20 images\n")
+    log = ("INFO featurize.extract.progress: featurize: 0/4,096 images (0%), 0.0 images/s, ETA ?\n"
+           "INFO featurize.extract.progress: featurize: 2,048/4,096 images (50%), 9.9 images/s\n"
+           "INFO featurize.extract.job: predict: 10/20 images\n")
     assert progress(log) == (2048, 4096)
     assert progress("no progress yet") is None
 

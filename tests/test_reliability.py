@@ -15,8 +15,8 @@ from PIL import Image
 
 from featurize.config import FeaturizeConfig
 from featurize.errors import ConfigError
-from featurize.inputs import LISTING_JOB_GROUP
-from featurize.job import run
+from featurize.extract.job import run
+from featurize.inputs.listing import LISTING_JOB_GROUP
 from tests.helpers import image_bytes, pattern_image, write
 
 pytestmark = pytest.mark.spark
@@ -253,7 +253,7 @@ def test_no_limit_still_stops_at_what_binaryfile_can_hold(spark, weights_spec, t
 
 def test_resume_into_s3_without_a_filesystem_or_staged_run_is_refused(
         spark, moto_endpoint, corpus, tmp_path, monkeypatch):
-    from featurize.output import staging_dir
+    from featurize.storage.output import staging_dir
 
     monkeypatch.setenv("FEATURIZE_CACHE", str(tmp_path / "cache"))
     root, _ = corpus
@@ -343,10 +343,10 @@ def test_resume_after_a_run_stopped_partway(spark, weights_spec, tmp_path):
 
 
 def test_resume_with_new_changed_and_removed_inputs(spark, weights_spec, tmp_path):
-    from featurize.run_checks import check_compatible
-    from featurize.reduce import model_fingerprint
-    from featurize.train import TrainConfig
-    from featurize.train import run as train
+    from featurize.classifier.train import TrainConfig
+    from featurize.classifier.train import run as train
+    from featurize.model.run_checks import check_compatible
+    from featurize.reduce.pca import model_fingerprint
 
     images = tmp_path / "images"
     files = _images(images, 12)
@@ -403,7 +403,7 @@ def test_resume_with_new_changed_and_removed_inputs(spark, weights_spec, tmp_pat
     assert metrics["stale"]["pca_model_id_now"] == resumed["pca"]["model_id"]
     from pyspark.ml import PipelineModel
 
-    from featurize.weights import resolve_weights
+    from featurize.model.weights import resolve_weights
     with pytest.raises(ConfigError, match="the classifier is stale"):
         check_compatible(resumed, metrics,
                          model_fingerprint(PipelineModel.load(str(out / "models" / "pca"))),
@@ -480,7 +480,7 @@ def test_a_file_deleted_after_listing_is_not_read_and_resume_retries_it(
     back, --resume featurizes that one file and nothing else."""
     import boto3
 
-    from featurize import job as job_module
+    from featurize.extract import job as job_module
 
     images = tmp_path / "images"
     victim = _images(images, 3)[0]
@@ -540,8 +540,8 @@ def test_the_counts_guard_catches_a_row_planted_in_features(spark, weights_spec,
     how many rows it found against how many were counted."""
     import pyarrow.parquet as pq
 
-    from featurize import job as job_module
     from featurize.errors import ReducerError
+    from featurize.extract import job as job_module
 
     images = tmp_path / "images"
     _images(images, 3)
@@ -574,8 +574,8 @@ def test_the_counts_guard_fails_the_run_with_a_failed_manifest(spark, weights_sp
                                                                monkeypatch):
     """Every input is featurized or failed exactly once, or the run fails: an error row
     the counts do not see (forced here) gives exit status 1 and a failed manifest."""
-    from featurize import job as job_module
     from featurize.errors import JobError
+    from featurize.extract import job as job_module
 
     images = tmp_path / "images"
     _images(images, 3)

@@ -11,11 +11,11 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, NoCredentialsError
 
-from featurize import s3
 from featurize.config import FeaturizeConfig
 from featurize.encryption import Encryption
 from featurize.errors import ConfigError
-from featurize.job import run
+from featurize.extract.job import run
+from featurize.storage import s3
 from tests.helpers import assert_pca_model_reproduces, assert_same_features
 from tests.test_job_e2e import ERRORS_SCHEMA, EXPECTED, FEATURES_SCHEMA, make_corpus
 
@@ -185,7 +185,7 @@ def test_s3_features_equal_the_local_run(spark, s3_run):
 
 
 def test_weights_from_s3(spark, bucket, resolved_weights, tmp_path):
-    from featurize.model import build_backbone
+    from featurize.model.backbone import build_backbone
 
     client, _ = bucket
     model = build_backbone()
@@ -199,7 +199,7 @@ def test_weights_from_s3(spark, bucket, resolved_weights, tmp_path):
         weights=f"s3://{BUCKET}/weights/w.weights.h5", pca_k=2))
     w = manifest["weights"]
     assert w["source"] == "file" and w["path"] == f"s3://{BUCKET}/weights/w.weights.h5"
-    from featurize.weights import sha256_file
+    from featurize.model.weights import sha256_file
 
     assert w["sha256"] == sha256_file(str(local))
     assert w["arrays_sha256"] == resolved_weights.digest
@@ -264,7 +264,7 @@ def test_no_credentials_becomes_a_message():
 
 
 def test_bucket_root_output_is_refused(spark):
-    from featurize.output import RunOutput
+    from featurize.storage.output import RunOutput
 
     with pytest.raises(ConfigError, match="not a bucket root"):
         RunOutput(spark, f"s3://{BUCKET}", overwrite=True)
@@ -278,33 +278,33 @@ def test_other_schemes_without_a_filesystem_fail_with_what_to_add(spark, tmp_pat
 def test_small_files_are_read_from_s3_and_from_spark_filesystems(spark, bucket, tmp_path):
     """--split-file (and any small file) comes through boto3 for s3:// here, through
     Spark's filesystem for local paths (and for s3:// on EMR)."""
-    from featurize import storage
+    from featurize.storage import filesystem
 
     client, _ = bucket
     client.put_object(Bucket=BUCKET, Key="splits/split.csv", Body=b"Training,a,1.jpg\n")
-    assert storage.fetch_text(spark, f"s3://{BUCKET}/splits/split.csv",
+    assert filesystem.fetch_text(spark, f"s3://{BUCKET}/splits/split.csv",
                               "--split-file") == "Training,a,1.jpg\n"
     (tmp_path / "s.csv").write_text("Test,b,2.jpg\n")
-    assert storage.fetch_text(spark, str(tmp_path / "s.csv"), "--split-file") == "Test,b,2.jpg\n"
+    assert filesystem.fetch_text(spark, str(tmp_path / "s.csv"), "--split-file") == "Test,b,2.jpg\n"
     with pytest.raises(ConfigError, match="--split-file .*: no such file"):
-        storage.fetch_text(spark, str(tmp_path / "absent.csv"), "--split-file")
+        filesystem.fetch_text(spark, str(tmp_path / "absent.csv"), "--split-file")
     with pytest.raises(ConfigError, match="not found"):
-        storage.fetch_text(spark, f"s3://{BUCKET}/splits/absent.csv", "--split-file")
+        filesystem.fetch_text(spark, f"s3://{BUCKET}/splits/absent.csv", "--split-file")
 
 
 def test_s3a_without_hadoop_aws_is_s3_through_boto3(spark):
     """pyspark's Hadoop config maps s3a:// to a class it does not bundle; that is "no
     filesystem", not a crash."""
-    from featurize import storage
+    from featurize.storage import filesystem
 
-    assert storage.io_mode(spark, f"s3a://{BUCKET}/in", "--input") == "boto3"
+    assert filesystem.io_mode(spark, f"s3a://{BUCKET}/in", "--input") == "boto3"
     with pytest.raises(ConfigError, match="no filesystem for the 'gs://' scheme"):
-        storage.io_mode(spark, "gs://b/in", "--input")
+        filesystem.io_mode(spark, "gs://b/in", "--input")
 
 
 def test_resume_refuses_another_encryption(spark, tmp_path):
     """One run, one encryption: the manifest's config.encryption must match."""
-    from featurize.resume import previous_run
+    from featurize.extract.resume import previous_run
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -328,7 +328,7 @@ def test_a_failed_upload_keeps_the_run_and_resume_finishes_it(spark, bucket, wei
     import shlex
     import subprocess
 
-    from featurize.output import staging_dir
+    from featurize.storage.output import staging_dir
     from tests.refusing_proxy import RefusingProxy
     from tests.test_cli import JOB, env, spark_submit
 
@@ -389,8 +389,8 @@ def test_a_failed_run_uploads_its_failed_manifest_last(spark, bucket, weights_sp
                                                        monkeypatch):
     """A run that fails after it began (the counts guard, forced) still reaches S3: every
     file it wrote, then manifest.json saying failed, last of all PUTs."""
-    from featurize import job as job_module
     from featurize.errors import JobError
+    from featurize.extract import job as job_module
     from tests.refusing_proxy import RefusingProxy
 
     client, _ = bucket

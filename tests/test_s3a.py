@@ -18,7 +18,7 @@ import pytest
 
 from emr.rehearsal import hadoop, jars
 from featurize.config import FeaturizeConfig
-from featurize.job import run
+from featurize.extract.job import run
 from tests.conftest import REPO
 from tests.helpers import assert_same_features, image_bytes, pattern_image
 from tests.test_cli import env, spark_submit
@@ -206,7 +206,7 @@ def test_s3a_overwrite_leaves_no_old_key(s3a, weights_spec):
 def test_train_and_predict_read_an_s3a_run(s3a, moto_tls, weights_spec, tmp_path):
     """The whole chain on S3A: featurize labelled digits, train, predict new ones; each
     job with --sse aws:kms and a key (so over TLS), every object it writes under that key."""
-    from featurize.sample import write_sample
+    from featurize.inputs.sample import write_sample
 
     client, _, _ = s3a
     endpoint, truststore = moto_tls
@@ -252,9 +252,9 @@ def test_the_three_jobs_run_on_s3a_with_exactly_the_printed_policy(s3a, weights_
     statements featurize stops at the write probe (exit 2) and writes nothing."""
     from moto.core.authorization import enable_iam_authentication
 
-    from emr import cli, policy, requests
+    from emr import policy, requests, upload
     from emr.settings import Settings
-    from featurize.sample import write_sample
+    from featurize.inputs.sample import write_sample
 
     _, _, endpoint = s3a
     s3, iam = boto3.client("s3"), boto3.client("iam")
@@ -267,7 +267,7 @@ def test_the_three_jobs_run_on_s3a_with_exactly_the_printed_policy(s3a, weights_
             s3.upload_file(str(path), bucket, prefix + path.relative_to(folder).as_posix())
     settings = Settings(bucket=bucket, prefix="fz")
     weights = requests.weights_uri(settings, weights_spec)
-    s3.upload_file(cli.local_weights_file(weights_spec), bucket, weights.split(f"{bucket}/", 1)[1])
+    s3.upload_file(upload.local_weights_file(weights_spec), bucket, weights.split(f"{bucket}/", 1)[1])
     run_uri = f"s3://{bucket}/out/run1"
     doc = policy.node_policy(settings, ["featurize", "train", "predict"], requests.JobArgs(
         input=f"s3://{bucket}/in", output=run_uri, weights=weights_spec,

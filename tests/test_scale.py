@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from featurize import job
 from featurize.config import FeaturizeConfig
-from featurize.sample import write_sample
+from featurize.extract import job
+from featurize.inputs.sample import write_sample
 from tests.conftest import REPO
 from tests.test_cli import env, spark_submit
 

@@ -41,7 +41,7 @@ def job(script: str, *args: str, cwd: Path, spark: bool = True) -> subprocess.Co
 
 
 def test_no_output_log_or_message_carries_a_credential(moto_endpoint, weights_spec, tmp_path):
-    from featurize.sample import write_sample
+    from featurize.inputs.sample import write_sample
 
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=BUCKET)

@@ -1,5 +1,5 @@
-"""``make serve``: the web app as a process (``python -m featurize.serve``), its JSON API
-against :class:`featurize.predict_one.Predictor`, 200 requests from 8 threads, and the page
+"""``make serve``: the web app as a process (``python -m featurize.photo.serve``), its JSON API
+against :class:`featurize.photo.predict_one.Predictor`, 200 requests from 8 threads, and the page
 in a real headless Chromium."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from featurize.sample import write_sample
+from featurize.inputs.sample import write_sample
 from tests.conftest import REPO, REQUIRE_SHARED, SAMPLE_PER_CLASS
 from tests.helpers import image_bytes, pattern_image
 
@@ -52,7 +52,7 @@ def photos(tmp_path_factory) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def reference(trained_sample_run, photos):
     """What predict_one answers for each photo (same run, same engine, in this process)."""
-    from featurize.predict_one import Predictor
+    from featurize.photo.predict_one import Predictor
 
     predictor = Predictor(str(trained_sample_run[0]), max_pixels=MAX_PIXELS,
                           max_file_bytes=MAX_UPLOAD)
@@ -61,14 +61,14 @@ def reference(trained_sample_run, photos):
 
 @pytest.fixture(scope="module")
 def server(trained_sample_run, tmp_path_factory):
-    """``python -m featurize.serve`` on a free port; its base URL. Its output goes to a
+    """``python -m featurize.photo.serve`` on a free port; its base URL. Its output goes to a
     file (a pipe nobody reads would block it once full). At the end the process must still
     be running (nothing a client sent stopped it)."""
     run_dir = trained_sample_run[0]
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "featurize.serve", "--run", str(run_dir), "--port", "0",
+            [sys.executable, "-m", "featurize.photo.serve", "--run", str(run_dir), "--port", "0",
              "--max-upload-bytes", str(MAX_UPLOAD), "--max-pixels", str(MAX_PIXELS)],
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 180
@@ -189,7 +189,7 @@ def test_one_predict_per_core_and_one_model_call_at_a_time(trained_sample_run, p
     """The app lets at most os.cpu_count() requests decode at once (each decode holds a
     full-size image) and calls the model one at a time (one engine, not thread-safe):
     12 clients at once on a '3-core' machine, decode and model calls each held 50 ms."""
-    from featurize import predict_one, serve
+    from featurize.photo import predict_one, serve
 
     predictor = predict_one.Predictor(str(trained_sample_run[0]))
     active, peak, lock = Counter(), Counter(), threading.Lock()
@@ -223,10 +223,10 @@ def test_one_predict_per_core_and_one_model_call_at_a_time(trained_sample_run, p
     assert (peak["decode"], peak["model"]) == (3, 1), dict(peak)
 
 
-@pytest.mark.parametrize("module", ["featurize.serve", "featurize.predict_one"])
+@pytest.mark.parametrize("module", ["featurize.photo.serve", "featurize.photo.predict_one"])
 def test_an_unusable_run_exits_2_with_its_message(trained_sample_run, tmp_path, module):
     """As processes: no traceback, exit status 2, the message and what to run."""
-    prog = module.split(".")[1]
+    prog = module.rsplit(".", 1)[1]
     untrained = shutil.copytree(trained_sample_run[0], tmp_path / "run")
     (untrained / "models" / "classifier.npz").unlink()
     # predict_one's image need not exist: the run is refused before any image is read

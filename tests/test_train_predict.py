@@ -13,8 +13,10 @@ from PIL import Image
 from bench.photos import phone_photo
 from featurize.config import FeaturizeConfig
 from featurize.errors import ConfigError
-from featurize.sample import write_sample
-from tests.conftest import REPO, SAMPLE_PER_CLASS as PER_CLASS, require_imagenet
+from featurize.inputs.sample import write_sample
+from tests.conftest import REPO
+from tests.conftest import SAMPLE_PER_CLASS as PER_CLASS
+from tests.conftest import require_imagenet
 from tests.helpers import assert_one_photo_agrees, write
 
 pytestmark = pytest.mark.spark
@@ -47,7 +49,7 @@ def test_the_sample_is_classified_with_imagenet_weights(trained_run):
 
 
 def test_regularisation_and_temperature_are_chosen_and_recorded(spark, trained_run):
-    from featurize.classify import REG_GRID
+    from featurize.classifier.classify import REG_GRID
     from tests.test_calibration import ece_of
 
     run_dir, metrics = trained_run
@@ -78,7 +80,7 @@ def test_train_calibrates_a_run_built_to_be_miscalibrated(spark, trained_run, tm
     confident, T > 1), or regularised hard on well-separated ones (under-confident, T < 1).
     train's temperature must bring the test split's ECE well down, in metrics.json and in
     the test_predictions it writes."""
-    from featurize import train
+    from featurize.classifier import train
     from tests.test_calibration import ece_of
 
     run_dir = shutil.copytree(trained_run[0], tmp_path / "run")
@@ -117,7 +119,7 @@ def test_train_calibrates_a_run_built_to_be_miscalibrated(spark, trained_run, tm
 def test_exported_classifier_equals_the_spark_chain(spark, trained_run):
     """models/classifier.npz gives the Spark pipeline's calibrated probabilities on the
     test split (<= 1e-6), from the CNN features alone."""
-    from featurize.export import ExportedClassifier
+    from featurize.classifier.export import ExportedClassifier
 
     run_dir, metrics = trained_run
     exported = ExportedClassifier.from_bytes((run_dir / "models" / "classifier.npz").read_bytes())
@@ -129,7 +131,7 @@ def test_exported_classifier_equals_the_spark_chain(spark, trained_run):
     from pyspark.ml import PipelineModel
     from pyspark.sql import functions as F
 
-    from featurize.classify import predict
+    from featurize.classifier.classify import predict
 
     features = {r["path"]: r["features"] for r in
                 spark.read.parquet(str(run_dir / "features")).select("path", "features").collect()}
@@ -153,7 +155,7 @@ def test_exported_classifier_equals_the_spark_chain(spark, trained_run):
 @pytest.fixture(scope="module")
 def clustered_run(spark, trained_run, tmp_path_factory):
     """A copy of the trained run, clustered (k = 9..10, 2 restarts): ``(run_dir, summary)``."""
-    from featurize import clusters
+    from featurize.review import clusters
 
     run_dir = shutil.copytree(trained_run[0], tmp_path_factory.mktemp("clustered") / "run")
     summary = clusters.run(spark, clusters.ClusterConfig(run=str(run_dir), k_min=9, k_max=10,
@@ -167,7 +169,7 @@ def test_cluster_features(spark, clustered_run):
     purity are sklearn's and a loop's on the same rows."""
     from sklearn.metrics import adjusted_rand_score, silhouette_score
 
-    from featurize import clusters
+    from featurize.review import clusters
 
     run_dir, summary = clustered_run
     assert json.loads((run_dir / "clusters.json").read_text()) == summary
@@ -213,7 +215,7 @@ def test_cluster_features(spark, clustered_run):
 def predicted_new(spark, trained_run, tmp_path_factory):
     """Unseen digits, a broken file and two phone photos, through the predict job:
     ``(new, phones, out, manifest)``."""
-    from featurize import predict
+    from featurize.classifier import predict
 
     run_dir, _ = trained_run
     tmp_path = tmp_path_factory.mktemp("predicted")
@@ -253,13 +255,13 @@ def test_predict_new_images(spark, trained_run, predicted_new, capsys):
     trained_t = json.loads((run_dir / "metrics.json").read_text())["calibration"]["temperature"]
     assert on_disk["calibration"] == {"temperature": trained_t, "applied": trained_t != 1.0}
 
-    # One photo at a time without Spark (featurize.predict_one): the same answers (the
+    # One photo at a time without Spark (featurize.photo.predict_one): the same answers (the
     # phone photos decoded as the job decodes them), and the broken file gets the job's
     # reason.
     files = sorted(new.rglob("*.*"))
     assert assert_one_photo_agrees(run_dir, rows, files) == 52
-    from featurize.images import Preprocessing
-    from featurize.predict_one import Predictor
+    from featurize.model.preprocess import Preprocessing
+    from featurize.photo.predict_one import Predictor
 
     one = Predictor(str(run_dir))
     assert one.preprocessing == Preprocessing()
@@ -280,7 +282,7 @@ def test_predict_new_images(spark, trained_run, predicted_new, capsys):
     one.preprocessing = Preprocessing(decode="full")
     other = moved(one)
     assert same < 1e-5 and other > 20 * max(same, 1e-6), (same, other)
-    from featurize.predict_one import main
+    from featurize.photo.predict_one import main
 
     broken = new / "7" / "broken_upload.png"
     good = new / "3" / sorted(p.name for p in (new / "3").iterdir())[0]
@@ -311,8 +313,9 @@ def _copy_run(run_dir: Path, dest: Path) -> Path:
 def test_predict_refuses_mismatched_models(spark, trained_run, tmp_path):
     from pyspark.ml import PipelineModel
 
-    from featurize import predict, reduce
-    from featurize.predict_one import Predictor
+    from featurize.classifier import predict
+    from featurize.photo.predict_one import Predictor
+    from featurize.reduce import pca as reduce
 
     run_dir, _ = trained_run
     write(tmp_path / "new" / "x" / "a.png", (run_dir.parent / "images" / "3" / "3_000.png")
@@ -370,7 +373,7 @@ def test_predict_refuses_mismatched_models(spark, trained_run, tmp_path):
 def test_report_pngs(clustered_run):
     from PIL import Image
 
-    from featurize.report import write_report
+    from featurize.review.report import write_report
 
     run_dir, _ = clustered_run
     written = write_report(str(run_dir))
@@ -387,8 +390,8 @@ def test_report_pngs(clustered_run):
                 grey = img.convert("L")
                 lo, hi = grey.getextrema()
                 assert hi - lo >= 128 and len(grey.getcolors(256)) >= 16, p
-    from featurize.report import load_run
-    from featurize.report_clusters import embed_2d, load_clusters
+    from featurize.review.report import load_run
+    from featurize.review.report_clusters import embed_2d, load_clusters
 
     clusters = load_clusters(str(run_dir), load_run(str(run_dir)).pca)
     assert len(clusters.assigned) == 600  # every clustered image has its features
@@ -423,7 +426,8 @@ def test_image_size_320_end_to_end_and_resume_refuses_another_size(spark, weight
                                                                    tmp_path):
     """featurize → train → predict at 320: predict applies the run's own preprocessing;
     a resume at 224 (or with squash) refuses the 320 crop run before any work."""
-    from featurize import job, predict, train
+    from featurize.classifier import predict, train
+    from featurize.extract import job
 
     write_sample(str(tmp_path / "images"), per_class=4, with_broken=False)
     write_sample(str(tmp_path / "new"), per_class=1, offset=50, with_broken=False)

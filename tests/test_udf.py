@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from featurize.model import FEATURE_DIM
-from featurize.udf import featurize_batch
+from featurize.config import FEATURE_DIM
+from featurize.extract.udf import featurize_batch
 from tests.helpers import image_bytes, pattern_image
 
 
@@ -28,7 +28,7 @@ def test_rows_keep_order_and_bad_rows_get_reasons():
     assert len(out) == 5
     assert calls == [3]  # one model call for the whole batch's good images
     assert out["error"].tolist() == [None, "empty", None, "not_an_image", None]
-    from featurize.images import preprocess_image
+    from featurize.model.preprocess import preprocess_image
 
     for row, data in zip([0, 2, 4], good):
         expected = preprocess_image(data).mean()
@@ -51,7 +51,7 @@ def test_decode_ahead_keeps_order_and_runs_the_next_decode_during_the_model():
     waits for that start; run in turn, it would time out)."""
     import threading
 
-    from featurize.udf import decode_batch, extract_batch, overlapped
+    from featurize.extract.udf import decode_batch, extract_batch, overlapped
 
     batches = [pd.Series([image_bytes(pattern_image(3 * b + i), "PNG") for i in range(3)]
                          + ([b""] if b == 1 else [])) for b in range(4)]
@@ -83,7 +83,7 @@ def test_decode_ahead_keeps_order_and_runs_the_next_decode_during_the_model():
 def test_decode_ahead_raises_a_failure_in_the_task():
     import pytest
 
-    from featurize.udf import decode_batch, extract_batch, overlapped
+    from featurize.extract.udf import decode_batch, extract_batch, overlapped
 
     def decode(contents):
         if len(contents) == 2:

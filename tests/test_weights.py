@@ -6,7 +6,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from featurize import weights as W
+from featurize.model import weights as W
 
 #: sha256 of Keras' MobileNetV2 ImageNet file without the top
 #: (mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5).
@@ -23,7 +23,7 @@ def test_random_is_seeded_and_recorded_as_random():
 
 def test_weights_file_round_trip(tmp_path):
     rnd = W.resolve_weights("random", seed=7)
-    from featurize.model import build_backbone
+    from featurize.model.backbone import build_backbone
 
     model = build_backbone()
     model.set_weights(rnd.arrays)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from featurize.s3 import S3Uri
+from featurize.storage.s3 import S3Uri
 
 
 def cp(source: str, dest: str, recursive: bool) -> int:

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from emr import package, requests
+from emr import package, requests, upload
 from emr.args import job_args_from, jobs, settings_from
 from emr.logs import out
 from emr.rehearsal import aws_shim, hadoop, jars, node
@@ -32,7 +32,7 @@ from emr.rehearsal.steps import StepResult, run_step
 from emr.rehearsal.yarn import LocalYarn, spark_home
 from emr.settings import Settings
 from featurize.errors import CommandError, SettingsError
-from featurize.s3 import S3Uri
+from featurize.storage.s3 import S3Uri
 
 DEFAULT_BUCKET = "featurize-rehearsal"
 #: Memory left to everything outside YARN's containers here: moto (which holds the
@@ -236,15 +236,13 @@ def rehearse(args: argparse.Namespace) -> int:
     with moto_s3() as env:
         import boto3
 
-        from emr import cli
-
         s3 = boto3.client("s3")
         buckets = {settings.bucket} | {S3Uri.parse(u).bucket for u in
                                        (job_args.input, job_args.output, job_args.predict_input,
                                         job_args.predict_output) if u}
         for b in sorted(buckets):
             s3.create_bucket(Bucket=b)
-        cli.cmd_upload(argparse.Namespace(**{**vars(args), "bucket": settings.bucket,
+        upload.upload(argparse.Namespace(**{**vars(args), "bucket": settings.bucket,
                                               "weights": job_args.weights}))
         for folder, uri in uploads:
             n = _upload_folder(s3, folder, uri)
