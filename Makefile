@@ -92,7 +92,7 @@ EMR_CLUSTER = $(call opt,CLUSTER_ID,--cluster-id)
 UPLOAD_FIRST = $(if $(DRY_RUN),,upload)
 PREFLIGHT = $(if $(filter 1 true yes,$(SKIP_PREFLIGHT)),--skip-preflight)
 
-.PHONY: help install sample run-local featurize train predict predict-one serve browser cluster-features report test bench bench-peer bench-one bench-levers bench-scale bench-photos clean
+.PHONY: help install sample run-local featurize train predict predict-one serve browser cluster-features report test lint-imports bench bench-peer bench-one bench-levers bench-scale bench-photos clean
 .PHONY: require-bucket package upload cluster submit wait status logs down emr-run estimate
 .PHONY: jars emr-rehearse rehearsal-test fault-test iam-policy dag-test dag-package
 
@@ -108,14 +108,14 @@ $(STAMP): setup.py constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[local,serve,test]"
 	@touch $@
 
-$(SAMPLE)/.done: $(STAMP) featurize/sample.py
+$(SAMPLE)/.done: $(STAMP) featurize/inputs/sample.py
 	rm -rf $(SAMPLE)
-	$(PY) -m featurize.sample $(SAMPLE)
+	$(PY) -m featurize.inputs.sample $(SAMPLE)
 	@touch $@
 
-$(NEW_SAMPLE)/.done: $(STAMP) featurize/sample.py
+$(NEW_SAMPLE)/.done: $(STAMP) featurize/inputs/sample.py
 	rm -rf $(NEW_SAMPLE)
-	$(PY) -m featurize.sample $(NEW_SAMPLE) --per-class 5 --offset 60
+	$(PY) -m featurize.inputs.sample $(NEW_SAMPLE) --per-class 5 --offset 60
 	@touch $@
 
 sample: $(SAMPLE)/.done $(NEW_SAMPLE)/.done ## render the embedded sample (sklearn digits -> PNG folders)
@@ -127,32 +127,32 @@ run-local: $(STAMP) $(if $(filter $(SAMPLE),$(INPUT)),$(SAMPLE)/.done $(NEW_SAMP
 	$(SUBMIT) jobs/predict_images.py --run "$(OUTPUT)" --input "$(PREDICT_INPUT)" \
 	  --output "$(PREDICT_OUTPUT)" --overwrite $(SSE_ARGS)
 	@echo
-	@$(PY) -m featurize.summary "$(OUTPUT)" --predictions "$(PREDICT_OUTPUT)"
+	@$(PY) -m featurize.review.summary "$(OUTPUT)" --predictions "$(PREDICT_OUTPUT)"
 
 featurize: $(STAMP) ## featurize INPUT into OUTPUT only (WEIGHTS=, INPUT_LIST=, JOB_ARGS=)
 	$(SUBMIT) jobs/featurize_images.py --input "$(INPUT)" --output "$(OUTPUT)" \
 	  --weights "$(WEIGHTS)" $(call opt,INPUT_LIST,--input-list) $(SSE_ARGS) $(JOB_ARGS)
-	@$(PY) -m featurize.summary "$(OUTPUT)"
+	@$(PY) -m featurize.review.summary "$(OUTPUT)"
 
 train: $(STAMP) ## train the classifier of RUN (TRAIN_ARGS="--test-fraction 0.2 --split-file ...")
 	$(SUBMIT) jobs/train_classifier.py --run "$(RUN)" $(SSE_ARGS) $(TRAIN_ARGS)
-	@$(PY) -m featurize.summary "$(RUN)"
+	@$(PY) -m featurize.review.summary "$(RUN)"
 
 predict: $(STAMP) ## predict INPUT with RUN's models into OUTPUT
 	@[ "$(OUTPUT)" != "$(RUN)" ] || { echo "make predict: give OUTPUT=, a folder other than RUN" >&2; exit 2; }
 	$(SUBMIT) jobs/predict_images.py --run "$(RUN)" --input "$(INPUT)" --output "$(OUTPUT)" \
 	  $(SSE_ARGS) $(PREDICT_ARGS)
-	@$(PY) -m featurize.summary "$(RUN)" --predictions "$(OUTPUT)"
+	@$(PY) -m featurize.review.summary "$(RUN)" --predictions "$(OUTPUT)"
 
 predict-one: $(STAMP) ## one photo, no Spark: RUN's label + confidence for IMAGE= (files; PREDICT_ONE_ARGS="--json --top 3")
 	@[ -n "$(IMAGE)" ] || { echo "make predict-one: give IMAGE=<image file(s)>, e.g. IMAGE=build/sample-new/3/3_060.png" >&2; exit 2; }
-	@$(PY) -m featurize.predict_one --run "$(RUN)" $(PREDICT_ONE_ARGS) $(IMAGE)
+	@$(PY) -m featurize.photo.predict_one --run "$(RUN)" $(PREDICT_ONE_ARGS) $(IMAGE)
 
 cluster-features: $(STAMP) ## KMeans on RUN's PCA features, k by silhouette (CLUSTER_ARGS="--k 10" or "--k-min 2 --k-max 20"); not EMR's `make cluster`
 	$(SUBMIT) jobs/cluster_features.py --run "$(RUN)" $(SSE_ARGS) $(CLUSTER_ARGS)
 
 serve: $(STAMP) ## web page + JSON API for one photo at a time with RUN's classifier (PORT=8000, HOST=127.0.0.1)
-	$(PY) -m featurize.serve --run "$(RUN)" --port "$(PORT)" --host "$(HOST)" $(SERVE_ARGS)
+	$(PY) -m featurize.photo.serve --run "$(RUN)" --port "$(PORT)" --host "$(HOST)" $(SERVE_ARGS)
 
 browser: ## the headless Chromium the page test drives (Debian's chromium + chromium-driver; apt-get when missing)
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
@@ -162,11 +162,14 @@ browser: ## the headless Chromium the page test drives (Debian's chromium + chro
 	fi
 
 report: $(STAMP) ## write RUN/report/ (PNGs + index.html)
-	$(PY) -m featurize.report "$(RUN)"
+	$(PY) -m featurize.review.report "$(RUN)"
 
-test: $(STAMP) ## run the test suite (pytest); "no tests collected" is a failure
+test: $(STAMP) lint-imports ## the import contracts, then the test suite (pytest); "no tests collected" is a failure
 	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+lint-imports: $(STAMP) ## the direction of imports (.importlinter; docs/development.md, "The house by stage")
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 bench-levers: $(STAMP) ## each speed lever switched off in turn (BENCH_N=2000 recommended)
 	$(PY) -m bench.levers --n $(BENCH_N) --weights "$(WEIGHTS)"
@@ -241,7 +244,7 @@ emr-rehearse: $(STAMP) package jars $(if $(call given,INPUT),,$(SAMPLE)/.done) #
 	  $(call opt,NODE_MB,--node-mb) $(call opt,NODE_VCORES,--node-vcores) \
 	  $(call opt,NODES,--nodes) $(call opt,LOSE_NODE,--lose-node) \
 	  $(foreach k,$(DROP_CONF),--drop-conf $(k))
-	@$(PY) -m featurize.summary $(call q,$(OUT)) $(if $(findstring predict,$(STEPS)),--predictions $(call q,$(OUT)-predictions))
+	@$(PY) -m featurize.review.summary $(call q,$(OUT)) $(if $(findstring predict,$(STEPS)),--predictions $(call q,$(OUT)-predictions))
 
 integration-test: $(STAMP) ## the jobs as spark-submit processes, a real bootstrap install, all of Fruits-360 (marker integration; own CI step after make test)
 	@rc=0; $(PY) -m pytest -m integration $(PYTEST_ARGS) || rc=$$?; \

@@ -11,7 +11,7 @@ setup(
     description="Batch image featurization (MobileNetV2 + StandardScaler + PCA) on Spark/EMR",
     python_requires=">=3.11",
     packages=find_packages(include=["featurize", "featurize.*", "emr", "emr.*"]),
-    package_data={"featurize.web": ["*.html"]},
+    package_data={"featurize.photo.web": ["*.html"]},
     install_requires=[
         "numpy",
         "pandas",
@@ -26,6 +26,6 @@ setup(
     extras_require={
         "local": ["pyspark[sql,ml]", "scikit-learn", "matplotlib"],
         "serve": ["flask", "waitress"],
-        "test": ["pytest", "selenium", "scikit-learn", "nbclient", "nbformat", "ipykernel", "moto[server]"],
+        "test": ["pytest", "import-linter", "selenium", "scikit-learn", "nbclient", "nbformat", "ipykernel", "moto[server]"],
     },
 )
