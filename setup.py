@@ -22,6 +22,7 @@ setup(
         "keras",
         "openvino",
         "boto3",
+        "faiss-cpu",
     ],
     extras_require={
         "local": ["pyspark[sql,ml]", "scikit-learn", "matplotlib"],

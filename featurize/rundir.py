@@ -13,6 +13,9 @@
     RUN/test_predictions/    after train: the test split's predictions
     RUN/clusters/            after cluster_features: path, label, cluster, distance
     RUN/clusters.json        after cluster_features: k, silhouette per k, ARI, purity
+    RUN/index/               after index_features: index.faiss, index.json, rows/ (row, path, label)
+    RUN/neighbours/          after index_features: path, neighbours[{path, similarity}]
+    RUN/duplicates/          after index_features --duplicates T: group, path, similarity
     RUN/report/              after ``make report``: PNGs and index.html
     OUT/predictions/         a predict job's output folder: path, predicted_label, ...
 
@@ -138,6 +141,13 @@ class RunDir:
     test_predictions = _At("test_predictions")
     clusters = _At("clusters")
     clusters_summary = _At("clusters.json")
+    #: The similar-images index (featurize/search/): the faiss file, its rows, its record.
+    index = _At("index")
+    index_file = _At("index", "index.faiss")
+    index_rows = _At("index", "rows")
+    index_summary = _At("index", "index.json")
+    neighbours = _At("neighbours")
+    duplicates = _At("duplicates")
     predictions = _At("predictions")
     report = _At("report")
 

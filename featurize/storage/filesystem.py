@@ -168,6 +168,13 @@ def write_bytes(spark: SparkSession, uri: str, data: bytes) -> None:
         out.close()
 
 
+def copy_from_local(spark: SparkSession, local: str, uri: str) -> None:
+    """Copy (replace) a local file of any size to ``uri``, streamed by Hadoop."""
+    fs, path = _filesystem(spark, uri)
+    jvm = _jvm(spark)
+    fs.copyFromLocalFile(False, True, jvm.org.apache.hadoop.fs.Path("file://" + local), path)
+
+
 def probe_write(spark: SparkSession, uri: str) -> None:
     """Create and delete one empty file under ``uri`` (S3 through S3A: EMR), so that
     credentials that may not write there fail before any work, as the boto3 path's
@@ -179,6 +186,7 @@ def probe_write(spark: SparkSession, uri: str) -> None:
         The filesystem refused (S3A turns S3's 403 into ``AccessDeniedException``).
     """
     from featurize.errors import AWS_HINTS, S3AccessError
+
     probe = f"{uri.rstrip('/')}/{s3.WRITE_PROBE}"
     try:
         write_text(spark, probe, "")
