@@ -1,0 +1,227 @@
+"""Similar images (featurize/search/): the index and the neighbour table against NumPy's
+brute force, the duplicate groups against SciPy's connected components, a planted
+near-duplicate found."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from featurize.errors import ConfigError
+from featurize.search import index as ix
+from featurize.search.job import IndexConfig
+
+
+def clustered(n: int, dim: int, centres: int, noise: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(centres, dim))
+    return (c[rng.integers(0, centres, n)] + noise * rng.normal(size=(n, dim))).astype(
+        np.float32)
+
+
+def brute_force(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k most similar other rows by cosine (float64), most similar first."""
+    u = x.astype(np.float64)
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    s = u @ u.T
+    np.fill_diagonal(s, -np.inf)
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(s, order, axis=1)
+
+
+def build(x: np.ndarray, exact_max: int, chunk: int = 700, sample: int = 4000):
+    rng = np.random.default_rng(1)
+    builder = ix.IndexBuilder(len(x), x.shape[1],
+                              x[rng.choice(len(x), min(sample, len(x)), replace=False)],
+                              exact_max=exact_max)
+    for start in range(0, len(x), chunk):
+        builder.add(x[start:start + chunk])
+    return builder, builder.finish()
+
+
+def test_the_exact_index_is_numpy_brute_force():
+    x = clustered(3000, 24, 40, 0.6, seed=0)
+    builder, record = build(x, exact_max=10_000)
+    assert (record["kind"], record["size"], record["recall_at_10"]) == ("flat", 3000, 1.0)
+    sims, ids = ix.search(builder.index, x[:200], 11)
+    want, want_sims = brute_force(x, 10)
+    assert (ids[:, 0] == np.arange(200)).all()  # each finds itself first
+    assert (ids[:, 1:] == want[:200]).mean() > 0.999  # ties aside
+    np.testing.assert_allclose(sims[:, 1:], want_sims[:200], atol=1e-5)
+
+
+def test_the_approximate_index_reaches_its_recall_and_says_how():
+    x = clustered(20_000, 32, 200, 0.9, seed=2)
+    builder, record = build(x, exact_max=1_000, sample=20_000)
+    # ~4·√n cells, fewer when the training sample is short of 39 a cell (faiss' minimum)
+    assert record["kind"] == "ivf_flat" and record["cells"] == min(ix.cells_for(20_000), 20_000 // 39)
+    assert record["recall_at_10"] >= ix.TARGET_RECALL and record["nprobe"] >= 1
+    # independently: other queries, the index as it will be searched
+    queries = np.arange(5_000, 20_000, 50)
+    found = ix.search(builder.index, x[queries], 11)[1]
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    s = u[queries] @ u.T
+    s[np.arange(len(queries)), queries] = -np.inf
+    exact = np.argsort(-s, axis=1)[:, :10]
+    recall = np.mean([len(set(f[f != q][:10]) & set(e)) / 10
+                      for q, f, e in zip(queries, found, exact)])
+    assert recall >= 0.93, recall
+
+
+def test_index_options_are_checked():
+    for kw, message in (({"k": 0}, "--k 0"), ({"duplicates": 1.5}, "--duplicates 1.5"),
+                        ({"exact_max": -1}, "--exact-max -1"),
+                        ({"run": "s3://KEY:SECRET@b/run"}, "credentials")):
+        with pytest.raises(ConfigError, match=message):
+            IndexConfig(**{"run": "runs/x", **kw})
+
+
+def write_run(spark, root, x, labels):
+    """A finished run of these PCA features: pca/ and a complete manifest."""
+    rows = [(f"file:/photos/{labels[i]}/{i:04d}.jpg", labels[i], [float(v) for v in x[i]])
+            for i in range(len(x))]
+    spark.createDataFrame(rows, "path string, label string, pca_features array<float>") \
+        .repartition(3).write.parquet(str(root / "pca"))
+    (root / "manifest.json").write_text(json.dumps({"status": "complete"}))
+    return sorted(r[0] for r in rows)
+
+
+def planted(seed: int = 5) -> tuple[np.ndarray, list[str], list[list[int]]]:
+    """120 images in 6 classes, 4 groups of near-duplicates planted (2 to 5 shots)."""
+    x = clustered(120, 16, 6, 1.0, seed=seed)
+    rng = np.random.default_rng(seed)
+    groups, at = [], 120
+    for size, src in ((5, 3), (3, 40), (2, 77), (2, 100)):
+        groups.append([src] + list(range(at, at + size - 1)))
+        copies = x[src] + 0.01 * rng.normal(size=(size - 1, 16)).astype(np.float32)
+        x = np.vstack([x, copies.astype(np.float32)])
+        at += size - 1
+    labels = [f"c{i % 6}" for i in range(len(x))]
+    return x, labels, groups
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("exact_max", [1_000, 40])
+def test_neighbours_and_duplicates_against_numpy_and_scipy(spark, tmp_path, exact_max):
+    from featurize.rundir import RunDir
+    from featurize.search import job
+
+    x, labels, planted_groups = planted()
+    paths = write_run(spark, tmp_path, x, labels)
+    summary = job.run(spark, IndexConfig(run=str(tmp_path), k=5, duplicates=0.99,
+                                         exact_max=exact_max))
+    run_dir = RunDir(str(tmp_path))
+    record = json.loads((tmp_path / "index" / "index.json").read_text())
+    assert record == json.loads(json.dumps(summary))
+    assert record["index"]["kind"] == ("flat" if exact_max > len(x) else "ivf_flat")
+    assert record["index"]["recall_at_10"] >= 0.95
+
+    # rows are numbered in path order; the path of input i
+    path_of = {i: f"file:/photos/{labels[i]}/{i:04d}.jpg" for i in range(len(x))}
+    rows = spark.read.parquet(run_dir.index_rows).orderBy("row").collect()
+    assert [r["path"] for r in rows] == paths and [r["row"] for r in rows] == list(range(len(x)))
+
+    want, want_sims = brute_force(x, 5)
+    got = {r["path"]: r["neighbours"] for r in spark.read.parquet(run_dir.neighbours).collect()}
+    assert len(got) == len(x)
+    agree = 0
+    for i in range(len(x)):
+        mine = got[path_of[i]]
+        assert len(mine) == 5 and all(a["similarity"] >= b["similarity"] - 1e-6
+                                      for a, b in zip(mine, mine[1:]))
+        agree += len({n["path"] for n in mine} & {path_of[j] for j in want[i]})
+        if exact_max > len(x):
+            np.testing.assert_allclose([n["similarity"] for n in mine], want_sims[i], atol=1e-5)
+    assert agree / (5 * len(x)) >= (0.999 if exact_max > len(x) else 0.95)
+
+    # duplicates: SciPy's components of the pairs >= 0.99 among each image's 5 nearest
+    i, j = np.nonzero(want_sims >= 0.99)
+    graph = coo_matrix((np.ones(len(i)), (i, want[i, j])), shape=(len(x), len(x)))
+    _, comp = connected_components(graph, directed=False)
+    expected = sorted(sorted(path_of[m] for m in np.flatnonzero(comp == c))
+                      for c in set(comp[np.unique(np.concatenate([i, want[i, j]]))]))
+    dups = spark.read.parquet(run_dir.duplicates).collect()
+    mine = {}
+    for r in dups:
+        mine.setdefault(r["group"], []).append(r)
+    assert sorted(sorted(r["path"] for r in g) for g in mine.values()) == expected
+    # every planted group is found whole, and the groups are numbered largest first
+    assert sorted(sorted(path_of[m] for m in g) for g in planted_groups) == expected
+    assert [len(mine[g]) for g in sorted(mine)] == [5, 3, 2, 2]
+    for g in mine.values():
+        first = min(g, key=lambda r: r["path"])
+        a = x[int(first["path"][-8:-4])]
+        for r in g:
+            b = x[int(r["path"][-8:-4])]
+            cos = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+            assert r["similarity"] == pytest.approx(cos, abs=1e-5)
+    assert summary["duplicates"] == {"threshold": 0.99, "groups": 4, "images": 12}
+
+
+@pytest.mark.spark
+def test_an_unfinished_run_is_refused(spark, tmp_path):
+    from featurize.search import job
+
+    with pytest.raises(ConfigError, match="no manifest.json"):
+        job.run(spark, IndexConfig(run=str(tmp_path / "nowhere")))
+
+
+@pytest.mark.spark
+def test_leakage_counts_test_images_with_a_near_duplicate_in_train(spark):
+    """A near-duplicate planted in the test split is found; the counts and the median
+    against NumPy's brute force."""
+    from featurize.search.leakage import leakage
+
+    x, labels, _ = planted(seed=9)
+    rows = [(f"file:/p/{labels[i]}/{i:04d}.jpg", labels[i], [float(v) for v in x[i]])
+            for i in range(len(x))]
+    test_ids = {3, 40, 7, 11, 15, 19, 23}  # 3 and 40 have near-copies in the training split
+    frame = spark.createDataFrame(rows, "path string, label string, pca_features array<float>")
+    test_paths = [rows[i][0] for i in sorted(test_ids)]
+    train = frame.where(~F.col("path").isin(test_paths))
+    test = frame.where(F.col("path").isin(test_paths))
+    got = leakage(spark, train, test, threshold=0.99)
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    train_ids = [i for i in range(len(x)) if i not in test_ids]
+    best = (u[sorted(test_ids)] @ u[train_ids].T).max(axis=1)
+    assert got["test_images"] == len(test_ids)
+    assert got["leaked"] == int((best >= 0.99).sum()) == 2
+    assert got["median_nearest"] == pytest.approx(float(np.median(best)), abs=0.02)
+    assert {e["test"][-8:] for e in got["examples"]} == {"0003.jpg", "0040.jpg"}
+
+
+@pytest.mark.spark
+def test_near_duplicate_groups_stay_in_one_fold(spark):
+    """duplicate_roots against SciPy's components of NumPy's pairs; grouped_folds puts
+    every member in its root's fold and leaves the other images where they were."""
+    from featurize.classifier.classify import grouped_folds
+    from featurize.classifier.split import FOLD, with_folds
+    from featurize.search.groups import duplicate_roots
+
+    x, labels, planted_groups = planted(seed=11)
+    rows = [(f"file:/p/{labels[i]}/{i:04d}.jpg", labels[i], [float(v) for v in x[i]])
+            for i in range(len(x))]
+    frame = spark.createDataFrame(rows, "path string, label string, pca_features array<float>")
+    roots = {r["path"]: r["root"] for r in duplicate_roots(spark, frame, 0.99).collect()}
+    want, want_sims = brute_force(x, 10)
+    i, j = np.nonzero(want_sims >= 0.99)
+    graph = coo_matrix((np.ones(len(i)), (i, want[i, j])), shape=(len(x), len(x)))
+    _, comp = connected_components(graph, directed=False)
+    expected = {}
+    for c in set(comp[i]):
+        members = sorted(rows[m][0] for m in np.flatnonzero(comp == c))
+        expected.update({m: members[0] for m in members})
+    assert roots == expected and len(roots) == sum(len(g) for g in planted_groups)
+
+    folds = with_folds(frame, 3, seed=0)
+    before = {r["path"]: r[FOLD] for r in folds.collect()}
+    after = {r["path"]: r[FOLD] for r in grouped_folds(
+        folds, spark.createDataFrame(list(roots.items()), "path string, root string"))
+        .collect()}
+    assert set(after) == set(before)
+    for path, fold in after.items():
+        assert fold == (before[roots[path]] if path in roots else before[path])
