@@ -19,6 +19,7 @@ from featurize import encryption
 from featurize.classifier.train import TrainConfig
 from featurize.entry import configure_logging, run_job
 from featurize.rundir import RunDir
+from featurize.search.index import DUPLICATE_THRESHOLD as DEFAULT_THRESHOLD
 
 logger = logging.getLogger("featurize.jobs.train_classifier")
 
@@ -34,6 +35,16 @@ def reg_param(text: str) -> float | None:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
     return value
+
+
+def leakage_threshold(text: str) -> float | None:
+    """``off`` → ``None``, else a number (TrainConfig checks its range)."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'off' or a number, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--elastic-net-param", type=float, default=0.0,
                    help="0 = L2, 1 = L1 (default 0)")
     p.add_argument("--max-iter", type=int, default=200)
+    p.add_argument("--group-folds", type=float, default=None, metavar="T",
+                   help="keep training images at cosine >= T (near-duplicate groups) in one "
+                        "cross-validation fold (default: off)")
+    p.add_argument("--leakage", type=leakage_threshold, default=DEFAULT_THRESHOLD,
+                   metavar="T|off",
+                   help="count the test images with a training image at cosine >= T, "
+                        f"near-duplicates across the split (default {DEFAULT_THRESHOLD}; "
+                        "off: not checked)")
     p.add_argument("--standardize", action="store_true",
                    help="let LogisticRegression rescale each PCA component to unit variance "
                         "(off by default: it amplifies the noise components)")
@@ -71,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run=args.run, test_fraction=args.test_fraction, seed=args.seed,
         split_file=args.split_file, reg_param=args.reg_param,
         elastic_net_param=args.elastic_net_param, max_iter=args.max_iter,
-        standardize=args.standardize, calibrate=args.calibrate,
+        standardize=args.standardize, calibrate=args.calibrate, leakage=args.leakage,
+        group_folds=args.group_folds,
         encryption=encryption.Encryption.from_args(args)), "featurize.classifier.train", done)
 
 

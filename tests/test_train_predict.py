@@ -42,6 +42,30 @@ def test_metrics_and_model(spark, trained_run):
     assert spark.read.parquet(str(run_dir / "test_predictions")).count() == 120
 
 
+def test_leakage_is_counted_as_numpy_counts_it(trained_run):
+    """metrics.json's leakage: each test image's best cosine to a training image of
+    RUN/pca, counted and its median taken, as NumPy's brute force does it."""
+    import pyarrow.parquet as pq
+
+    from featurize.review.summary import format_confidence
+
+    run_dir, metrics = trained_run
+    pca = pq.read_table(run_dir / "pca").to_pandas()
+    pca = pca[pca["label"].notna()]
+    test = set(pq.read_table(run_dir / "test_predictions").to_pandas()["path"])
+    x = np.stack(pca["pca_features"].to_numpy()).astype(np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    is_test = pca["path"].isin(test).to_numpy()
+    best = (x[is_test] @ x[~is_test].T).max(axis=1)
+    leak = metrics["leakage"]
+    assert leak["threshold"] == 0.95 and leak["test_images"] == 120 == is_test.sum()
+    assert leak["leaked"] == int((best >= 0.95).sum())
+    assert leak["median_nearest"] == pytest.approx(float(np.median(best)), abs=0.01)
+    assert len(leak["examples"]) == min(10, leak["leaked"])
+    assert any(line.startswith(f"leakage       : {leak['leaked']} of 120 test images")
+               for line in format_confidence(metrics))
+
+
 def test_the_sample_is_classified_with_imagenet_weights(trained_run):
     require_imagenet()
     metrics = trained_run[1]

@@ -118,11 +118,23 @@ class CrossValidation:
     oof_labels: np.ndarray
 
 
+def grouped_folds(data: DataFrame, groups: DataFrame) -> DataFrame:
+    """``data``'s folds with each near-duplicate group (``path, root``) moved to its first
+    member's fold, so no fold is validated on the shot it was fitted on; images in no
+    group keep theirs."""
+    root_fold = data.select(F.col("path").alias("root"), F.col(_FOLD).alias("_root_fold"))
+    return (data.join(groups, "path", "left").join(root_fold, "root", "left")
+            .withColumn(_FOLD, F.coalesce("_root_fold", _FOLD)).drop("root", "_root_fold"))
+
+
 def cross_validate(train: DataFrame, params: ClassifierParams, grid: tuple[float, ...], *,
-                   folds: int = CV_FOLDS, seed: int = 0) -> CrossValidation:
+                   folds: int = CV_FOLDS, seed: int = 0,
+                   groups: DataFrame | None = None) -> CrossValidation:
     """Choose ``regParam`` from ``grid`` by ``folds``-fold cross-validation (Spark ML's
     ``CrossValidator``, mean multinomial log-loss: a proper score, so the choice is the
-    one whose probabilities are best, not only its argmax).
+    one whose probabilities are best, not only its argmax). With ``groups`` (``path,
+    root``: :func:`featurize.search.groups.duplicate_roots`) each near-duplicate group is
+    kept in one fold.
 
     One grid value still runs the folds: that gives the out-of-fold logits the
     temperature is fitted on. The grid's fits run concurrently (``parallelism`` =
@@ -136,7 +148,10 @@ def cross_validate(train: DataFrame, params: ClassifierParams, grid: tuple[float
         Fewer training images than folds.
     """
     indexer, data = _index_labels(train)
-    data = with_folds(data, folds, seed).cache()
+    data = with_folds(data, folds, seed)
+    if groups is not None:
+        data = grouped_folds(data, groups)
+    data = data.cache()
     try:
         n = data.count()
         if n < folds:

@@ -6,8 +6,10 @@ import logging
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import numpy as np
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from featurize.classifier import calibration
 from featurize.classifier.classify import (
@@ -22,6 +24,8 @@ from featurize.errors import ClassifierError, ConfigError
 from featurize.manifest import FORMAT_VERSION, StageTimer, utc_now
 from featurize.reduce.pca import model_fingerprint
 from featurize.rundir import TEST_PREDICTIONS_COLUMNS, RunDir
+from featurize.search.groups import duplicate_roots
+from featurize.search.leakage import DEFAULT_THRESHOLD, leakage
 from featurize.sparkconf import sql_conf
 from featurize.storage import filesystem
 from featurize.storage.output import read_finished_run
@@ -43,6 +47,12 @@ class TrainConfig:
     standardize: bool = False
     #: Fit a temperature on out-of-fold logits and apply it (``--no-calibrate``: off).
     calibrate: bool = True
+    #: Cosine at or above which a test image counts as a near-duplicate of a training
+    #: image (``--leakage T``; ``None``, ``--leakage off``: not checked).
+    leakage: float | None = DEFAULT_THRESHOLD
+    #: Cosine at or above which training images are one near-duplicate group, kept in one
+    #: cross-validation fold (``--group-folds T``; ``None``: folds by label only).
+    group_folds: float | None = None
     #: Server-side encryption of what the job writes to S3 (``--sse``).
     encryption: Encryption = field(default_factory=Encryption)
 
@@ -58,6 +68,12 @@ class TrainConfig:
             raise ConfigError("--reg-param must be >= 0 and --elastic-net-param in [0, 1].")
         if self.max_iter < 1:
             raise ConfigError("--max-iter must be at least 1.")
+        if self.group_folds is not None and not 0.0 < self.group_folds <= 1.0:
+            raise ConfigError(f"--group-folds {self.group_folds}: give a cosine similarity "
+                              f"in (0, 1] (e.g. 0.9).")
+        if self.leakage is not None and not 0.0 < self.leakage <= 1.0:
+            raise ConfigError(f"--leakage {self.leakage}: give a cosine similarity in (0, 1] "
+                              f"(e.g. 0.95), or off.")
 
 
 def run(spark: SparkSession, config: TrainConfig) -> dict[str, Any]:
@@ -113,6 +129,13 @@ def _train(spark: SparkSession, config: TrainConfig, manifest: dict[str, Any],
             test_metrics = evaluate(test_pred, labels)
             train_metrics = evaluate(predict(model, train, temperature), labels)
             confidence = _confidence_scores(model, test, temperature, config.seed)
+        if config.leakage is not None:
+            with timer.stage("leakage"):
+                leaked = leakage(spark, train, test, config.leakage)
+            logger.info("leakage: %d of %d test images have a training image at cosine >= %g",
+                        leaked["leaked"], leaked["test_images"], config.leakage)
+        else:
+            leaked = None
         missing = sorted(set(labels) - {r["label"] for r in test.select("label").distinct().collect()})
         with timer.stage("write"):
             model.write().overwrite().save(run_dir.classifier)
@@ -143,6 +166,7 @@ def _train(spark: SparkSession, config: TrainConfig, manifest: dict[str, Any],
         "accuracy": test_metrics["accuracy"],
         "macro_f1": test_metrics["macro_f1"],
         **confidence,
+        "leakage": leaked,
         "test": test_metrics,
         "train": train_metrics,
         "timings_seconds": {**timer.seconds, "total": timer.total()},
@@ -170,12 +194,21 @@ def _fit(train: DataFrame, params: ClassifierParams, config: TrainConfig) -> _Fi
     if params.reg_param is not None and not config.calibrate:
         return _Fitted(fit_classifier(train, params), params, None, _UNCALIBRATED)
     grid = REG_GRID if params.reg_param is None else (params.reg_param,)
-    cv = cross_validate(train, params, grid, seed=config.seed)
+    groups, grouped = None, None
+    if config.group_folds is not None:
+        groups = duplicate_roots(train.sparkSession, train, config.group_folds)
+        g = groups.agg(F.count("*").alias("images"),
+                       F.countDistinct("root").alias("groups")).first()
+        grouped = {"threshold": config.group_folds, "images": g["images"], "groups": g["groups"]}
+    cv = cross_validate(train, params, grid, seed=config.seed, groups=groups)
     search = {"method": "CrossValidator", "folds": CV_FOLDS,
               "metric": "logLoss (mean over the validation folds)",
               "auto": params.reg_param is None,
               "scores": [{"reg_param": r, "log_loss": m} for r, m in cv.scores.items()],
-              "chosen": cv.reg_param}
+              "chosen": cv.reg_param,
+              "oof_accuracy": float(np.mean(np.argmax(cv.oof_logits, axis=1) == cv.oof_labels))
+              if len(cv.oof_labels) else None,
+              "group_folds": grouped}
     calibrated = _UNCALIBRATED
     t = calibration.fit_temperature(cv.oof_logits, cv.oof_labels) if config.calibrate else 1.0
     if config.calibrate and calibration.at_bound(t):

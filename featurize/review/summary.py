@@ -119,6 +119,11 @@ def format_confidence(metrics: dict[str, Any]) -> list[str]:
         if metrics.get("top5_accuracy") is not None:
             line += f"; top-5 accuracy {metrics['top5_accuracy']:.4f}"
         lines.append(line)
+    leak = metrics.get("leakage")
+    if leak:
+        lines.append(f"leakage       : {leak['leaked']} of {leak['test_images']} test images "
+                     f"({leak['share']:.1%}) have a training image at cosine >= "
+                     f"{leak['threshold']:g}; median best cosine {leak['median_nearest']:.3f}")
     return lines
 
 
