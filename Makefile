@@ -27,6 +27,7 @@ OUTPUT    ?= runs/local
 WEIGHTS   ?= imagenet
 JOB_ARGS  ?=
 TRAIN_ARGS ?=
+INDEX_ARGS ?=
 RUN       ?= $(OUTPUT)
 # predict-step defaults of run-local: new digits for the sample, else INPUT itself
 PREDICT_INPUT ?= $(if $(filter $(SAMPLE),$(INPUT)),$(NEW_SAMPLE),$(INPUT))
@@ -53,6 +54,8 @@ PEERS     ?= spark,daft,ray
 SCALE_N   ?= 10000,100000
 PHOTOS_N  ?= 400
 PHOTOS_ROUNDS ?= 3
+INDEX_N   ?= 100000,1000000
+INDEX_RUN_ROWS ?= 100000
 BENCH_ARGS ?=
 
 # --- EMR (python -m emr; docs/emr.md) ------------------------------------------------------
@@ -63,7 +66,7 @@ BENCH_ARGS ?=
 # INSTANCE_PROFILE IDLE_TIMEOUT ROOT_VOLUME_GB EXECUTOR_CORES EXECUTOR_MEMORY ENGINE SSE SSE_KMS_KEY_ID
 # CLUSTER_ID STEPS POLL DIST EMR_STATE
 # DRY_RUN SKIP_PREFLIGHT
-# (and INPUT INPUT_LIST OUTPUT WEIGHTS PREDICT_INPUT PREDICT_OUTPUT JOB_ARGS TRAIN_ARGS for the steps).
+# (and INPUT INPUT_LIST OUTPUT WEIGHTS PREDICT_INPUT PREDICT_OUTPUT JOB_ARGS TRAIN_ARGS INDEX_ARGS for the steps).
 
 q = '$(subst ','"'"',$(1))'
 given = $(filter command line environment environment override override,$(origin $(1)))
@@ -87,12 +90,13 @@ SSE_ARGS = $(call opt,SSE,--sse) $(call opt,SSE_KMS_KEY_ID,--sse-kms-key-id)
 EMR_STEPS = $(call opt,INPUT,--input) $(call opt,INPUT_LIST,--input-list) $(EMR_JOB_ARGS)
 EMR_JOB_ARGS = $(call opt,STEPS,--steps) $(call opt,WEIGHTS,--weights) $(call opt,OUTPUT,--output) \
   $(call opt,PREDICT_INPUT,--predict-input) $(call opt,PREDICT_OUTPUT,--predict-output) \
-  $(if $(JOB_ARGS),--job-args=$(call q,$(JOB_ARGS))) $(if $(TRAIN_ARGS),--train-args=$(call q,$(TRAIN_ARGS)))
+  $(if $(JOB_ARGS),--job-args=$(call q,$(JOB_ARGS))) $(if $(TRAIN_ARGS),--train-args=$(call q,$(TRAIN_ARGS))) \
+  $(if $(INDEX_ARGS),--index-args=$(call q,$(INDEX_ARGS)))
 EMR_CLUSTER = $(call opt,CLUSTER_ID,--cluster-id)
 UPLOAD_FIRST = $(if $(DRY_RUN),,upload)
 PREFLIGHT = $(if $(filter 1 true yes,$(SKIP_PREFLIGHT)),--skip-preflight)
 
-.PHONY: help install sample run-local featurize train predict predict-one serve browser cluster-features report test lint-imports bench bench-peer bench-one bench-levers bench-scale bench-photos clean
+.PHONY: help install sample run-local featurize train predict predict-one serve browser cluster-features index report test lint-imports bench bench-peer bench-one bench-levers bench-scale bench-photos bench-index clean
 .PHONY: require-bucket package upload cluster submit wait status logs down emr-run estimate
 .PHONY: jars emr-rehearse rehearsal-test fault-test iam-policy dag-test dag-package
 
@@ -151,6 +155,9 @@ predict-one: $(STAMP) ## one photo, no Spark: RUN's label + confidence for IMAGE
 cluster-features: $(STAMP) ## KMeans on RUN's PCA features, k by silhouette (CLUSTER_ARGS="--k 10" or "--k-min 2 --k-max 20"); not EMR's `make cluster`
 	$(SUBMIT) jobs/cluster_features.py --run "$(RUN)" $(SSE_ARGS) $(CLUSTER_ARGS)
 
+index: $(STAMP) ## similar images: RUN/index/ (faiss), RUN/neighbours/, with INDEX_ARGS="--duplicates 0.95" RUN/duplicates/ (docs/search.md)
+	$(SUBMIT) jobs/index_features.py --run "$(RUN)" $(SSE_ARGS) $(INDEX_ARGS)
+
 serve: $(STAMP) ## web page + JSON API for one photo at a time with RUN's classifier (PORT=8000, HOST=127.0.0.1)
 	$(PY) -m featurize.photo.serve --run "$(RUN)" --port "$(PORT)" --host "$(HOST)" $(SERVE_ARGS)
 
@@ -182,6 +189,9 @@ bench-peer: $(STAMP) ## whole processes: the job vs pyspark predict_batch_udf, D
 
 bench-scale: $(STAMP) ## driver cost by input size: N tiny non-images + 300 digits, first run and --resume (SCALE_N=10000,100000)
 	$(PY) -m bench.scale --n $(SCALE_N) --weights "$(WEIGHTS)"
+
+bench-index: $(STAMP) ## the similar-images index on synthetic features: recall@10 and one photo's query vs the exact index (INDEX_N=100000,1000000; INDEX_RUN_ROWS=100000: the job end to end)
+	$(PY) -m bench.index --vectors $(INDEX_N) --run-rows $(INDEX_RUN_ROWS)
 
 bench-photos: $(STAMP) ## phone-size photos (12 MP JPEGs made from the clothing set) vs the same at 448x336, and the bare model (PHOTOS_N=400, PHOTOS_ROUNDS=3: medians); last line: ratio phone/small
 	$(PY) -m bench.photos --n $(PHOTOS_N) --rounds $(PHOTOS_ROUNDS) --weights "$(WEIGHTS)"

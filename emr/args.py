@@ -74,6 +74,7 @@ def _job_args(p: argparse.ArgumentParser) -> None:
                                      "s3://..., random; default imagenet)")
     g.add_argument("--job-args", help="JOB_ARGS: extra featurize arguments")
     g.add_argument("--train-args", help="TRAIN_ARGS: extra train arguments")
+    g.add_argument("--index-args", help="INDEX_ARGS: extra index arguments (--k, --duplicates)")
     g.add_argument("--predict-input", help="PREDICT_INPUT: s3:// images")
     g.add_argument("--predict-output", help="PREDICT_OUTPUT: s3:// folder")
 
@@ -211,6 +212,8 @@ def job_args_from(args: argparse.Namespace) -> requests.JobArgs:
         given["featurize_args"] = tuple(shlex.split(args.job_args))
     if args.train_args:
         given["train_args"] = tuple(shlex.split(args.train_args))
+    if getattr(args, "index_args", None):
+        given["index_args"] = tuple(shlex.split(args.index_args))
     return requests.JobArgs(**given)
 
 

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 #: Job names (as `submit --steps` takes them) -> entry point file.
 JOB_FILES = {"featurize": "featurize_images.py", "train": "train_classifier.py",
-             "predict": "predict_images.py"}
+             "predict": "predict_images.py", "index": "index_features.py"}
 JOBS = tuple(JOB_FILES.values())
 BOOTSTRAP_SCRIPT = "install-python-deps.sh"
 CODE_ZIP = "featurize.zip"

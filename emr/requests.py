@@ -213,6 +213,7 @@ class JobArgs:
     weights: str = "imagenet"
     featurize_args: tuple[str, ...] = ()
     train_args: tuple[str, ...] = ()
+    index_args: tuple[str, ...] = ()
     predict_input: str | None = None
     predict_output: str | None = None
 
@@ -270,7 +271,7 @@ def default_output(settings: Settings, input_uri: str) -> str:
 
 def steps(settings: Settings, jobs: Sequence[str], args: JobArgs,
           action_on_failure: str = "CANCEL_AND_WAIT") -> list[Step]:
-    """Steps for ``jobs`` (in the order featurize, train, predict), validated.
+    """Steps for ``jobs`` (in the order featurize, train, predict, index), validated.
 
     ``CANCEL_AND_WAIT`` (the default for a long-lived cluster) cancels the later steps
     when one fails and keeps the cluster for a look at the logs; ``run`` passes
@@ -300,6 +301,9 @@ def steps(settings: Settings, jobs: Sequence[str], args: JobArgs,
                               action_on_failure, weights=weights, input_uri=args.input))
         elif job == "train":
             built.append(step(settings, job, ["--run", output, *sse, *args.train_args],
+                              action_on_failure))
+        elif job == "index":
+            built.append(step(settings, job, ["--run", output, *sse, *args.index_args],
                               action_on_failure))
         else:
             predict_in = check_s3_uri(args.predict_input, "PREDICT_INPUT")

@@ -95,6 +95,8 @@ PARAMS: dict[str, Param] = {
                       cluster=False),
     "train_args": Param("--train-args", "string", "extra train arguments, one string",
                         cluster=False),
+    "index_args": Param("--index-args", "string", "extra index arguments, one string "
+                                                  "(e.g. --duplicates 0.95)", cluster=False),
     "predict_input": Param("--predict-input", "string", "s3:// images for the predict step; "
                                                         "dates as input", cluster=False),
     "predict_output": Param("--predict-output", "string", "s3:// folder of the predictions "
@@ -131,7 +133,7 @@ def argv(command: str, params: dict[str, Any]) -> list[str]:
             continue
         if p.type == "boolean":
             out.append(p.flag)
-        elif name in ("job_args", "train_args"):
+        elif name in ("job_args", "train_args", "index_args"):
             out.append(f"{p.flag}={value}")  # a value that starts with "--" stays a value
         else:
             out += [p.flag, str(value)]

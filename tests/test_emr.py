@@ -201,12 +201,13 @@ def test_cluster_as_created(aws, cluster, subnet):
 
 @pytest.fixture(scope="module")
 def submitted(aws, cluster):
-    """``make submit`` of featurize + train to the module's cluster, once: the steps as
+    """``make submit`` of featurize + train + index to the module's cluster, once: the steps as
     EMR lists them, oldest first (the replay test runs the first; it must not depend on
     another test having submitted, since it runs in make integration-test alone)."""
     _, emr, _, common = aws
     make("submit", *common, f"INPUT={INPUT}", f"OUTPUT={OUTPUT}",
-         "JOB_ARGS=--pca-k 3 --batch-size 4", "TRAIN_ARGS=--test-fraction=0.25")
+         "JOB_ARGS=--pca-k 3 --batch-size 4", "TRAIN_ARGS=--test-fraction=0.25",
+         "STEPS=featurize train index", "INDEX_ARGS=--k 5 --duplicates 0.9")
     return list(reversed(emr.list_steps(ClusterId=cluster)["Steps"]))
 
 
@@ -230,6 +231,9 @@ def test_submit_steps_and_artifacts(aws, cluster, submitted, weights_spec):
         ("featurize-images train", "CANCEL_AND_WAIT", "command-runner.jar", head + [
             "s3://featurize-emr-test/team/fz/dist/jobs/train_classifier.py",
             "--run", "s3://featurize-emr-test/runs/r1", "--test-fraction=0.25"]),
+        ("featurize-images index", "CANCEL_AND_WAIT", "command-runner.jar", head + [
+            "s3://featurize-emr-test/team/fz/dist/jobs/index_features.py",
+            "--run", "s3://featurize-emr-test/runs/r1", "--k", "5", "--duplicates", "0.9"]),
     ]
     # every artifact a step names is in S3, with the bytes of the local build
     dist = tmp / "dist"
