@@ -225,3 +225,52 @@ def test_near_duplicate_groups_stay_in_one_fold(spark):
     assert set(after) == set(before)
     for path, fold in after.items():
         assert fold == (before[roots[path]] if path in roots else before[path])
+
+
+@pytest.mark.spark
+def test_one_photo_finds_the_runs_most_similar_images(spark, trained_sample_run, tmp_path):
+    """predict_one --similar: the run's own photo, through the exported chain and the
+    index, against NumPy's cosines over RUN/pca; an index of another PCA is refused."""
+    import shutil
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from featurize.photo.predict_one import Predictor, main
+    from featurize.search import job
+
+    run = shutil.copytree(trained_sample_run[0], tmp_path / "run")
+    with pytest.raises(ConfigError, match="no similar-images index"):
+        Predictor(str(run), similar=True)
+    job.run(spark, IndexConfig(run=str(run), k=5))
+    pca = pq.read_table(run / "pca").to_pandas().sort_values("path").reset_index(drop=True)
+    x = np.stack(pca["pca_features"].to_numpy()).astype(np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    predictor = Predictor(str(run), similar=True)
+    for at in (7, 300):
+        local = pca["path"][at][len("file:"):]
+        answer = predictor.predict(Path(local).read_bytes(), local, similar=4)
+        cos = x @ x[at]
+        want = np.sort(cos)[::-1][:4]
+        got = answer["similar"]
+        assert len(got) == 4 and got[0]["similarity"] > 0.9999  # itself first
+        np.testing.assert_allclose([g["similarity"] for g in got], want, atol=1e-4)
+        index_of = {p: i for i, p in enumerate(pca["path"])}
+        for g in got:  # each named image is that similar
+            assert cos[index_of[g["path"]]] == pytest.approx(g["similarity"], abs=1e-4)
+    assert "similar" not in predictor.predict(Path(local).read_bytes(), local)
+    # the command line: one JSON line with `similar`
+    import contextlib
+    import io
+    import json as js
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["--run", str(run), "--json", "--similar", "2", local]) == 0
+    line = js.loads(out.getvalue())
+    assert [s["path"] for s in line["similar"]] == [g["path"] for g in got[:2]]
+    # an index of another PCA model is refused
+    record = js.loads((run / "index" / "index.json").read_text())
+    (run / "index" / "index.json").write_text(js.dumps({**record, "pca_model_id": "0" * 64}))
+    with pytest.raises(ConfigError, match="another PCA model"):
+        Predictor(str(run), similar=True)

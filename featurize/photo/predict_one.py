@@ -1,4 +1,5 @@
-"""``python -m featurize.photo.predict_one --run RUN IMAGE [IMAGE ...] [--json] [--top K]``.
+"""``python -m featurize.photo.predict_one --run RUN IMAGE [IMAGE ...] [--json] [--top K]
+[--similar N]``.
 
 A class and a confidence for a few photos, in this process: no Spark, no JVM. The run's
 weights and engine make the CNN features (decoded with the run's preprocessing, as the
@@ -63,7 +64,7 @@ class Predictor:
 
     def __init__(self, run: str, calibrate: bool = True, threads: int | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS,
-                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
+                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, similar: bool = False) -> None:
         from featurize.config import check_engine
         from featurize.model.engines import prepare_engine
         from featurize.model.engines.worker import _new_extractor
@@ -108,14 +109,17 @@ class Predictor:
         self._extractor.load(engine.payload, spec_.key)
         self.engine = engine.to_manifest()
         self.temperature = self.classifier.temperature if calibrate else 1.0
+        self.similar = SimilarImages(run, self.classifier.pca_model_id) if similar else None
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.classifier.labels
 
-    def predict(self, data: bytes, path: str, top: int = 5) -> dict[str, Any]:
+    def predict(self, data: bytes, path: str, top: int = 5, similar: int = 0) -> dict[str, Any]:
         """One image's answer: ``path, label, confidence, top`` (the ``top`` best labels
-        with their probabilities), or ``path, error, detail`` with the job's reason."""
+        with their probabilities) and, with ``similar`` > 0 (and the run's index loaded),
+        ``similar``: the run's most similar images (``path, similarity``); or ``path,
+        error, detail`` with the job's reason."""
         if self.max_file_bytes and len(data) > self.max_file_bytes:
             return {"path": path, "error": "too_large",
                     "detail": f"{len(data)} bytes, more than {self.max_file_bytes}"}
@@ -126,9 +130,47 @@ class Predictor:
             features = self._extractor(decoded.array[None])
         p = self.classifier.probabilities(features, self.temperature)[0]
         order = p.argsort()[::-1]
-        return {"path": path, "label": self.labels[order[0]], "confidence": float(p[order[0]]),
-                "top": [{"label": self.labels[i], "probability": float(p[i])}
-                        for i in order[:max(1, top)]]}
+        answer = {"path": path, "label": self.labels[order[0]],
+                  "confidence": float(p[order[0]]),
+                  "top": [{"label": self.labels[i], "probability": float(p[i])}
+                          for i in order[:max(1, top)]]}
+        if similar and self.similar is not None:
+            answer["similar"] = self.similar.search(self.classifier.pca_features(features),
+                                                    similar)
+        return answer
+
+
+class SimilarImages:
+    """A run's similar-images index (``make index``), loaded for one photo's search: the
+    faiss file memory-mapped, the row → path list in memory.
+
+    Raises
+    ------
+    ConfigError
+        The run has no index, or its index was built on another PCA model.
+    """
+
+    def __init__(self, run: str, pca_model_id: str) -> None:
+        import pyarrow.parquet as pq
+
+        from featurize.search import index as ix
+
+        rd = RunDir(run)
+        record = _read_json(Path(rd.index_summary), f"{run} has no similar-images index "
+                                                    f"(index/index.json missing): make index "
+                                                    f"RUN={run}")
+        if record.get("pca_model_id") != pca_model_id:
+            raise ConfigError(f"the index in {run} was built on another PCA model than the "
+                              f"classifier's: make index RUN={run}")
+        self._ix = ix
+        self.index = ix.load(str(Path(rd.index_file)), record["index"]["nprobe"])
+        rows = pq.read_table(rd.index_rows, columns=["row", "path"]).sort_by("row")
+        self.paths = rows.column("path").to_pylist()
+
+    def search(self, pca_features: Any, n: int) -> list[dict[str, Any]]:
+        sims, ids = self._ix.search(self.index, pca_features, n)
+        return [{"path": self.paths[i], "similarity": float(s)}
+                for s, i in zip(sims[0], ids[0]) if i >= 0]
 
 
 def _line(answer: dict[str, Any]) -> str:
@@ -146,13 +188,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true",
                         help="one JSON object per line: path, label, confidence, top")
     parser.add_argument("--top", type=int, default=5, help="labels in `top` (default 5)")
+    parser.add_argument("--similar", type=int, default=0, metavar="N",
+                        help="also the run's N most similar images (needs make index RUN=)")
     parser.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                         help="the regression's own probabilities (temperature 1)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        predictor = Predictor(args.run, calibrate=args.calibrate)
+        predictor = Predictor(args.run, calibrate=args.calibrate, similar=args.similar > 0)
     except FeaturizeError as exc:
         print(f"predict_one: {exc}", file=sys.stderr)
         return exc.exit_status
@@ -163,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as exc:
             answer = {"path": image, "error": "not_read", "detail": str(exc)}
         else:
-            answer = predictor.predict(data, image, args.top)
+            answer = predictor.predict(data, image, args.top, args.similar)
         failed += "error" in answer
         print(json.dumps(answer) if args.json else _line(answer), flush=True)
     return 1 if failed else 0

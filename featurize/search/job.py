@@ -63,7 +63,7 @@ def run(spark: SparkSession, config: IndexConfig) -> dict[str, Any]:
     """Index ``RUN/pca``; returns what ``index.json`` holds."""
     timer = StageTimer()
     run_dir = RunDir(config.run)
-    read_finished_run(spark, run_dir)
+    manifest = read_finished_run(spark, run_dir)
     frame = nb.numbered(spark, spark.read.parquet(run_dir.pca))
     try:
         n = frame.count()
@@ -98,6 +98,8 @@ def run(spark: SparkSession, config: IndexConfig) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "format_version": FORMAT_VERSION, "job": "index_features", "indexed_at": utc_now(),
         "run": config.run, "config": asdict(config), "images": n, "k": config.k,
+        # the PCA the indexed features come from: one photo's search refuses another
+        "pca_model_id": (manifest.get("pca") or {}).get("model_id"),
         "index": record, "duplicates": groups,
         "timings_seconds": {**timer.seconds, "total": timer.total()}}
     filesystem.write_text(spark, run_dir.index_summary, json.dumps(summary, indent=2) + "\n")
