@@ -227,8 +227,21 @@ def test_near_duplicate_groups_stay_in_one_fold(spark):
         assert fold == (before[roots[path]] if path in roots else before[path])
 
 
+@pytest.fixture(scope="module")
+def indexed_run(spark, trained_sample_run, tmp_path_factory):
+    """A copy of the trained sample with its index (k=5)."""
+    import shutil
+
+    from featurize.search import job
+
+    run = shutil.copytree(trained_sample_run[0], tmp_path_factory.mktemp("indexed") / "run")
+    job.run(spark, IndexConfig(run=str(run), k=5))
+    return run
+
+
 @pytest.mark.spark
-def test_one_photo_finds_the_runs_most_similar_images(spark, trained_sample_run, tmp_path):
+def test_one_photo_finds_the_runs_most_similar_images(trained_sample_run, indexed_run,
+                                                      tmp_path):
     """predict_one --similar: the run's own photo, through the exported chain and the
     index, against NumPy's cosines over RUN/pca; an index of another PCA is refused."""
     import shutil
@@ -237,12 +250,10 @@ def test_one_photo_finds_the_runs_most_similar_images(spark, trained_sample_run,
     import pyarrow.parquet as pq
 
     from featurize.photo.predict_one import Predictor, main
-    from featurize.search import job
 
-    run = shutil.copytree(trained_sample_run[0], tmp_path / "run")
     with pytest.raises(ConfigError, match="no similar-images index"):
-        Predictor(str(run), similar=True)
-    job.run(spark, IndexConfig(run=str(run), k=5))
+        Predictor(str(trained_sample_run[0]), similar=True)
+    run = shutil.copytree(indexed_run, tmp_path / "run")
     pca = pq.read_table(run / "pca").to_pandas().sort_values("path").reset_index(drop=True)
     x = np.stack(pca["pca_features"].to_numpy()).astype(np.float64)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
@@ -274,3 +285,47 @@ def test_one_photo_finds_the_runs_most_similar_images(spark, trained_sample_run,
     (run / "index" / "index.json").write_text(js.dumps({**record, "pca_model_id": "0" * 64}))
     with pytest.raises(ConfigError, match="another PCA model"):
         Predictor(str(run), similar=True)
+
+
+@pytest.mark.spark
+def test_the_page_shows_similar_photos_by_row_and_reads_no_other_file(indexed_run):
+    """/api/predict's similar photos link thumbnails by index row; a thumbnail is the
+    run's image downscaled on the server; any other name, ../ or absolute paths
+    included, is 404 and reads nothing."""
+    import io
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from featurize.photo.predict_one import Predictor
+    from featurize.photo.serve import create_app
+
+    app = create_app(Predictor(str(indexed_run), similar=True), default_similar=3)
+    client = app.test_client()
+    rows = pq.read_table(indexed_run / "index" / "rows").to_pandas().sort_values("row")
+    local = rows["path"].iloc[11][len("file:"):]
+    answer = client.post("/api/predict", content_type="multipart/form-data",
+                         data={"image": (io.BytesIO(Path(local).read_bytes()), "x.png")}).json
+    assert [s["thumbnail"] for s in answer["similar"]] == [
+        f"api/thumbnail/{s['row']}" for s in answer["similar"]]
+    assert answer["similar"][0]["row"] == 11 and len(answer["similar"]) == 3
+    got = client.get("/" + answer["similar"][0]["thumbnail"])
+    assert got.status_code == 200 and got.content_type == "image/jpeg"
+    thumb = Image.open(io.BytesIO(got.data))
+    original = Image.open(local).convert("RGB")
+    assert max(thumb.size) <= 160
+    expected = original.resize(thumb.size, Image.BILINEAR)
+    diff = np.abs(np.asarray(thumb, np.float64) - np.asarray(expected, np.float64)).mean()
+    assert diff < 12, diff  # the same picture (JPEG, another filter), not another one
+    none = client.post("/api/predict?similar=0", content_type="multipart/form-data",
+                       data={"image": (io.BytesIO(Path(local).read_bytes()), "x.png")}).json
+    assert "similar" not in none
+    secret = indexed_run / "manifest.json"
+    for bad in ("/api/thumbnail/../../etc/passwd", "/api/thumbnail/..%2F..%2Fetc%2Fpasswd",
+                f"/api/thumbnail/{secret}", f"/api/thumbnail/%2F{str(secret)[1:]}",
+                "/api/thumbnail/-1", f"/api/thumbnail/{len(rows)}", "/api/thumbnail/1.5",
+                "/api/thumbnail/", f"/api/thumbnail?path={secret}"):
+        r = client.get(bad)
+        assert r.status_code == 404, (bad, r.status_code)
+        assert b"status" not in r.data  # no file's content came back

@@ -33,6 +33,9 @@ from featurize.rundir import RunDir
 
 logger = logging.getLogger(__name__)
 
+#: Long side of a similar photo's thumbnail on the page.
+THUMBNAIL_PX = 160
+
 
 def _read_json(path: Path, missing: str) -> dict[str, Any]:
     if not path.is_file():
@@ -169,8 +172,39 @@ class SimilarImages:
 
     def search(self, pca_features: Any, n: int) -> list[dict[str, Any]]:
         sims, ids = self._ix.search(self.index, pca_features, n)
-        return [{"path": self.paths[i], "similarity": float(s)}
+        return [{"path": self.paths[i], "similarity": float(s), "row": int(i)}
                 for s, i in zip(sims[0], ids[0]) if i >= 0]
+
+    def thumbnail(self, row: int, size: int = THUMBNAIL_PX) -> bytes | None:
+        """The indexed image of ``row``, read as the job reads it (a local path, or
+        ``s3://`` through boto3) and downscaled to ``size`` px on its long side, as JPEG;
+        None for a row the index does not have or an image gone unreadable. Only rows
+        name images: no path from a client ever reaches a read."""
+        if not 0 <= row < len(self.paths):
+            return None
+        return thumbnail_of(self.paths[row], size)
+
+
+def thumbnail_of(uri: str, size: int = THUMBNAIL_PX) -> bytes | None:
+    """A run's input, downscaled to ``size`` px (JPEG); None if it cannot be read now."""
+    import io
+
+    from featurize.model.decode import ImageDecodeError, opened, upright
+    from featurize.rundir import local_path
+    from featurize.storage import s3
+
+    try:
+        if s3.is_s3(uri):
+            data = s3.read_bytes(s3.client(), uri)
+        else:
+            data = Path(local_path(uri)).read_bytes()
+        img = upright(opened(data, DEFAULT_MAX_PIXELS))
+    except (OSError, ImageDecodeError, FeaturizeError):
+        return None
+    img.thumbnail((size, size))
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=85)
+    return out.getvalue()
 
 
 def _line(answer: dict[str, Any]) -> str:

@@ -11,14 +11,20 @@ Routes
     The page (``featurize/photo/web/index.html``): drop or pick a photo, see it, its label, the
     confidence and the top 5 as bars.
 ``POST /api/predict``
-    Multipart field ``image`` (optional query ``top``, default 5). 200 with the JSON of
-    ``predict_one --json`` (``path`` is the uploaded file's name). A file that is no image
+    Multipart field ``image`` (optional query ``top``, default 5, and ``similar``, default
+    ``--similar``). 200 with the JSON of ``predict_one --json`` (``path`` is the uploaded
+    file's name), with ``similar`` [{path, similarity, row, thumbnail}] when the run has an
+    index (``make index``). A file that is no image
     gets 422 and ``{path, error, detail}`` with the job's reason (``not_an_image``,
     ``truncated``, ``empty``, ``decode_error``); an image over ``--max-pixels`` gets 413
     (``too_many_pixels``), a body over ``--max-upload-bytes`` 413 (``too_large``); no
     ``image`` field, or a ``top`` that is not a positive integer, 400 (``no_image``,
     ``bad_request``). waitress itself refuses bodies over twice the upload limit, with a
     plain-text 413, before they are read.
+``GET /api/thumbnail/<row>``
+    With ``--similar N`` and the run's index: the indexed image of that row, downscaled to
+    160 px (JPEG), read as the job reads its input (local or ``s3://``). Only a row
+    number names an image, never a path from the client: 404 for any other.
 ``GET /api/health``
     ``{"status": "ok", "run", "run_id", "labels", "label_names", "engine", "temperature"}``;
     ``run`` is the run directory's name, ``run_id`` its PCA model id (the one a trained
@@ -42,6 +48,7 @@ from typing import Any
 from featurize.config import DEFAULT_MAX_PIXELS
 from featurize.errors import FeaturizeError
 from featurize.photo.predict_one import Predictor
+from featurize.rundir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +57,14 @@ DEFAULT_MAX_UPLOAD_BYTES = 20 * 2**20
 #: Room for the multipart envelope around the file itself.
 _MULTIPART_SLACK = 64 * 1024
 
+#: Similar photos one answer may ask for.
+MAX_SIMILAR = 50
 #: HTTP status of each decode failure: the body is the problem, not the request's form.
 _STATUS = {"too_large": 413, "too_many_pixels": 413}
 
 
-def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> Any:
+def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               default_similar: int = 0) -> Any:
     """The Flask app over ``predictor`` (exposed for tests and for other WSGI servers)."""
     from flask import Flask, jsonify, request
     from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -85,22 +95,32 @@ def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
             return jsonify(path=None, error="no_image",
                            detail="POST the photo as the multipart form field `image`"), 400
         top = request.args.get("top", "5")
-        if not top.isdigit() or int(top) < 1:
+        similar = request.args.get("similar", str(default_similar))
+        if not top.isdigit() or int(top) < 1 or not similar.isdigit():
             return jsonify(path=upload.filename, error="bad_request",
-                           detail="`top` must be a positive integer"), 400
+                           detail="`top` must be a positive integer, `similar` 0 or more"), 400
         # Flask has capped the body; the Predictor's own limit (the job's too_large) is
         # --max-upload-bytes for the file itself
         data = upload.read()
         name = upload.filename or "upload"
         started = time.perf_counter()
         with decode_slots:
-            answer = predictor.predict(data, name, int(top))
+            answer = predictor.predict(data, name, int(top), min(int(similar), MAX_SIMILAR))
         ms = 1000 * (time.perf_counter() - started)
         if "error" in answer:
             logger.info("%s: %s (%.0f ms)", name, answer["error"], ms)
             return jsonify(answer), _STATUS.get(answer["error"], 422)
         logger.info("%s: %s %.3f (%.0f ms)", name, answer["label"], answer["confidence"], ms)
+        for s in answer.get("similar", []):
+            s["thumbnail"] = f"api/thumbnail/{s['row']}"
         return jsonify(answer)
+
+    @app.get("/api/thumbnail/<int:row>")
+    def thumbnail(row: int) -> Any:
+        data = predictor.similar.thumbnail(row) if predictor.similar is not None else None
+        if data is None:
+            return jsonify(path=None, error="not_found", detail=f"no indexed image {row}"), 404
+        return data, 200, {"Content-Type": "image/jpeg", "Cache-Control": "max-age=3600"}
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: HTTPException) -> Any:
@@ -131,15 +151,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                              f"(default {DEFAULT_MAX_PIXELS})")
     parser.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                         help="the regression's own probabilities (temperature 1)")
+    parser.add_argument("--similar", type=int, default=6, metavar="N",
+                        help="the run's N most similar photos under each answer, when it has "
+                             "an index (make index RUN=; default 6, 0: off)")
     args = parser.parse_args(argv)
     if args.max_upload_bytes < 1 or args.max_pixels < 1 or args.threads < 1:
         parser.error("--max-upload-bytes, --max-pixels and --threads must be at least 1")
+    if not 0 <= args.similar <= MAX_SIMILAR:
+        parser.error(f"--similar must be 0 to {MAX_SIMILAR}")
+    similar = args.similar > 0 and os.path.isfile(RunDir(args.run).index_summary)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" noise
     try:
         predictor = Predictor(args.run, calibrate=args.calibrate, max_pixels=args.max_pixels,
-                              max_file_bytes=args.max_upload_bytes)
+                              max_file_bytes=args.max_upload_bytes, similar=similar)
     except FeaturizeError as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return exc.exit_status
@@ -147,7 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # waitress buffers a whole body before Flask sees it: cap it (Flask's own limit, just
     # above --max-upload-bytes, answers the JSON 413 for anything between the two)
-    server = create_server(create_app(predictor, args.max_upload_bytes), host=args.host,
+    if args.similar and not similar:
+        logger.info("no index in %s: no similar photos (make index RUN=%s)", args.run, args.run)
+    server = create_server(create_app(predictor, args.max_upload_bytes,
+                                      args.similar if similar else 0), host=args.host,
                            port=args.port, threads=args.threads,
                            max_request_body_size=2 * (args.max_upload_bytes
                                                       + _MULTIPART_SLACK))

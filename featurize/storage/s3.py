@@ -299,14 +299,19 @@ def download(s3: Any, uri: str, dest: str) -> str:
     return dest
 
 
-def read_text(s3: Any, uri: str) -> str:
-    """A small UTF-8 object's text."""
+def read_bytes(s3: Any, uri: str) -> bytes:
+    """A small object's bytes."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     loc = S3Uri.parse(uri)
     try:
-        return s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read().decode("utf-8")
+        return s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
     except (ClientError, BotoCoreError) as exc:
         raise explain(exc, f"reading {uri}") from exc
+
+
+def read_text(s3: Any, uri: str) -> str:
+    """A small UTF-8 object's text."""
+    return read_bytes(s3, uri).decode("utf-8")
 
 
