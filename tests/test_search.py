@@ -329,3 +329,34 @@ def test_the_page_shows_similar_photos_by_row_and_reads_no_other_file(indexed_ru
         r = client.get(bad)
         assert r.status_code == 404, (bad, r.status_code)
         assert b"status" not in r.data  # no file's content came back
+
+
+@pytest.mark.spark
+def test_the_report_shows_the_largest_duplicate_groups(spark, indexed_run, tmp_path):
+    """make report after index --duplicates: duplicates.png, linked from the page, one
+    row per group (largest first), each row's images the group's, in path order."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from featurize.review.report import write_report
+    from featurize.review.report_duplicates import load_duplicates, plot_duplicate_groups
+    from featurize.search import job
+
+    run = shutil.copytree(indexed_run, tmp_path / "run")
+    assert load_duplicates(str(run)) is None
+    # a threshold that groups the sample's digits (their own near-duplicates)
+    summary = job.run(spark, IndexConfig(run=str(run), k=5, duplicates=0.8))
+    groups = pq.read_table(run / "duplicates").to_pandas()
+    assert summary["duplicates"]["groups"] == groups["group"].nunique() >= 2
+    sizes = groups.groupby("group").size()
+    assert list(sizes.sort_index()) == sorted(sizes, reverse=True)
+    fig = plot_duplicate_groups(groups, n_groups=3, per_group=4)
+    axes = np.array(fig.axes).reshape(3, 4)
+    for g, row in zip(sorted(sizes.index)[:3], axes):
+        shown = sum(len(ax.images) for ax in row)
+        assert shown == min(4, sizes[g])
+        assert row[0].get_title(loc="left").startswith(f"group {g}: {sizes[g]} images")
+    written = write_report(str(run))
+    assert str(run / "report" / "duplicates.png") in written
+    assert "duplicates.png" in (run / "report" / "index.html").read_text()

@@ -24,6 +24,7 @@ from featurize.model.decode import ImageDecodeError
 from featurize.model.preprocess import Preprocessing, decode_rgb
 from featurize.review.report_clusters import FIGURES as CLUSTER_FIGURES
 from featurize.review.report_clusters import load_clusters
+from featurize.review.report_duplicates import load_duplicates, plot_duplicate_groups
 from featurize.rundir import METRICS, RunDir, local_path
 
 
@@ -256,6 +257,10 @@ def write_report(run_dir: str) -> list[str]:
     if clusters is not None:
         figures += [(name, title, lambda _run, plot=plot: plot(clusters))
                     for name, title, plot in CLUSTER_FIGURES]
+    duplicates = load_duplicates(run.path)
+    if duplicates is not None:
+        figures.append(("duplicates.png", "Near-duplicates: the largest groups",
+                        lambda _run: plot_duplicate_groups(duplicates)))
     written = []
     for name, _, plot in figures:
         path = os.path.join(out, name)
