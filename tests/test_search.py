@@ -360,3 +360,26 @@ def test_the_report_shows_the_largest_duplicate_groups(spark, indexed_run, tmp_p
     written = write_report(str(run))
     assert str(run / "report" / "duplicates.png") in written
     assert "duplicates.png" in (run / "report" / "index.html").read_text()
+
+
+def test_a_thumbnail_is_read_from_s3_as_the_job_reads_it(moto_endpoint, tmp_path):
+    """An s3:// input through boto3 (moto), downscaled to 160 px on its long side; a
+    missing object or a non-image is None, never an exception."""
+    import io
+
+    import boto3
+    from PIL import Image
+
+    from featurize.photo.predict_one import thumbnail_of
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="thumbs")
+    buf = io.BytesIO()
+    Image.new("RGB", (640, 320), (200, 30, 30)).save(buf, "PNG")
+    s3.put_object(Bucket="thumbs", Key="in/a/1.png", Body=buf.getvalue())
+    s3.put_object(Bucket="thumbs", Key="in/a/2.png", Body=b"not an image")
+    thumb = Image.open(io.BytesIO(thumbnail_of("s3://thumbs/in/a/1.png")))
+    assert thumb.format == "JPEG" and thumb.size == (160, 80)
+    assert np.abs(np.asarray(thumb, np.float64) - [200, 30, 30]).max() < 6
+    assert thumbnail_of("s3://thumbs/in/a/2.png") is None
+    assert thumbnail_of("s3://thumbs/in/a/missing.png") is None
