@@ -136,8 +136,6 @@ def plot_silhouette(data: ClusterData) -> Any:
 def plot_cluster_grid(data: ClusterData, per_cluster: int = 6, thumb: int = 96) -> Any:
     """One row per cluster: its ``per_cluster`` images nearest the centre, titled with
     the cluster's size and its most common label."""
-    from PIL import Image
-
     df = data.assigned
     clusters = sorted(df["cluster"].unique())
     fig = _figure(1.25 * per_cluster + 1.6, 1.3 * len(clusters) + 0.5)
@@ -151,19 +149,26 @@ def plot_cluster_grid(data: ClusterData, per_cluster: int = 6, thumb: int = 96) 
         for ax in row:
             ax.axis("off")
         for ax, path in zip(row, nearest["path"]):
-            try:
-                with open(local_path(path), "rb") as fh:
-                    img = decode_rgb(fh.read())
-                img.thumbnail((thumb, thumb), Image.BILINEAR)
-                ax.imshow(img)
-            except (OSError, ImageDecodeError):
-                ax.text(0.5, 0.5, "(not readable here)", ha="center", va="center",
-                        fontsize=6)
+            show_image(ax, path, thumb)
         row[0].set_title(f"cluster {cluster}: {len(members)} images, {common}",
                          fontsize=8, loc="left")
     fig.suptitle("the images nearest each cluster's centre", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def show_image(ax: Any, path: str, thumb: int) -> None:
+    """The run's image at ``path`` in ``ax``, at most ``thumb`` px, or a note that it
+    cannot be read from here (a run written elsewhere, a file gone)."""
+    from PIL import Image
+
+    try:
+        with open(local_path(path), "rb") as fh:
+            img = decode_rgb(fh.read())
+        img.thumbnail((thumb, thumb), Image.BILINEAR)
+        ax.imshow(img)
+    except (OSError, ImageDecodeError):
+        ax.text(0.5, 0.5, "(not readable here)", ha="center", va="center", fontsize=6)
 
 
 #: (file name, title, plot) for the report, in order.

@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from featurize.model.decode import ImageDecodeError
-from featurize.model.preprocess import decode_rgb
-from featurize.rundir import RunDir, local_path
+from featurize.review.report_clusters import show_image
+from featurize.rundir import RunDir
 
 
 def load_duplicates(run_dir: str) -> pd.DataFrame | None:
@@ -31,7 +30,6 @@ def plot_duplicate_groups(groups: pd.DataFrame, n_groups: int = 6, per_group: in
     """One row per group, largest first (group 1 is the largest): its first
     ``per_group`` images in path order."""
     from matplotlib.figure import Figure
-    from PIL import Image
 
     shown = sorted(groups["group"].unique())[:n_groups]
     fig = Figure(figsize=(1.25 * per_group + 1.6, 1.3 * len(shown) + 0.5), dpi=100)
@@ -41,13 +39,7 @@ def plot_duplicate_groups(groups: pd.DataFrame, n_groups: int = 6, per_group: in
         for ax in row:
             ax.axis("off")
         for ax, path in zip(row, members["path"]):
-            try:
-                with open(local_path(path), "rb") as fh:
-                    img = decode_rgb(fh.read())
-                img.thumbnail((thumb, thumb), Image.BILINEAR)
-                ax.imshow(img)
-            except (OSError, ImageDecodeError):
-                ax.text(0.5, 0.5, "(not readable here)", ha="center", va="center", fontsize=6)
+            show_image(ax, path, thumb)
         row[0].set_title(f"group {g}: {len(members)} images, similarity to the first "
                          f">= {members['similarity'].min():.3f}", fontsize=8, loc="left")
     total = groups["group"].nunique()
