@@ -201,13 +201,12 @@ def test_cluster_as_created(aws, cluster, subnet):
 
 @pytest.fixture(scope="module")
 def submitted(aws, cluster):
-    """``make submit`` of featurize + train + index to the module's cluster, once: the steps as
+    """``make submit`` of featurize + train to the module's cluster, once: the steps as
     EMR lists them, oldest first (the replay test runs the first; it must not depend on
     another test having submitted, since it runs in make integration-test alone)."""
     _, emr, _, common = aws
     make("submit", *common, f"INPUT={INPUT}", f"OUTPUT={OUTPUT}",
-         "JOB_ARGS=--pca-k 3 --batch-size 4", "TRAIN_ARGS=--test-fraction=0.25",
-         "STEPS=featurize train index", "INDEX_ARGS=--k 5 --duplicates 0.9")
+         "JOB_ARGS=--pca-k 3 --batch-size 4", "TRAIN_ARGS=--test-fraction=0.25")
     return list(reversed(emr.list_steps(ClusterId=cluster)["Steps"]))
 
 
@@ -231,9 +230,6 @@ def test_submit_steps_and_artifacts(aws, cluster, submitted, weights_spec):
         ("featurize-images train", "CANCEL_AND_WAIT", "command-runner.jar", head + [
             "s3://featurize-emr-test/team/fz/dist/jobs/train_classifier.py",
             "--run", "s3://featurize-emr-test/runs/r1", "--test-fraction=0.25"]),
-        ("featurize-images index", "CANCEL_AND_WAIT", "command-runner.jar", head + [
-            "s3://featurize-emr-test/team/fz/dist/jobs/index_features.py",
-            "--run", "s3://featurize-emr-test/runs/r1", "--k", "5", "--duplicates", "0.9"]),
     ]
     # every artifact a step names is in S3, with the bytes of the local build
     dist = tmp / "dist"
@@ -290,6 +286,26 @@ def test_code_zip_imports_the_jobs(aws, cluster):
     proc = subprocess.run([sys.executable, "-c", code, str(zip_path), str(tmp / "dist/jobs")],
                           capture_output=True, text=True, cwd=tmp, check=True)
     assert proc.stdout.strip() == str(zip_path / "featurize" / "__init__.py")
+
+
+def test_the_index_step_runs_after_train_with_its_args():
+    """STEPS with index and INDEX_ARGS (the flag the Makefile passes): the index job on
+    the run, after featurize whatever order the steps are named in."""
+    import shlex
+
+    from emr import requests
+    from emr.args import build_parser, job_args_from
+    from emr.settings import Settings
+
+    args = build_parser("emr").parse_args(shlex.split(
+        f"submit --bucket {BUCKET} --input s3://{BUCKET}/in "
+        f"--output s3://{BUCKET}/runs/r1 --index-args='--k 5 --duplicates 0.9'"))
+    built = requests.steps(Settings(bucket=BUCKET), ["index", "featurize"], job_args_from(args))
+    assert [s.request["Name"] for s in built] == ["featurize-images featurize",
+                                                  "featurize-images index"]
+    tail = built[1].request["HadoopJarStep"]["Args"][-7:]
+    assert tail[0].endswith("/dist/jobs/index_features.py")
+    assert tail[1:] == ["--run", f"s3://{BUCKET}/runs/r1", "--k", "5", "--duplicates", "0.9"]
 
 
 def _set_steps(cluster_id: str, *states: str) -> list[str]:
