@@ -91,7 +91,7 @@ pip_offline --require-hashes --no-deps -r "$work/tools-hashed.txt"
 log "installing $(grep -cvE '^\s*(#|$)' "$work/requirements-hashed.txt") wheels at the project's pins, hashes required, no index"
 pip_offline --require-hashes -r "$work/requirements-hashed.txt"
 "$VENV/bin/python" -m pip check --disable-pip-version-check
-"$VENV/bin/python" -c "import numpy, pandas, pyarrow, PIL, h5py, tensorflow, keras, boto3, openvino; print('imports ok: tensorflow', tensorflow.__version__, 'openvino', openvino.__version__)"
+"$VENV/bin/python" -c "import numpy, pandas, pyarrow, PIL, h5py, tensorflow, keras, boto3, openvino, faiss; print('imports ok: tensorflow', tensorflow.__version__, 'openvino', openvino.__version__, 'faiss', faiss.__version__)"
 log "installed:"
 "$VENV/bin/python" -m pip freeze --all --disable-pip-version-check
 echo "$want" > "$STAMP"

@@ -651,7 +651,7 @@ def test_bootstrap_script_installs_the_pins_idempotently(aws, cluster, tmp_path)
     wanted = [ln.strip() for ln in (REPO / "bootstrap/requirements.txt").read_text().splitlines()
               if ln.strip() and not ln.startswith("#")]
     assert wanted == ["numpy", "pandas", "pyarrow", "pillow", "h5py", "tensorflow-cpu",
-                      "keras", "openvino", "boto3"]
+                      "keras", "openvino", "boto3", "faiss-cpu"]
     for name in wanted + ["pip", "setuptools", "wheel"]:
         assert installed[name] == pinned[name], name
     # every installed package at the project's pin, nothing unpinned
