@@ -30,6 +30,7 @@ from featurize.model.run_checks import (
     check_classifier, check_weights, run_preprocessing, run_weights_spec,
 )
 from featurize.rundir import RunDir
+from featurize.search import index as ix
 
 logger = logging.getLogger(__name__)
 
@@ -156,8 +157,6 @@ class SimilarImages:
     def __init__(self, run: str, pca_model_id: str) -> None:
         import pyarrow.parquet as pq
 
-        from featurize.search import index as ix
-
         rd = RunDir(run)
         record = _read_json(Path(rd.index_summary), f"{run} has no similar-images index "
                                                     f"(index/index.json missing): make index "
@@ -165,13 +164,12 @@ class SimilarImages:
         if record.get("pca_model_id") != pca_model_id:
             raise ConfigError(f"the index in {run} was built on another PCA model than the "
                               f"classifier's: make index RUN={run}")
-        self._ix = ix
         self.index = ix.load(str(Path(rd.index_file)), record["index"]["nprobe"])
         rows = pq.read_table(rd.index_rows, columns=["row", "path"]).sort_by("row")
         self.paths = rows.column("path").to_pylist()
 
     def search(self, pca_features: Any, n: int) -> list[dict[str, Any]]:
-        sims, ids = self._ix.search(self.index, pca_features, n)
+        sims, ids = ix.search(self.index, pca_features, n)
         return [{"path": self.paths[i], "similarity": float(s), "row": int(i)}
                 for s, i in zip(sims[0], ids[0]) if i >= 0]
 

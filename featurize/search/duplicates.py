@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 logger = logging.getLogger(__name__)
@@ -59,8 +59,8 @@ def groups(labels: DataFrame, frame: DataFrame) -> DataFrame:
     first = (members.where(F.col("row") == F.col("label"))
              .select("label", F.col("pca_features").alias("first")))
     sizes = members.groupBy("label").agg(F.count("*").alias("size"), F.min("path").alias("p0"))
-    numbered = sizes.select("label", F.row_number().over(
-        _by_size()).cast("int").alias("group"))
+    by_size = Window.orderBy(F.col("size").desc(), F.col("p0"))
+    numbered = sizes.select("label", F.row_number().over(by_size).cast("int").alias("group"))
     x, y = F.col("pca_features").cast("array<double>"), F.col("first").cast("array<double>")
     dot = F.aggregate(F.zip_with(x, y, lambda a, b: a * b), F.lit(0.0), lambda s, v: s + v)
     nx = F.sqrt(F.aggregate(F.transform(x, lambda a: a * a), F.lit(0.0), lambda s, v: s + v))
@@ -69,9 +69,3 @@ def groups(labels: DataFrame, frame: DataFrame) -> DataFrame:
     return (members.join(first, "label").join(numbered, "label")
             .select("group", "path", cosine.alias("similarity"))
             .orderBy("group", "path"))
-
-
-def _by_size():
-    from pyspark.sql import Window
-
-    return Window.orderBy(F.col("size").desc(), F.col("p0"))

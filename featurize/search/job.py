@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from featurize.config import refuse_credentials
 from featurize.encryption import Encryption
@@ -86,10 +87,10 @@ def run(spark: SparkSession, config: IndexConfig) -> dict[str, Any]:
                 edge = dup.edges(nb.pairs(found), config.duplicates)
                 labels = dup.components(edge)
                 dup.groups(labels, frame).write.mode("overwrite").parquet(run_dir.duplicates)
-                written = spark.read.parquet(run_dir.duplicates)
-                groups = {"threshold": config.duplicates,
-                          "groups": written.select("group").distinct().count(),
-                          "images": written.count()}
+                counted = spark.read.parquet(run_dir.duplicates).agg(
+                    F.countDistinct("group").alias("groups"), F.count("*").alias("images")).first()
+                groups = {"threshold": config.duplicates, "groups": counted["groups"],
+                          "images": counted["images"]}
         else:
             filesystem.delete(spark, run_dir.duplicates)
         found.unpersist()

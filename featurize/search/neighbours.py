@@ -42,11 +42,11 @@ def build_and_ship(spark: SparkSession, frame: DataFrame, n: int, exact_max: int
     to ``tmp`` and handed to Spark for its workers: (its record, the local file, the name
     the workers open it by). The name is the file's content hash: a session never
     replaces a shipped file under one name (Spark refuses that)."""
-    dim = len(frame.select("pca_features").first()[0])
     want = ix.RECALL_QUERIES
     if ix.kind_for(n, exact_max) != "flat":
         want = max(want, ix.cells_for(n) * ix.TRAIN_PER_CELL)
-    builder = ix.IndexBuilder(n, dim, sample_vectors(frame, n, want), exact_max)
+    sample = sample_vectors(frame, n, want)
+    builder = ix.IndexBuilder(n, sample.shape[1], sample, exact_max)
     for chunk in stream_vectors(frame):
         builder.add(chunk)
     record = builder.finish()
