@@ -8,6 +8,7 @@ import importlib.util
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from featurize.encryption import Encryption
 from featurize.errors import ConfigError
@@ -65,15 +66,30 @@ def check_engine(engine: str, precision: str) -> None:
                           "tensorflow.")
 
 
-#: Images per featurize task unless --files-per-partition says otherwise. A task writes
-#: one ``features/`` file (its own commit: a stopped run keeps every finished task's
-#: rows for ``--resume``), so this sets the file size: ~31 MB (a row is 1,280 float32,
-#: which Parquet barely compresses), against 5 MB at the former 1,024. It is not larger
-#: because each task carries its file list (~130 bytes a file, measured), and 6,144
-#: files keep a task under Spark's 1 MB warning size; a lost executor or a reclaimed
-#: Spot node costs at most one such task (~3 minutes of one core at 33 images/s).
-#: Small runs are cut by the cores first (:func:`featurize.extract.pipeline.plan_partitions`).
-DEFAULT_FILES_PER_PARTITION = 6_144
+#: Images per featurize task unless --files-per-partition says otherwise, when the Python
+#: workers read the bytes (``--reader``). A task writes one ``features/`` file (its own
+#: commit: a stopped run keeps every finished task's rows for ``--resume``), so this sets
+#: the file size: ~64 MB (a row is 1,280 float32, which Parquet barely compresses), the
+#: low end of the 64-512 MB that readers of Parquet work best with, and chosen there
+#: because a lost executor or a reclaimed Spot node costs at most one such task (~6
+#: minutes of one core at 33 images/s). Small runs are cut by the cores first
+#: (:func:`featurize.extract.pipeline.plan_partitions`).
+DEFAULT_FILES_PER_PARTITION = 12_288
+
+#: The same when Spark's ``binaryFile`` scan reads the bytes: each of its tasks carries
+#: its file list (~130 bytes a file, measured), and 6,144 files (~31 MB files) keep a
+#: task under Spark's 1 MB warning size (13,107 made 1.5 MB tasks).
+SCAN_FILES_PER_PARTITION = 6_144
+
+#: How the featurize pass reads each file's bytes (``--reader``): ``auto`` (the workers
+#: for local files, ``--input-list`` and S3 without a Hadoop filesystem; the scan for a
+#: prefix on a Hadoop filesystem: EMR's ``s3://``, ``hdfs://``), ``workers`` (each Python
+#: worker opens its files, or fetches its S3 objects with boto3) or ``scan`` (Spark's
+#: ``binaryFile`` reader, in the JVM).
+READERS = ("auto", "workers", "scan")
+
+#: Schemes a Python worker can read by itself (``--reader workers``).
+WORKER_SCHEMES = ("", "file", "s3", "s3a", "s3n")
 
 #: Files larger than this go to errors/ as ``too_large`` without their bytes being read
 #: (``--max-file-bytes``; 0 = no limit). 128 MiB is far above any photo, and 16 of them
@@ -176,6 +192,8 @@ class FeaturizeConfig:
     input_list : str or None
         A file naming the inputs (CSV or Parquet with ``path`` [, ``label``], plain
         text, or an S3 Inventory ``manifest.json``): ``input`` is not listed.
+    reader : str
+        Who reads the bytes: ``auto``, ``workers`` or ``scan`` (:data:`READERS`).
     """
 
     input: str
@@ -200,6 +218,7 @@ class FeaturizeConfig:
     encryption: Encryption = field(default_factory=Encryption)
     input_list: str | None = None
     decode_ahead: bool | None = None
+    reader: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.input:
@@ -250,9 +269,22 @@ class FeaturizeConfig:
                               f"{', '.join(MODES)}.")
         if self.decode not in DECODES:
             raise ConfigError(f"--decode {self.decode}: choose one of {', '.join(DECODES)}.")
+        self._check_reader()
         if self.image_size % 32 or not 96 <= self.image_size <= 512:
             raise ConfigError(f"--image-size {self.image_size}: give a multiple of 32 from "
                               f"96 to 512 (224 is what the ImageNet weights were trained at).")
+
+    def _check_reader(self) -> None:
+        if self.reader not in READERS:
+            raise ConfigError(f"--reader {self.reader}: choose one of {', '.join(READERS)}.")
+        if self.reader == "scan" and self.input_list:
+            raise ConfigError("--reader scan reads a walked folder through Spark's binaryFile "
+                              "reader; the files of --input-list are read by the workers "
+                              "(leave --reader at auto).")
+        scheme = urlsplit(self.input).scheme.lower()
+        if self.reader == "workers" and scheme not in WORKER_SCHEMES:
+            raise ConfigError(f"--reader workers: a Python worker reads local files and S3 "
+                              f"objects only, not {scheme}://; use --reader scan (or auto).")
 
     @property
     def file_byte_limit(self) -> int:

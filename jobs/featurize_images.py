@@ -18,7 +18,7 @@ from featurize import encryption
 from featurize.config import (
     DECODES, DEFAULT_EXTENSIONS, DEFAULT_FILES_PER_PARTITION, DEFAULT_IMAGE_SIZE,
     DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_SEED, ENGINES, MODES, PRECISIONS,
-    FeaturizeConfig, default_engine,
+    READERS, SCAN_FILES_PER_PARTITION, FeaturizeConfig, default_engine,
 )
 from featurize.encryption import Encryption
 from featurize.entry import configure_logging, run_job
@@ -88,7 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference threads per task (default: spark.task.cpus)")
     p.add_argument("--files-per-partition", type=int, default=None,
                    help="upper bound on images per Spark task, and so per features/ file "
-                        f"(default {DEFAULT_FILES_PER_PARTITION}: ~31 MB files)")
+                        f"(default {DEFAULT_FILES_PER_PARTITION}: ~64 MB files; "
+                        f"{SCAN_FILES_PER_PARTITION} with --reader scan)")
+    p.add_argument("--reader", choices=READERS, default="auto",
+                   help="who reads each file's bytes: workers (each Python worker opens "
+                        "its files, or fetches its S3 objects with boto3), scan (Spark's "
+                        "binaryFile reader in the JVM, any Hadoop filesystem), auto "
+                        "(default: workers for local files, --input-list and S3 without "
+                        "a Hadoop filesystem; scan for s3:// on EMR and hdfs://)")
     encryption.add_flags(p)
     p.add_argument("--log-level", default="INFO")
     return p
@@ -120,6 +127,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> FeaturizeConfig:
         image_size=args.image_size,
         encryption=Encryption.from_args(args),
         input_list=args.input_list,
+        reader=args.reader,
     )
 
 

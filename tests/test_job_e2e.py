@@ -227,10 +227,12 @@ def test_failed_run_leaves_a_failed_manifest(spark, tmp_path):
     assert not (out / "pca").exists()
 
 
-def test_a_folder_of_images_is_walked_once(spark, corpus, weights_spec, tmp_path, monkeypatch):
-    """The listing's walk is also the reader of the content when every file is an image;
-    a folder with other files is walked a second time, through the extension glob (a
-    filter on ``path`` would still read their bytes)."""
+def test_a_folder_is_walked_once(spark, corpus, weights_spec, tmp_path, monkeypatch):
+    """A local folder is walked once and its bytes read by the workers, whatever else it
+    holds. Through Spark's scan (``--reader scan``, the way of EMR's ``s3://``) the
+    walk's reader is also the content reader when every file is an image; a folder with
+    other files is walked a second time, through the extension glob (a filter on
+    ``path`` would still read their bytes)."""
     from featurize.inputs import listing
 
     walks = []
@@ -244,10 +246,27 @@ def test_a_folder_of_images_is_walked_once(spark, corpus, weights_spec, tmp_path
     only_images = tmp_path / "only"
     for i in range(4):
         write(only_images / "a" / f"{i}.png", image_bytes(pattern_image(i), "PNG"))
-    run(spark, FeaturizeConfig(input=str(only_images), output=str(tmp_path / "r1"),
-                               weights=weights_spec, pca_k=2))
-    assert walks == [None]
-    walks.clear()
-    run(spark, FeaturizeConfig(input=str(corpus), output=str(tmp_path / "r2"),
-                               weights=weights_spec, pca_k=2))
-    assert walks == [None, ("jpg", "jpeg", "png")]
+    outputs = {}
+    for reader, second_walk in (("auto", []), ("scan", [("jpg", "jpeg", "png")])):
+        walks.clear()
+        m = run(spark, FeaturizeConfig(input=str(only_images), output=str(tmp_path / "r1"),
+                                       weights=weights_spec, pca_k=2, reader=reader,
+                                       overwrite=True))
+        assert walks == [None]
+        assert m["spark"]["reader"] == ("workers" if reader == "auto" else "scan")
+        walks.clear()
+        m = run(spark, FeaturizeConfig(input=str(corpus), output=str(tmp_path / "r2"),
+                                       weights=weights_spec, pca_k=2, reader=reader,
+                                       overwrite=True))
+        assert walks == [None, *second_walk]
+        features = {r["path"]: r["features"] for r in
+                    spark.read.parquet(str(tmp_path / "r2" / "features")).collect()}
+        errors = sorted(tuple(r) for r in spark.read.parquet(
+            str(tmp_path / "r2" / "errors")).select("path", "error").collect())
+        outputs[reader] = (m["counts"], features, errors)
+    # the same rows, features and errors whoever reads the bytes
+    assert outputs["auto"][0] == outputs["scan"][0]
+    assert outputs["auto"][2] == outputs["scan"][2] and outputs["auto"][2]
+    assert outputs["auto"][1].keys() == outputs["scan"][1].keys()
+    for path, feats in outputs["auto"][1].items():
+        assert np.allclose(feats, outputs["scan"][1][path], atol=1e-6)

@@ -19,7 +19,9 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from featurize.config import DEFAULT_FILES_PER_PARTITION, FeaturizeConfig
+from featurize.config import (
+    DEFAULT_FILES_PER_PARTITION, SCAN_FILES_PER_PARTITION, FeaturizeConfig,
+)
 from featurize.errors import JobError
 from featurize.extract.pipeline import (
     PartitionPlan, apply_featurizer, error_rows, plan_partitions, with_labels,
@@ -119,6 +121,7 @@ class FeaturizePass:
     plan: PartitionPlan
     threads: int
     decode_ahead: bool
+    workers_read: bool
 
     def confs(self) -> Any:
         return sql_conf(self.spark, self.conf_values)
@@ -137,7 +140,8 @@ class FeaturizePass:
         so a failed run's manifest has it too)."""
         return {"partitions_planned": self.plan.partitions,
                 "inference_threads_per_task": self.threads,
-                "decode_ahead": self.decode_ahead}
+                "decode_ahead": self.decode_ahead,
+                "reader": "workers" if self.workers_read else "scan"}
 
     @property
     def partitions_used(self) -> int:
@@ -158,11 +162,13 @@ def start_pass(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
     """Plan partitions, broadcast the engine's payload and persist the UDF's output
     (lazily)."""
     sc = spark.sparkContext
-    cap = config.files_per_partition or DEFAULT_FILES_PER_PARTITION
+    by_workers = listing.workers_read
+    cap = config.files_per_partition or (
+        DEFAULT_FILES_PER_PARTITION if by_workers else SCAN_FILES_PER_PARTITION)
     # Spark's scan covers every listed file under the limit (--resume's kept ones are
-    # dropped after the scan); the boto3 path fetches only the files to read.
+    # dropped after the scan); the workers read only the files to read.
     n_scan = listing.scan_files
-    n_read = n_scan if listing.mode == "spark" else listing.n_to_read
+    n_read = listing.n_to_read if by_workers else n_scan
     read_bytes = int(listing.scan_bytes * n_read / max(n_scan, 1))
     plan = plan_partitions(n_read, read_bytes, sc.defaultParallelism, cap)
     broadcast = sc.broadcast(engine.payload)
@@ -198,7 +204,8 @@ def start_pass(spark: SparkSession, config: FeaturizeConfig, listing: Listing,
     return FeaturizePass(spark=spark, frame=frame, observed=observed, observation=observation,
                          broadcast=broadcast, counter=counter, rows=rows, n_read=n_read,
                          conf_values=conf_values,
-                         plan=plan, threads=threads, decode_ahead=ahead)
+                         plan=plan, threads=threads, decode_ahead=ahead,
+                         workers_read=by_workers)
 
 
 def write_errors(spark: SparkSession, fz: FeaturizePass | None, listing: Listing,

@@ -137,33 +137,6 @@ def stat_paths(paths: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         yield pd.DataFrame({"length": [s[0] for s in stats], "mtime_ms": [s[1] for s in stats]})
 
 
-def fetch_paths(paths: Iterator[pd.Series]) -> Iterator[pd.Series]:
-    """Scalar-iterator pandas UDF body: paths → bytes (None: gone since the stat, which
-    the featurizer records as ``not_read``)."""
-    client = None
-    for batch in paths:
-        out: list[bytes | None] = []
-        for path in batch:
-            if s3.is_s3(path):
-                from botocore.exceptions import ClientError
-
-                client = client or s3.client()
-                loc = s3.S3Uri.parse(path)
-                try:
-                    out.append(client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read())
-                except ClientError as exc:
-                    if exc.response.get("Error", {}).get("Code") != "NoSuchKey":
-                        raise
-                    out.append(None)
-                continue
-            try:
-                with open(local_path(path), "rb") as fh:
-                    out.append(fh.read())
-            except FileNotFoundError:
-                out.append(None)
-        yield pd.Series(out, dtype=object)
-
-
 def stat_frame(listed: DataFrame, n_paths: int) -> DataFrame:
     """``listed`` (``path`` [, ``label``]) with ``length, mtime_ms`` read on the
     executors, over about ``n_paths / PATHS_PER_TASK`` tasks."""
@@ -174,19 +147,6 @@ def stat_frame(listed: DataFrame, n_paths: int) -> DataFrame:
     return listed.repartition(tasks).withColumn("_stat", stat("path")).select(
         *listed.columns, F.col("_stat.length").alias("length"),
         F.col("_stat.mtime_ms").alias("mtime_ms"))
-
-
-def read_listed(readable: DataFrame, partitions: int) -> DataFrame:
-    """The ``binaryFile`` schema (``path, modificationTime, length, content``, and
-    ``label`` when the list gives one) for the listed files to read, fetched on
-    ``partitions`` tasks."""
-    from pyspark.sql.functions import pandas_udf
-
-    fetch = pandas_udf("binary")(fetch_paths)  # type: ignore[call-overload]
-    extra = ["label"] if "label" in readable.columns else []
-    return readable.repartition(max(partitions, 1)).select(
-        "path", F.expr("timestamp_millis(mtime_ms)").alias("modificationTime"), "length",
-        fetch("path").alias("content"), *extra)
 
 
 def list_given(spark: SparkSession, config: FeaturizeConfig) -> Listing:

@@ -144,6 +144,10 @@ class Listing:
     n_missing: int = 0
     #: ``--input-list`` with a ``label`` column: labels come from it, not the folders.
     labels_given: bool = False
+    #: The Python workers read each file's bytes themselves from its path
+    #: (:func:`featurize.inputs.read.read_by_path`); False: Spark's ``binaryFile`` scan
+    #: reads them in the JVM (a walked prefix on a Hadoop filesystem, ``--reader``).
+    workers_read: bool = True
 
     @property
     def n_to_read(self) -> int:

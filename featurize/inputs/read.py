@@ -1,14 +1,17 @@
 """The inputs' bytes, and the listing that chooses how they are found: a walk of the
 prefix (:mod:`featurize.inputs.walk`), a given list (:mod:`featurize.inputs.input_list`), or
-boto3 where this Spark has no S3 filesystem (listed on the driver, each object's bytes
-fetched on the executors by :func:`fetch_contents`). :func:`read_contents` is the one
-reader the featurize pass uses, whichever way was chosen.
+boto3 where this Spark has no S3 filesystem (listed on the driver).
+:func:`read_contents` is the one reader the featurize pass uses, whichever way was
+chosen, and it reads bytes one of two ways (``--reader``, carried in
+:attr:`Listing.workers_read`): the Python workers open each file or fetch each object
+themselves (:func:`read_by_path`: local files, S3 through boto3), or Spark's
+``binaryFile`` scan reads them in the JVM and ships them to the workers (any Hadoop
+filesystem: ``s3://`` through EMR's S3A, ``hdfs://``).
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 import pandas as pd
 from pyspark import StorageLevel
@@ -17,10 +20,10 @@ from pyspark.sql import functions as F
 
 from featurize.config import FeaturizeConfig
 from featurize.errors import ConfigError
-from featurize.inputs.input_list import list_given, read_listed
+from featurize.inputs.input_list import list_given
 from featurize.inputs.listing import BROADCAST_ROWS, Listing, why_too_large
 from featurize.inputs.walk import list_prefix
-from featurize.rundir import ERROR_RECORD_DDL, FILE_KEY_DDL, ErrorRecord, label_of
+from featurize.rundir import ERROR_RECORD_DDL, FILE_KEY_DDL, ErrorRecord, label_of, local_path
 from featurize.storage import filesystem, s3
 
 logger = logging.getLogger(__name__)
@@ -44,6 +47,11 @@ def list_inputs(spark: SparkSession, config: FeaturizeConfig, mode: str, *,
     if config.input_list:
         listing = list_given(spark, config)
     elif mode == "boto3":
+        if config.reader == "scan":
+            raise ConfigError(
+                f"--reader scan: this Spark has no filesystem for {config.input} (add "
+                f"hadoop-aws to its classpath, as EMR has), so only the workers can read "
+                f"it; leave --reader at auto.")
         listing = _list_boto3(spark, config)
     else:
         if not (filesystem.is_directory(spark, config.input) if folder
@@ -129,15 +137,15 @@ def read_contents(spark: SparkSession, listing: Listing, config: FeaturizeConfig
                   partitions: int) -> DataFrame:
     """The files to featurize with their bytes, in the ``binaryFile`` schema.
 
-    Spark mode: the reader, without too-large files (filtered on the file status, so
-    their bytes are never read) and without the inputs a resume keeps (joined after the
-    scan, with whichever side is small broadcast; binaryFile pushes down only length and
-    time filters). boto3 mode: only the objects to read, fetched on ``partitions`` tasks.
+    Read by the workers: only the files to read (the listing's keys under the limit,
+    less what a resume keeps), fetched on ``partitions`` tasks. Read by the scan: the
+    reader, without too-large files (filtered on the file status, so their bytes are
+    never read) and without the inputs a resume keeps (joined after the scan, with
+    whichever side is small broadcast; binaryFile pushes down only length and time
+    filters).
     """
-    if listing.mode == "boto3":
-        return read_images(spark, listing.readable(), partitions)
-    if listing.mode == "list":
-        return read_listed(listing.readable(), partitions)
+    if listing.workers_read:
+        return read_by_path(listing.readable(), partitions)
     images = listing.files(spark).where(F.col("length") <= F.lit(config.file_byte_limit))
     if listing.done is None or not listing.n_done:
         return images
@@ -160,38 +168,51 @@ def records_frame(spark: SparkSession, records: list[ErrorRecord]) -> DataFrame:
     )
 
 
-def fetch_contents(paths: Iterator[pd.Series]) -> Iterator[pd.Series]:
-    """Scalar-iterator pandas UDF body: ``s3://`` paths → object bytes.
+def fetch_paths(paths: Iterator[pd.Series]) -> Iterator[pd.Series]:
+    """Scalar-iterator pandas UDF body: paths (local, or ``s3://`` through boto3) →
+    bytes; None for a file gone since it was listed, which the featurizer records as
+    ``not_read``.
 
-    One client per task (created here, on the executor, from the executor's own boto3
-    configuration). A failure to fetch fails the task, so Spark retries it.
+    One S3 client per task, made on the executor from its own boto3 configuration. Any
+    other failure to read fails the task, so Spark retries it.
     """
-    from botocore.exceptions import ClientError
-
-    client = s3.client()
+    client = None
     for batch in paths:
         out: list[bytes | None] = []
         for path in batch:
-            loc = s3.S3Uri.parse(path)
+            if s3.is_s3(path):
+                from botocore.exceptions import ClientError
+
+                client = client or s3.client()
+                loc = s3.S3Uri.parse(path)
+                try:
+                    out.append(client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read())
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") != "NoSuchKey":
+                        raise
+                    out.append(None)
+                continue
             try:
-                out.append(client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read())
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "NoSuchKey":
-                    raise
-                out.append(None)  # deleted after listing: becomes a not_read error row
+                with open(local_path(path), "rb") as fh:
+                    out.append(fh.read())
+            except FileNotFoundError:
+                out.append(None)
         yield pd.Series(out, dtype=object)
 
 
-def read_images(spark: Any, objects: Any, partitions: int) -> Any:
-    """The ``binaryFile`` schema (``path, modificationTime, length, content``) from a
-    frame of listed objects (``path, length, mtime_ms``), spread over ``partitions``
-    tasks, each fetching its objects' bytes."""
+def read_by_path(readable: DataFrame, partitions: int) -> DataFrame:
+    """The ``binaryFile`` schema (``path, modificationTime, length, content``, and
+    ``label`` when the list gives one) for the keys of the files to read, spread over
+    ``partitions`` tasks, each Python worker reading its files' bytes itself.
+
+    The fetch is a pandas UDF that the featurizer's UDF consumes: Spark chains the two
+    in one Python worker, so the bytes never pass through the JVM, and a task carries
+    no file list (its rows come from a shuffle of the keys), so its size is free.
+    """
     from pyspark.sql.functions import pandas_udf
 
-    fetch = pandas_udf("binary")(fetch_contents)  # type: ignore[call-overload]
-    return objects.repartition(max(partitions, 1)).select(
-        "path",
-        F.expr("timestamp_millis(mtime_ms)").alias("modificationTime"),
-        "length",
-        fetch("path").alias("content"),
-    )
+    fetch = pandas_udf("binary")(fetch_paths)  # type: ignore[call-overload]
+    extra = ["label"] if "label" in readable.columns else []
+    return readable.repartition(max(partitions, 1)).select(
+        "path", F.expr("timestamp_millis(mtime_ms)").alias("modificationTime"), "length",
+        fetch("path").alias("content"), *extra)

@@ -92,7 +92,21 @@ def list_prefix(spark: SparkSession, config: FeaturizeConfig) -> listing.Listing
         byte_limit=limit, too_large_why=listing.why_too_large(config),
         scan_files=n_images - n_big,
         scan_bytes=n_bytes - sum(int(r["big_bytes"] or 0) for r in rows if r["image"]),
-        skipped=skipped, walked=walked, empty=tuple(sorted(empty)))
+        skipped=skipped, walked=walked, empty=tuple(sorted(empty)),
+        workers_read=workers_read(config.reader, root))
+
+
+def workers_read(reader: str, root: str) -> bool:
+    """Whether the Python workers read a walked prefix's bytes (``--reader``): ``auto``
+    on the local file system (no copy through the JVM, no file list in a task), the
+    ``binaryFile`` scan elsewhere (EMR's ``s3://`` through S3A, ``hdfs://``).
+
+    >>> workers_read("auto", "file:/data/photos"), workers_read("auto", "s3://b/photos")
+    (True, False)
+    >>> workers_read("workers", "s3://b/photos"), workers_read("scan", "file:/data")
+    (True, False)
+    """
+    return reader == "workers" or (reader == "auto" and root.startswith("file:"))
 
 
 def _unscanned(spark: SparkSession, all_files: Any, meta: DataFrame) -> list[str]:
