@@ -69,12 +69,12 @@ def check_engine(engine: str, precision: str) -> None:
 #: Images per featurize task unless --files-per-partition says otherwise, when the Python
 #: workers read the bytes (``--reader``). A task writes one ``features/`` file (its own
 #: commit: a stopped run keeps every finished task's rows for ``--resume``), so this sets
-#: the file size: ~64 MB (a row is 1,280 float32, which Parquet barely compresses), the
-#: low end of the 64-512 MB that readers of Parquet work best with, and chosen there
-#: because a lost executor or a reclaimed Spot node costs at most one such task (~6
-#: minutes of one core at 33 images/s). Small runs are cut by the cores first
-#: (:func:`featurize.extract.pipeline.plan_partitions`).
-DEFAULT_FILES_PER_PARTITION = 12_288
+#: the file size: 64-83 MB (a row is 1,280 float32, which Parquet compresses only to
+#: 3.9-5.1 KB: clothing photos to Fruits-360), the low end of the 64-512 MB that Parquet
+#: readers work best with. Not larger because a lost executor or a reclaimed Spot node
+#: costs at most one such task (~8 minutes of one core at 33 images/s). Small runs are
+#: cut by the cores first (:func:`featurize.extract.pipeline.plan_partitions`).
+DEFAULT_FILES_PER_PARTITION = 16_384
 
 #: The same when Spark's ``binaryFile`` scan reads the bytes: each of its tasks carries
 #: its file list (~130 bytes a file, measured), and 6,144 files (~31 MB files) keep a

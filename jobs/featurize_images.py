@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference threads per task (default: spark.task.cpus)")
     p.add_argument("--files-per-partition", type=int, default=None,
                    help="upper bound on images per Spark task, and so per features/ file "
-                        f"(default {DEFAULT_FILES_PER_PARTITION}: ~64 MB files; "
+                        f"(default {DEFAULT_FILES_PER_PARTITION}: 64-83 MB files; "
                         f"{SCAN_FILES_PER_PARTITION} with --reader scan)")
     p.add_argument("--reader", choices=READERS, default="auto",
                    help="who reads each file's bytes: workers (each Python worker opens "
