@@ -1,7 +1,7 @@
 """``make bench-photos``: the featurize stage on phone-size photos against the same
 photos at 448×336, and against the bare model in one process, in one run.
 
-    python -m bench.photos [--n 400] [--rounds 1] [--weights imagenet] [--no-full]
+    python -m bench.photos [--n 400] [--rounds 1] [--weights imagenet] [--no-full] [--no-scan]
 
 The photos: N of the shared clothing photos (400 px on their short side; round-robin over
 the classes, file-name order) upscaled to 3024 px on the short side (4032×3024, a 12 MP
@@ -14,7 +14,10 @@ written once under build/bench/photos/ and reused.
 1. the ceiling (bench/ceiling.py) on the phone photos, the default decode;
 2. the job (bench/job.py) on the small photos, then on the phone photos;
 3. unless ``--no-full``: the job on the phone photos with ``--decode full`` (every pixel
-   decoded, as before draft), the baseline the draft decode is measured against.
+   decoded, as before draft), the baseline the draft decode is measured against;
+4. unless ``--no-scan``: the job on the phone photos with ``--reader scan`` (the bytes
+   read by Spark's binaryFile scan and shipped to the workers, as before the workers
+   read them), the baseline the workers' reads are measured against.
 
 With ``--rounds R`` all of it R times, interleaved. Prints each featurize stage's
 images/s (the manifest's ``images_per_second.featurize``; the median over the rounds),
@@ -142,6 +145,8 @@ def main() -> int:
                    help="repeat everything; the medians are printed (each round beside)")
     p.add_argument("--no-full", action="store_true",
                    help="skip the --decode full run on the phone photos")
+    p.add_argument("--no-scan", action="store_true",
+                   help="skip the --reader scan run on the phone photos")
     args = p.parse_args()
     work = Path(args.work)
     phone, small, what = prepare(args.n, work)
@@ -151,15 +156,17 @@ def main() -> int:
           f"on average; small {_megabytes(small) * 1000:.0f} kB; {os.cpu_count()} cores",
           flush=True)
 
-    def job(images: Path, name: str, decode: str = "draft") -> tuple[dict, dict]:
+    def job(images: Path, name: str, extra: dict) -> tuple[dict, dict]:
         print(f"job: {name}", flush=True)
         return run_child("bench.job", ["--images", str(images), "--out", str(work / name),
                                        "--weights", args.weights, "--extra",
-                                       json.dumps({"decode": decode})], sample_rss=True)
+                                       json.dumps(extra)], sample_rss=True)
 
-    runs = [("small", small, "draft"), ("phone", phone, "draft")]
+    runs: list[tuple[str, Path, dict]] = [("small", small, {}), ("phone", phone, {})]
     if not args.no_full:
-        runs.append(("phone, --decode full", phone, "full"))
+        runs.append(("phone, --decode full", phone, {"decode": "full"}))
+    if not args.no_scan:
+        runs.append(("phone, --reader scan", phone, {"reader": "scan"}))
     ceilings: list[float] = []
     results: dict[str, list[tuple[dict, dict]]] = {name: [] for name, _, _ in runs}
     for r in range(args.rounds):
@@ -169,8 +176,8 @@ def main() -> int:
                                                  str(work / "ceiling"), "--weights",
                                                  args.weights])
         ceilings.append(ceiling["images"] / ceiling["stages"]["featurize"])
-        for name, images, decode in runs:
-            results[name].append(job(images, "run-" + name.split(",")[0], decode))
+        for name, images, extra in runs:
+            results[name].append(job(images, "run-" + name.split(",")[0], extra))
 
     def rate(name: str) -> float:
         return median(out["featurize_images_per_second"] for out, _ in results[name])
@@ -186,6 +193,9 @@ def main() -> int:
               + ", ".join(f"{o['featurize_images_per_second']:.1f}" for o, _ in results[name]))
     if not args.no_full:
         print(f"ratio draft/full (phone): {rate('phone') / rate('phone, --decode full'):.2f}")
+    if not args.no_scan:
+        print(f"ratio workers/scan (phone): "
+              f"{rate('phone') / rate('phone, --reader scan'):.2f}")
     print(f"ratio job/ceiling (phone): {rate('phone') / median(ceilings):.2f}")
     def median_run(name: str) -> dict:
         ranked = sorted(results[name], key=lambda r: r[0]["featurize_images_per_second"])

@@ -22,10 +22,12 @@ JOB = str(REPO / "jobs" / "featurize_images.py")
 
 
 def featurize(images: Path, out: Path, weights: str, *conf: str) -> dict:
+    """The job under spark-submit with EMR's 1 GiB driver heap, read by Spark's scan (one
+    file a partition at this parallelism: the most moment matrices)."""
     proc = subprocess.run(
         [spark_submit(), "--master", "local[2]", "--driver-memory", "1g",
          "--conf", "spark.ui.enabled=false", *conf, JOB, "--input", str(images),
-         "--output", str(out), "--weights", weights, "--pca-k", "16"],
+         "--output", str(out), "--weights", weights, "--pca-k", "16", "--reader", "scan"],
         capture_output=True, text=True, env=env(), timeout=900, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((out / "manifest.json").read_text())
@@ -43,7 +45,8 @@ def test_pca_at_400_partitions_with_a_1g_driver_equals_the_default_run(
     """At spark.default.parallelism=400 the features/ read has ~400 partitions, each
     with its 13 MB moment matrix: collected on the driver that was 5 GB and an
     OutOfMemoryError in a 1 GiB heap after the whole CNN pass. Merged on the executors,
-    the run completes and its PCA equals the default run's within 1e-6."""
+    the run completes and its PCA equals the default run's within 1e-6 (that one read
+    by the workers, so the two readers agree too)."""
     images = tmp_path / "images"
     write_sample(str(images), per_class=20, with_broken=False)  # 200 images
     wide = featurize(images, tmp_path / "wide", weights_spec,
