@@ -44,13 +44,13 @@ BUILTIN_RATES = {
                    "engine": "tensorflow",
                    "measured": "docs/PERFORMANCE.md (make bench, 2 cores, 2026-11)"},
     "small photos": {"megapixels": 0.15, "megabytes": 0.03,
-                     "images_per_second_per_core": 40.5, "engine": "openvino",
+                     "images_per_second_per_core": 37.0, "engine": "openvino",
                      "measured": "docs/PERFORMANCE.md (make bench-photos, 2 cores, "
-                                 "2026-12-07)"},
+                                 "2026-12-07, read by the workers)"},
     "phone photos": {"megapixels": 12.2, "megabytes": 1.9,
-                     "images_per_second_per_core": 17.6, "engine": "openvino",
+                     "images_per_second_per_core": 19.9, "engine": "openvino",
                      "measured": "docs/PERFORMANCE.md (make bench-photos, 2 cores, "
-                                 "2026-12-07)"},
+                                 "2026-12-07, read by the workers)"},
 }
 #: Images whose headers ``make estimate`` reads (evenly spaced over the listing), and
 #: the bytes it asks for first (enough for a JPEG's header after its EXIF block; more,
