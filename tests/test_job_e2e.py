@@ -270,3 +270,25 @@ def test_a_folder_is_walked_once(spark, corpus, weights_spec, tmp_path, monkeypa
     assert outputs["auto"][1].keys() == outputs["scan"][1].keys()
     for path, feats in outputs["auto"][1].items():
         assert np.allclose(feats, outputs["scan"][1][path], atol=1e-6)
+
+
+def test_reader_refusals_say_what_to_change(spark, corpus, tmp_path):
+    """--reader: an unknown value, the scan with --input-list, the workers on a scheme no
+    Python worker reads, and the scan where this Spark has no S3 filesystem."""
+    from featurize.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--reader jvm: choose one of auto, workers, scan"):
+        FeaturizeConfig(input=str(corpus), output=str(tmp_path / "o"), reader="jvm")
+    with pytest.raises(ConfigError, match="--reader scan reads a walked folder"):
+        FeaturizeConfig(input=str(corpus), output=str(tmp_path / "o"), reader="scan",
+                        input_list=str(tmp_path / "list.txt"))
+    with pytest.raises(ConfigError, match="not hdfs://; use --reader scan"):
+        FeaturizeConfig(input="hdfs://nn/photos", output=str(tmp_path / "o"),
+                        reader="workers")
+    for reader in ("workers", "auto"):  # accepted
+        FeaturizeConfig(input="s3://bucket/photos", output=str(tmp_path / "o"), reader=reader)
+    with pytest.raises(ConfigError, match="--reader scan: this Spark has no filesystem for "
+                                          "s3://bucket/photos"):
+        run(spark, FeaturizeConfig(input="s3://bucket/photos", output=str(tmp_path / "o"),
+                                   weights="random", reader="scan"))
+    assert not (tmp_path / "o").exists()
