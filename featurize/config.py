@@ -88,8 +88,12 @@ SCAN_FILES_PER_PARTITION = 6_144
 #: ``binaryFile`` reader, in the JVM).
 READERS = ("auto", "workers", "scan")
 
-#: Schemes a Python worker can read by itself (``--reader workers``).
-WORKER_SCHEMES = ("", "file", "s3", "s3a", "s3n")
+#: URI schemes that name S3 (Hadoop's connectors and EMR's ``s3://``).
+S3_SCHEMES = ("s3", "s3a", "s3n")
+
+#: Schemes a Python worker can read by itself (``--reader workers``): local, and S3
+#: through boto3.
+WORKER_SCHEMES = ("", "file", *S3_SCHEMES)
 
 #: Files larger than this go to errors/ as ``too_large`` without their bytes being read
 #: (``--max-file-bytes``; 0 = no limit). 128 MiB is far above any photo, and 16 of them

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from featurize.config import S3_SCHEMES
 from featurize.errors import S3AccessError, S3Error, S3WriteError, explain_aws
 from featurize.rundir import MANIFEST
 
 logger = logging.getLogger(__name__)
-
-S3_SCHEMES = ("s3", "s3a", "s3n")
 
 
 @dataclass(frozen=True)
